@@ -1,0 +1,3 @@
+//! zone-client: the zone CLI and grpc's standard interop client cases.
+
+pub mod interop;
