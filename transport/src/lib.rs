@@ -1,9 +1,19 @@
 //! grpc-h3 — a tonic-compatible gRPC transport over HTTP/3 (quinn + h3) with a switchable HTTP/2
 //! fallback. (Crate docs are completed with the public API.)
 
+mod client;
+mod error;
 mod info;
+mod server;
+mod timeout;
+mod tls;
 
+pub use client::{Channel, Endpoint};
+pub use error::Error;
 pub use info::{ConnectionInfo, PeerCertificates};
+pub use server::{BoundServer, BoxService, Server};
+pub use timeout::InvalidTimeout;
+pub use tls::ServerTls;
 
 /// Which wire protocol carries gRPC calls.
 #[non_exhaustive]

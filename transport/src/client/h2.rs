@@ -1,0 +1,178 @@
+//! The HTTP/2 wire of the client: one multiplexed hyper connection over TCP (+ TLS with ALPN `h2`,
+//! RFC 9113 §3.2, or plaintext with prior knowledge, §3.3), re-established on demand after a loss.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use http_body_util::combinators::MapErr;
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tonic::Status;
+use tonic::body::Body;
+
+use super::Endpoint;
+use crate::error::{Error, Kind, status_from_hyper};
+use crate::tls::{self};
+
+pub(crate) type H2Body = MapErr<Incoming, fn(hyper::Error) -> Status>;
+
+fn map_body_error(err: hyper::Error) -> Status {
+    status_from_hyper(&err)
+}
+
+struct Config {
+    host: String,
+    port: u16,
+    tls: Option<(TlsConnector, rustls_pki_types::ServerName<'static>)>,
+    connect_timeout: Duration,
+    keep_alive_interval: Option<Duration>,
+    keep_alive_timeout: Duration,
+}
+
+/// A lazily (re)connected HTTP/2 connection shared by every clone of a channel.
+pub(crate) struct H2Connection {
+    config: Arc<Config>,
+    current: Mutex<Option<SendRequest<Body>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl H2Connection {
+    pub(crate) fn new(endpoint: &Endpoint) -> Result<Self, Error> {
+        let tls = if endpoint.scheme == http::uri::Scheme::HTTPS {
+            let config = endpoint.tls.client_config(tls::ALPN_H2)?;
+            let name = endpoint.tls.server_name(&endpoint.host)?;
+            Some((TlsConnector::from(Arc::new(config)), name))
+        } else {
+            None
+        };
+        Ok(H2Connection {
+            config: Arc::new(Config {
+                host: endpoint.host.trim_start_matches('[').trim_end_matches(']').to_string(),
+                port: endpoint.port,
+                tls,
+                connect_timeout: endpoint.connect_timeout,
+                keep_alive_interval: endpoint.keep_alive_interval,
+                keep_alive_timeout: endpoint.keep_alive_timeout,
+            }),
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub(crate) async fn connect_now(&self) -> Result<(), Error> {
+        self.sender().await.map(drop)
+    }
+
+    fn cached(&self) -> Option<SendRequest<Body>> {
+        let guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
+    async fn sender(&self) -> Result<SendRequest<Body>, Error> {
+        if let Some(s) = self.cached() {
+            return Ok(s);
+        }
+        // One connect at a time; the others wait and reuse it.
+        let _connecting = self.connecting.lock().await;
+        if let Some(s) = self.cached() {
+            return Ok(s);
+        }
+        let config = &self.config;
+        let sender = tokio::time::timeout(config.connect_timeout, connect(config))
+            .await
+            .map_err(|_| {
+                Error::new(Kind::ConnectTimeout)
+                    .context(format!("{}:{} after {:?}", config.host, config.port, config.connect_timeout))
+            })??;
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
+        Ok(sender)
+    }
+
+    /// Sends one call. A request the connection refused before sending anything (the connection
+    /// was closing: GOAWAY, reset) is retried once on a fresh connection, as gRPC allows for
+    /// requests that never reached the server.
+    pub(crate) async fn send(&self, req: Request<Body>) -> Result<Response<H2Body>, Status> {
+        let mut sender = self.sender().await?;
+        let result = match sender.try_send_request(req).await {
+            Err(mut err) => match err.take_message() {
+                Some(req) => {
+                    tracing::debug!(error = %err.error(), "HTTP/2 connection refused the request; reconnecting");
+                    self.forget_dead();
+                    let mut sender = self.sender().await?;
+                    sender.send_request(req).await
+                }
+                None => Err(err.into_error()),
+            },
+            Ok(resp) => Ok(resp),
+        };
+        match result {
+            Ok(resp) => Ok(resp.map(|b| b.map_err(map_body_error as fn(hyper::Error) -> Status))),
+            Err(err) => Err(status_from_hyper(&err)),
+        }
+    }
+
+    fn forget_dead(&self) {
+        let mut guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.as_ref().is_some_and(|s| s.is_closed() || !s.is_ready()) {
+            *guard = None;
+        }
+    }
+}
+
+async fn connect(config: &Config) -> Result<SendRequest<Body>, Error> {
+    let target = format!("{}:{}", config.host, config.port);
+    let tcp = TcpStream::connect((config.host.as_str(), config.port))
+        .await
+        .map_err(|e| Error::with(Kind::Connect, e).context(target.clone()))?;
+    // gRPC messages are small and latency-bound; Nagle only adds delay.
+    let _ = tcp.set_nodelay(true);
+    match &config.tls {
+        Some((connector, name)) => {
+            let tls = connector
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| Error::with(Kind::Tls, e).context(target.clone()))?;
+            let alpn = tls.get_ref().1.alpn_protocol();
+            if alpn != Some(tls::ALPN_H2) {
+                return Err(Error::new(Kind::Tls)
+                    .context(format!("{target}: server did not negotiate ALPN h2")));
+            }
+            handshake(tls, config).await
+        }
+        None => handshake(tcp, config).await,
+    }
+}
+
+async fn handshake<T>(io: T, config: &Config) -> Result<SendRequest<Body>, Error>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        // BDP-based windows: large transfers are not capped by the 64 KiB default window.
+        .adaptive_window(true)
+        .max_header_list_size(16 * 1024);
+    if let Some(interval) = config.keep_alive_interval {
+        builder
+            .keep_alive_interval(interval)
+            .keep_alive_timeout(config.keep_alive_timeout)
+            .keep_alive_while_idle(true);
+    }
+    let (sender, conn) = builder
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| Error::with(Kind::Protocol, e).context("HTTP/2 handshake"))?;
+    tokio::spawn(async move {
+        if let Err(err) = conn.await {
+            tracing::debug!(error = %err, "HTTP/2 connection ended");
+        }
+    });
+    Ok(sender)
+}

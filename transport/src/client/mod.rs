@@ -1,0 +1,171 @@
+//! The client side: [`Endpoint`] (builder) and [`Channel`] (a tower `Service` that tonic-generated
+//! clients accept), dispatching each call to the wire the endpoint selected.
+
+mod channel;
+mod h2;
+
+use std::time::Duration;
+
+use http::Uri;
+use http::uri::{Authority, Scheme};
+
+pub use channel::Channel;
+
+use crate::Transport;
+use crate::error::{Error, Kind};
+use crate::tls::{self, ClientTls};
+
+/// Where and how to connect: the builder of a [`Channel`].
+///
+/// ```no_run
+/// # async fn demo(ca_pem: &[u8]) -> Result<(), grpc_h3::Error> {
+/// use grpc_h3::{Endpoint, Transport};
+/// let channel = Endpoint::new("https://localhost:50051")?
+///     .transport(Transport::H2)
+///     .ca_certificate_pem(ca_pem)?
+///     .connect()
+///     .await?;
+/// // `channel` now goes wherever a tonic Channel went: `FooClient::new(channel)`.
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub(crate) scheme: Scheme,
+    pub(crate) authority: Authority,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) transport: Transport,
+    pub(crate) tls: ClientTls,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) keep_alive_interval: Option<Duration>,
+    pub(crate) keep_alive_timeout: Duration,
+    pub(crate) user_agent: http::HeaderValue,
+}
+
+/// `user-agent` sent unless the caller sets one (gRPC PROTOCOL-HTTP2.md, "User-Agent").
+const USER_AGENT: &str = concat!("grpc-rust-h3/", env!("CARGO_PKG_VERSION"));
+
+impl Endpoint {
+    /// An endpoint for `uri`: `https://host:port` (TLS) or `http://host:port` (plaintext HTTP/2 with
+    /// prior knowledge; HTTP/3 always needs TLS).
+    pub fn new(uri: impl AsRef<str>) -> Result<Self, Error> {
+        let text = uri.as_ref();
+        let uri: Uri = text
+            .parse()
+            .map_err(|e| Error::with(Kind::InvalidUri, e).context(format!("`{text}`")))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| Error::new(Kind::InvalidUri).context(format!("`{text}` has no scheme (https:// or http://)")))?;
+        if scheme != Scheme::HTTPS && scheme != Scheme::HTTP {
+            return Err(Error::new(Kind::InvalidUri)
+                .context(format!("`{text}`: scheme must be https or http")));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| Error::new(Kind::InvalidUri).context(format!("`{text}` has no host")))?;
+        let port = authority
+            .port_u16()
+            .unwrap_or(if scheme == Scheme::HTTPS { 443 } else { 80 });
+        let host = authority.host().to_string();
+        Ok(Endpoint {
+            scheme,
+            authority,
+            host,
+            port,
+            transport: Transport::default(),
+            tls: ClientTls::default(),
+            timeout: None,
+            connect_timeout: Duration::from_secs(10),
+            keep_alive_interval: None,
+            keep_alive_timeout: Duration::from_secs(20),
+            user_agent: http::HeaderValue::from_static(USER_AGENT),
+        })
+    }
+
+    /// Which wire to use (default [`Transport::Auto`]).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Trusts the CA certificate(s) in `pem` for verifying the server.
+    pub fn ca_certificate_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
+        let mut roots = self.tls.roots.take().unwrap_or_else(rustls::RootCertStore::empty);
+        for cert in tls::certs_from_pem(pem, "CA certificate")? {
+            roots
+                .add(cert)
+                .map_err(|e| Error::with(Kind::Config, e).context("CA certificate"))?;
+        }
+        self.tls.roots = Some(roots);
+        Ok(self)
+    }
+
+    /// Presents this client certificate chain and key (PEM) to servers that ask (mTLS).
+    pub fn identity_pem(mut self, cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, Error> {
+        let chain = tls::certs_from_pem(cert_chain_pem, "client certificate")?;
+        let key = tls::key_from_pem(key_pem, "client private key")?;
+        self.tls.identity = Some((chain, key));
+        Ok(self)
+    }
+
+    /// Verifies the server certificate against `name` instead of the URI's host.
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls.server_name = Some(name.into());
+        self
+    }
+
+    /// A deadline applied to every call that does not set its own (`Request::set_timeout`).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How long connecting (socket + handshake) may take; default 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sends keep-alive PINGs at this interval (HTTP/2 PING; QUIC PING frames on HTTP/3) and drops
+    /// the connection when one is not answered within the keep-alive timeout. Off by default.
+    pub fn keep_alive_interval(mut self, interval: Duration) -> Self {
+        self.keep_alive_interval = Some(interval);
+        self
+    }
+
+    /// How long to wait for a keep-alive answer; default 20 s.
+    pub fn keep_alive_timeout(mut self, timeout: Duration) -> Self {
+        self.keep_alive_timeout = timeout;
+        self
+    }
+
+    /// Connects now and returns a channel over the selected wire.
+    pub async fn connect(self) -> Result<Channel, Error> {
+        let channel = self.connect_lazy_checked()?;
+        channel.connect_now().await?;
+        Ok(channel)
+    }
+
+    /// Returns a channel that connects on its first call (and reconnects after a loss).
+    ///
+    /// Configuration problems surface as the status of the first call.
+    pub fn connect_lazy(self) -> Channel {
+        match self.connect_lazy_checked() {
+            Ok(channel) => channel,
+            Err(err) => Channel::failed(err),
+        }
+    }
+
+    fn connect_lazy_checked(self) -> Result<Channel, Error> {
+        match self.transport {
+            Transport::H2 => Channel::h2(self),
+            Transport::H3 | Transport::Auto => Err(Error::new(Kind::Unsupported).context(format!(
+                "transport `{}` is not supported yet by this build; use Transport::H2",
+                self.transport
+            ))),
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The crate's one error type and every mapping from transport failures to `tonic::Status`.
+//!
+//! Implements the error rows of gRPC's PROTOCOL-HTTP2.md ("Errors": RST_STREAM codes → status codes)
+//! and their HTTP/3 equivalents (RFC 9114 §8.1 error codes), as grpc-dotnet maps them. A reader looking
+//! for "how does a reset become CANCELLED" finds it here and nowhere else.
+//!
+//! | failure                                              | gRPC status         |
+//! |------------------------------------------------------|---------------------|
+//! | invalid URI / TLS material / settings                | `INVALID_ARGUMENT`  |
+//! | connect refused, DNS, TLS handshake, connection lost | `UNAVAILABLE`       |
+//! | connect timeout, keep-alive timeout, idle timeout    | `UNAVAILABLE`       |
+//! | transport not available (e.g. H3 not offered)        | `UNAVAILABLE`       |
+//! | RST_STREAM / H3 reset `CANCEL` / `H3_REQUEST_CANCELLED` | `CANCELLED`      |
+//! | `REFUSED_STREAM` / `H3_REQUEST_REJECTED`, GOAWAY'd   | `UNAVAILABLE`       |
+//! | `ENHANCE_YOUR_CALM` / `H3_EXCESSIVE_LOAD`            | `RESOURCE_EXHAUSTED`|
+//! | `INADEQUATE_SECURITY`                                | `PERMISSION_DENIED` |
+//! | `NO_ERROR` before trailers, protocol / internal errors | `INTERNAL`        |
+//! | anything else                                        | `UNKNOWN`           |
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use tonic::{Code, Status};
+
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// An error of the grpc-h3 transport: building an endpoint or server, connecting, serving.
+///
+/// Opaque on purpose (like `hyper::Error`): ask it with the `is_*` queries, or turn it into the
+/// `tonic::Status` a gRPC caller would see with `Status::from(err)`.
+pub struct Error {
+    kind: Kind,
+    context: Option<String>,
+    source: Option<BoxError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The URI could not be parsed or has no host / an unsupported scheme.
+    InvalidUri,
+    /// Certificates, keys or settings are unusable.
+    Config,
+    /// Resolving or connecting the socket failed.
+    Connect,
+    /// The TLS (or QUIC crypto) handshake failed.
+    Tls,
+    /// Connecting took longer than the configured connect timeout.
+    ConnectTimeout,
+    /// The connection was lost (reset, idle or keep-alive timeout, GOAWAY).
+    Closed,
+    /// The peer violated HTTP/2, HTTP/3 or gRPC framing.
+    Protocol,
+    /// The requested transport is not available.
+    Unsupported,
+    /// Binding or accepting sockets on the server failed.
+    Io,
+}
+
+impl Error {
+    pub(crate) fn new(kind: Kind) -> Self {
+        Error {
+            kind,
+            context: None,
+            source: None,
+        }
+    }
+
+    pub(crate) fn with<E: Into<BoxError>>(kind: Kind, source: E) -> Self {
+        Error {
+            kind,
+            context: None,
+            source: Some(source.into()),
+        }
+    }
+
+    pub(crate) fn context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self
+    }
+
+    /// The URI was invalid.
+    pub fn is_invalid_uri(&self) -> bool {
+        self.kind == Kind::InvalidUri
+    }
+    /// Certificates, keys or other settings were unusable.
+    pub fn is_config(&self) -> bool {
+        self.kind == Kind::Config
+    }
+    /// Resolving or connecting failed.
+    pub fn is_connect(&self) -> bool {
+        matches!(self.kind, Kind::Connect | Kind::ConnectTimeout)
+    }
+    /// The TLS handshake failed (bad certificate, unknown CA, ALPN mismatch, ...).
+    pub fn is_tls(&self) -> bool {
+        self.kind == Kind::Tls
+    }
+    /// A timeout expired (connect timeout).
+    pub fn is_timeout(&self) -> bool {
+        self.kind == Kind::ConnectTimeout
+    }
+    /// The connection was closed or lost.
+    pub fn is_closed(&self) -> bool {
+        self.kind == Kind::Closed
+    }
+    /// The peer broke the protocol.
+    pub fn is_protocol(&self) -> bool {
+        self.kind == Kind::Protocol
+    }
+    /// The requested transport is not available.
+    pub fn is_unsupported(&self) -> bool {
+        self.kind == Kind::Unsupported
+    }
+    /// A socket could not be bound or accepted.
+    pub fn is_io(&self) -> bool {
+        self.kind == Kind::Io
+    }
+
+    fn description(&self) -> &'static str {
+        match self.kind {
+            Kind::InvalidUri => "invalid URI",
+            Kind::Config => "invalid configuration",
+            Kind::Connect => "connection failed",
+            Kind::Tls => "TLS handshake failed",
+            Kind::ConnectTimeout => "connect timed out",
+            Kind::Closed => "connection closed",
+            Kind::Protocol => "protocol error",
+            Kind::Unsupported => "transport not available",
+            Kind::Io => "I/O error",
+        }
+    }
+
+    /// The gRPC code a caller sees for this error (table in the module docs).
+    pub fn code(&self) -> Code {
+        match self.kind {
+            Kind::InvalidUri | Kind::Config => Code::InvalidArgument,
+            Kind::Connect
+            | Kind::Tls
+            | Kind::ConnectTimeout
+            | Kind::Closed
+            | Kind::Unsupported
+            | Kind::Io => Code::Unavailable,
+            Kind::Protocol => Code::Internal,
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("grpc_h3::Error");
+        d.field("kind", &self.kind);
+        if let Some(c) = &self.context {
+            d.field("context", c);
+        }
+        if let Some(s) = &self.source {
+            d.field("source", s);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())?;
+        if let Some(c) = &self.context {
+            write!(f, ": {c}")?;
+        }
+        // The alternate form prints the whole cause chain on one line, for CLIs.
+        if f.alternate() {
+            let mut source = self.source.as_deref().map(|e| e as &(dyn StdError + 'static));
+            while let Some(e) = source {
+                write!(f, ": {e}")?;
+                source = e.source();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        Status::new(err.code(), format!("{err:#}"))
+    }
+}
+
+/// Maps an HTTP/2 error seen while sending a request or reading a response to the status the caller
+/// sees (PROTOCOL-HTTP2.md "Errors", RST_STREAM table).
+pub(crate) fn status_from_hyper(err: &hyper::Error) -> Status {
+    if err.is_canceled() {
+        return Status::cancelled(format!("request cancelled: {err}"));
+    }
+    if err.is_timeout() {
+        return Status::unavailable(format!("keep-alive timed out: {err}"));
+    }
+    let mut source = err.source();
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return status_from_h2(h2, err);
+        }
+        source = e.source();
+    }
+    if err.is_closed() || err.is_incomplete_message() {
+        return Status::unavailable(format!("connection lost: {err}"));
+    }
+    Status::unknown(format!("HTTP/2 transport error: {err}"))
+}
+
+fn status_from_h2(h2: &h2::Error, outer: &hyper::Error) -> Status {
+    if h2.is_io() || (h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR)) {
+        return Status::unavailable(format!("connection lost: {outer}"));
+    }
+    if h2.is_go_away() && h2.is_remote() {
+        return Status::unavailable(format!("server closed the connection: {outer}"));
+    }
+    let code = match h2.reason() {
+        Some(h2::Reason::CANCEL) => Code::Cancelled,
+        Some(h2::Reason::REFUSED_STREAM) => Code::Unavailable,
+        Some(h2::Reason::ENHANCE_YOUR_CALM) => Code::ResourceExhausted,
+        Some(h2::Reason::INADEQUATE_SECURITY) => Code::PermissionDenied,
+        Some(
+            h2::Reason::NO_ERROR
+            | h2::Reason::PROTOCOL_ERROR
+            | h2::Reason::INTERNAL_ERROR
+            | h2::Reason::FLOW_CONTROL_ERROR
+            | h2::Reason::SETTINGS_TIMEOUT
+            | h2::Reason::FRAME_SIZE_ERROR
+            | h2::Reason::COMPRESSION_ERROR
+            | h2::Reason::CONNECT_ERROR,
+        ) => Code::Internal,
+        _ => Code::Unknown,
+    };
+    Status::new(code, format!("HTTP/2 stream error: {outer}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_map_to_documented_codes() {
+        assert_eq!(Status::from(Error::new(Kind::Connect)).code(), Code::Unavailable);
+        assert_eq!(Status::from(Error::new(Kind::Tls)).code(), Code::Unavailable);
+        assert_eq!(Status::from(Error::new(Kind::InvalidUri)).code(), Code::InvalidArgument);
+        assert_eq!(Status::from(Error::new(Kind::Protocol)).code(), Code::Internal);
+        assert_eq!(Status::from(Error::new(Kind::Unsupported)).code(), Code::Unavailable);
+    }
+
+    #[test]
+    fn alternate_display_prints_cause_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = Error::with(Kind::Connect, io).context("127.0.0.1:1");
+        assert_eq!(format!("{err}"), "connection failed: 127.0.0.1:1");
+        assert_eq!(format!("{err:#}"), "connection failed: 127.0.0.1:1: refused");
+        assert!(err.is_connect());
+    }
+}

@@ -1,0 +1,182 @@
+//! The HTTP/2 wire of the server: TCP accept loop, TLS with ALPN `h2` (RFC 9113 §3.2) or plaintext
+//! prior knowledge (§3.3), hyper's HTTP/2 connection, graceful GOAWAY on shutdown (§6.8).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tonic::body::Body;
+use tonic::transport::server::TcpConnectInfo;
+use tower::ServiceExt;
+
+use super::{BoxService, ServerSettings};
+use crate::error::{Error, Kind};
+use crate::{ConnectionInfo, Transport};
+
+pub(crate) struct H2Listener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+}
+
+impl H2Listener {
+    pub(crate) async fn bind(
+        addr: SocketAddr,
+        tls: Option<rustls::ServerConfig>,
+    ) -> Result<Self, Error> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::with(Kind::Io, e).context(format!("bind TCP {addr}")))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::with(Kind::Io, e).context("TCP local address"))?;
+        Ok(H2Listener {
+            listener,
+            local_addr,
+            tls: tls.map(|c| TlsAcceptor::from(Arc::new(c))),
+        })
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub(crate) async fn serve(
+        self,
+        service: BoxService,
+        settings: Arc<ServerSettings>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        let graceful = GracefulShutdown::new();
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                () = stopped(&mut stop) => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, remote)) => {
+                        conns.spawn(serve_connection(
+                            tcp,
+                            remote,
+                            self.local_addr,
+                            self.tls.clone(),
+                            service.clone(),
+                            settings.clone(),
+                            graceful.watcher(),
+                        ));
+                    }
+                    Err(err) => {
+                        // EMFILE and friends are transient: back off instead of spinning or dying.
+                        tracing::warn!(error = %err, "accepting a TCP connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        drop(self.listener);
+        // GOAWAY to every connection; in-flight streams may finish within the drain timeout.
+        if tokio::time::timeout(settings.drain_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain timeout expired; closing remaining HTTP/2 connections");
+        }
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    service: BoxService,
+    settings: Arc<ServerSettings>,
+    watcher: Watcher,
+) {
+    let _ = tcp.set_nodelay(true);
+    let mut info = ConnectionInfo {
+        transport: Transport::H2,
+        remote_addr: Some(remote),
+        local_addr: Some(local),
+        tls: false,
+        peer_certificates: None,
+    };
+    match tls {
+        Some(acceptor) => {
+            let stream =
+                match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        tracing::debug!(%remote, error = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            info.tls = true;
+            info.peer_certificates = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
+            run(stream, info, service, &settings, watcher).await;
+        }
+        None => run(tcp, info, service, &settings, watcher).await,
+    }
+}
+
+async fn run<IO>(
+    io: IO,
+    info: ConnectionInfo,
+    service: BoxService,
+    settings: &ServerSettings,
+    watcher: Watcher,
+) where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let tcp_info = TcpConnectInfo {
+        local_addr: info.local_addr,
+        remote_addr: info.remote_addr,
+    };
+    let remote = info.remote_addr;
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let svc = service.clone();
+        req.extensions_mut().insert(info.clone());
+        req.extensions_mut().insert(tcp_info.clone());
+        svc.oneshot(req.map(Body::new))
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .max_header_list_size(settings.max_header_list_size)
+        .adaptive_window(true);
+    if let Some(interval) = settings.keep_alive_interval {
+        builder
+            .keep_alive_interval(interval)
+            .keep_alive_timeout(settings.keep_alive_timeout);
+    }
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    if let Err(err) = watcher.watch(conn).await {
+        tracing::debug!(?remote, error = %err, "HTTP/2 connection ended with an error");
+    }
+}
+
+/// Resolves once shutdown is signalled (or the signalling side is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send; drop it inside.
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}

@@ -1,0 +1,285 @@
+//! The server side: [`Server`] (builder) serving tonic `Routes` over HTTP/2 (TCP) and HTTP/3 (UDP) on
+//! the same port, with one service stack above the wire shared by both.
+//!
+//! Stack, outermost first: connection extensions (inserted by the wire) → deadline enforcement
+//! (`grpc-timeout`, see `timeout.rs`) → user layers (e.g. per-RPC auth) → tonic `Routes`.
+
+mod h2;
+mod stack;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tower::util::BoxCloneSyncService;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::Transport;
+use crate::error::{Error, Kind};
+use crate::tls::ServerTls;
+
+/// The type-erased service every request goes through; what [`Server::layer`] layers wrap.
+pub type BoxService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+type LayerFn = Arc<dyn Fn(BoxService) -> BoxService + Send + Sync>;
+
+/// Limits and timers of a server; defaults are documented on each [`Server`] setter.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerSettings {
+    pub(crate) max_concurrent_streams: u32,
+    pub(crate) max_header_list_size: u32,
+    pub(crate) keep_alive_interval: Option<Duration>,
+    pub(crate) keep_alive_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            // quinn's and h2's default of 100 throttles c=256 benchmarks; 1024 keeps memory modest.
+            max_concurrent_streams: 1024,
+            max_header_list_size: 16 * 1024,
+            keep_alive_interval: None,
+            keep_alive_timeout: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A gRPC server for tonic services over HTTP/3 and HTTP/2 (builder).
+///
+/// ```no_run
+/// # async fn demo<S>(svc: S, cert: &[u8], key: &[u8]) -> Result<(), grpc_h3::Error>
+/// # where S: tower_service::Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>, Error = std::convert::Infallible>
+/// #   + tonic::server::NamedService + Clone + Send + Sync + 'static, S::Future: Send + 'static {
+/// use grpc_h3::{Server, ServerTls};
+/// let bound = Server::builder()
+///     .tls(ServerTls::from_pem(cert, key)?)
+///     .add_service(svc)
+///     .bind("127.0.0.1:50051".parse().unwrap())
+///     .await?;
+/// bound.serve_with_shutdown(async { let _ = tokio::signal::ctrl_c().await; }).await
+/// # }
+/// ```
+pub struct Server {
+    routes: Option<Routes>,
+    layers: Vec<LayerFn>,
+    tls: Option<ServerTls>,
+    transport: Transport,
+    settings: ServerSettings,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("tls", &self.tls.is_some())
+            .field("transport", &self.transport)
+            .field("layers", &self.layers.len())
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::builder()
+    }
+}
+
+impl Server {
+    /// A server with no services, no TLS, both transports and default limits.
+    pub fn builder() -> Self {
+        Server {
+            routes: None,
+            layers: Vec::new(),
+            tls: None,
+            transport: Transport::Auto,
+            settings: ServerSettings::default(),
+        }
+    }
+
+    /// Serves over TLS with these settings. Without TLS only plaintext HTTP/2 (h2c) is served.
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Which wires to serve: `H2` (TCP), `H3` (UDP) or `Auto` (both, the default).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Adds a tonic service (what `tonic::transport::Server::add_service` takes).
+    pub fn add_service<S>(mut self, svc: S) -> Self
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.routes = Some(match self.routes.take() {
+            Some(routes) => routes.add_service(svc),
+            None => Routes::new(svc),
+        });
+        self
+    }
+
+    /// Adds every service of a tonic `Routes`.
+    pub fn add_routes(mut self, routes: Routes) -> Self {
+        self.routes = Some(match self.routes.take() {
+            Some(mine) => {
+                let mut merged = mine.into_axum_router();
+                merged = merged.merge(routes.into_axum_router());
+                Routes::from(merged)
+            }
+            None => routes,
+        });
+        self
+    }
+
+    /// Wraps every service in `layer` (the first added is the outermost), on both wires alike.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxService> + Send + Sync + 'static,
+        L::Service: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<Request<Body>>>::Future: Send + 'static,
+    {
+        self.layers
+            .push(Arc::new(move |svc| BoxCloneSyncService::new(layer.layer(svc))));
+        self
+    }
+
+    /// Most streams a client may have open at once on one connection; default 1024.
+    pub fn max_concurrent_streams(mut self, n: u32) -> Self {
+        self.settings.max_concurrent_streams = n;
+        self
+    }
+
+    /// Largest request header section accepted; default 16 KiB.
+    pub fn max_header_list_size(mut self, bytes: u32) -> Self {
+        self.settings.max_header_list_size = bytes;
+        self
+    }
+
+    /// Sends keep-alive PINGs to idle clients at this interval; off by default.
+    pub fn keep_alive_interval(mut self, interval: Duration) -> Self {
+        self.settings.keep_alive_interval = Some(interval);
+        self
+    }
+
+    /// How long in-flight calls may run after shutdown begins; default 30 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.drain_timeout = timeout;
+        self
+    }
+
+    /// Binds the listening sockets (TCP for HTTP/2, UDP for HTTP/3, same port) without serving yet,
+    /// so callers can learn ephemeral ports first.
+    pub async fn bind(self, addr: SocketAddr) -> Result<BoundServer, Error> {
+        let serve_h2 = matches!(self.transport, Transport::H2 | Transport::Auto);
+        if self.transport == Transport::H3 {
+            return Err(Error::new(Kind::Unsupported)
+                .context("serving HTTP/3 is not supported yet by this build"));
+        }
+        let service = stack::build(self.routes, &self.layers);
+        let h2 = if serve_h2 {
+            let tls = match &self.tls {
+                Some(tls) => Some(tls.server_config(crate::tls::ALPN_H2)?),
+                None => None,
+            };
+            Some(h2::H2Listener::bind(addr, tls).await?)
+        } else {
+            None
+        };
+        Ok(BoundServer {
+            h2,
+            service,
+            settings: Arc::new(self.settings),
+        })
+    }
+
+    /// Binds `addr` and serves until `signal` completes, then drains gracefully.
+    pub async fn serve_with_shutdown<F>(self, addr: SocketAddr, signal: F) -> Result<(), Error>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        self.bind(addr).await?.serve_with_shutdown(signal).await
+    }
+}
+
+/// A [`Server`] whose sockets are bound; call [`serve_with_shutdown`](Self::serve_with_shutdown).
+#[derive(Debug)]
+pub struct BoundServer {
+    h2: Option<h2::H2Listener>,
+    service: BoxService,
+    settings: Arc<ServerSettings>,
+}
+
+impl BoundServer {
+    /// The TCP address HTTP/2 is served on, if it is.
+    pub fn h2_addr(&self) -> Option<SocketAddr> {
+        self.h2.as_ref().map(h2::H2Listener::local_addr)
+    }
+
+    /// The UDP address HTTP/3 is served on, if it is.
+    pub fn h3_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    /// Serves until `signal` completes; then stops accepting, lets in-flight calls finish for up to
+    /// the drain timeout, and closes the connections.
+    pub async fn serve_with_shutdown<F>(self, signal: F) -> Result<(), Error>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(listener) = self.h2 {
+            tasks.spawn(listener.serve(self.service.clone(), self.settings.clone(), stop_rx.clone()));
+        }
+        tokio::select! {
+            () = signal => {}
+            Some(res) = tasks.join_next() => {
+                // A listener ended on its own: an accept error. Stop the others and report it.
+                let _ = stop_tx.send(true);
+                while tasks.join_next().await.is_some() {}
+                return flatten(res);
+            }
+        }
+        let _ = stop_tx.send(true);
+        let mut result = Ok(());
+        while let Some(res) = tasks.join_next().await {
+            if let Err(e) = flatten(res) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+}
+
+fn flatten(res: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(), Error> {
+    res.map_err(|e| Error::with(Kind::Io, e).context("server task failed"))?
+}
+
+impl std::fmt::Debug for h2::H2Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2Listener").field("addr", &self.local_addr()).finish()
+    }
+}
