@@ -166,7 +166,10 @@ impl fmt::Display for Error {
         }
         // The alternate form prints the whole cause chain on one line, for CLIs.
         if f.alternate() {
-            let mut source = self.source.as_deref().map(|e| e as &(dyn StdError + 'static));
+            let mut source = self
+                .source
+                .as_deref()
+                .map(|e| e as &(dyn StdError + 'static));
             while let Some(e) = source {
                 write!(f, ": {e}")?;
                 source = e.source();
@@ -206,10 +209,11 @@ pub(crate) fn status_from_hyper(err: &hyper::Error) -> Status {
         }
         source = e.source();
     }
-    if err.is_closed() || err.is_incomplete_message() {
-        return Status::unavailable(format!("connection lost: {err}"));
+    if err.is_user() {
+        return Status::internal(format!("HTTP/2 request failed: {err}"));
     }
-    Status::unknown(format!("HTTP/2 transport error: {err}"))
+    // What remains are connection-level failures (closed, incomplete, dispatch gone).
+    Status::unavailable(format!("connection lost: {err}"))
 }
 
 fn status_from_h2(h2: &h2::Error, outer: &hyper::Error) -> Status {
@@ -245,11 +249,26 @@ mod tests {
 
     #[test]
     fn kinds_map_to_documented_codes() {
-        assert_eq!(Status::from(Error::new(Kind::Connect)).code(), Code::Unavailable);
-        assert_eq!(Status::from(Error::new(Kind::Tls)).code(), Code::Unavailable);
-        assert_eq!(Status::from(Error::new(Kind::InvalidUri)).code(), Code::InvalidArgument);
-        assert_eq!(Status::from(Error::new(Kind::Protocol)).code(), Code::Internal);
-        assert_eq!(Status::from(Error::new(Kind::Unsupported)).code(), Code::Unavailable);
+        assert_eq!(
+            Status::from(Error::new(Kind::Connect)).code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            Status::from(Error::new(Kind::Tls)).code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            Status::from(Error::new(Kind::InvalidUri)).code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            Status::from(Error::new(Kind::Protocol)).code(),
+            Code::Internal
+        );
+        assert_eq!(
+            Status::from(Error::new(Kind::Unsupported)).code(),
+            Code::Unavailable
+        );
     }
 
     #[test]
@@ -257,7 +276,10 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let err = Error::with(Kind::Connect, io).context("127.0.0.1:1");
         assert_eq!(format!("{err}"), "connection failed: 127.0.0.1:1");
-        assert_eq!(format!("{err:#}"), "connection failed: 127.0.0.1:1: refused");
+        assert_eq!(
+            format!("{err:#}"),
+            "connection failed: 127.0.0.1:1: refused"
+        );
         assert!(err.is_connect());
     }
 }

@@ -1,6 +1,7 @@
 //! grpc-h3 — a tonic-compatible gRPC transport over HTTP/3 (quinn + h3) with a switchable HTTP/2
 //! fallback. (Crate docs are completed with the public API.)
 
+mod body;
 mod client;
 mod error;
 mod info;
@@ -14,6 +15,11 @@ pub use info::{ConnectionInfo, PeerCertificates};
 pub use server::{BoundServer, BoxService, Server};
 pub use timeout::InvalidTimeout;
 pub use tls::ServerTls;
+
+/// Per-stream receive window of both wires (quinn's default is 1.25 MB; HTTP/2's is 64 KiB).
+pub(crate) const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+/// Per-connection receive window of both wires.
+pub(crate) const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
 /// Which wire protocol carries gRPC calls.
 #[non_exhaustive]
@@ -52,7 +58,9 @@ impl std::str::FromStr for Transport {
             "h3" | "http3" => Ok(Transport::H3),
             "h2" | "http2" => Ok(Transport::H2),
             "auto" => Ok(Transport::Auto),
-            other => Err(format!("unknown transport `{other}` (expected h3, h2 or auto)")),
+            other => Err(format!(
+                "unknown transport `{other}` (expected h3, h2 or auto)"
+            )),
         }
     }
 }

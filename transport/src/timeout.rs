@@ -126,10 +126,10 @@ where
         if *this.finished {
             return Poll::Ready(None);
         }
-        if let Some(inner) = this.inner.as_mut() {
-            if let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx) {
-                return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
-            }
+        if let Some(inner) = this.inner.as_mut()
+            && let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx)
+        {
+            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
         }
         if let Some(sleep) = this.sleep.as_mut() {
             ready!(sleep.as_mut().poll(cx));
@@ -140,7 +140,8 @@ where
                 Side::Server => {
                     let mut trailers = HeaderMap::new();
                     // Status::add_header only fails on non-ASCII metadata, which this one has not.
-                    let _ = Status::deadline_exceeded("deadline exceeded").add_header(&mut trailers);
+                    let _ =
+                        Status::deadline_exceeded("deadline exceeded").add_header(&mut trailers);
                     Ok(Frame::trailers(trailers))
                 }
             }));
@@ -169,13 +170,29 @@ mod tests {
         assert_eq!(parse(b"3S").unwrap(), Duration::from_secs(3));
         assert_eq!(parse(b"4m").unwrap(), Duration::from_millis(4));
         assert_eq!(parse(b"5u").unwrap(), Duration::from_micros(5));
-        assert_eq!(parse(b"99999999n").unwrap(), Duration::from_nanos(99_999_999));
+        assert_eq!(
+            parse(b"99999999n").unwrap(),
+            Duration::from_nanos(99_999_999)
+        );
     }
 
     #[test]
     fn rejects_malformed_values() {
-        for bad in [&b""[..], b"S", b"1", b"123456789S", b"1x", b"-1S", b"1.5S", b" 1S"] {
-            assert!(parse(bad).is_err(), "{:?} accepted", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"S",
+            b"1",
+            b"123456789S",
+            b"1x",
+            b"-1S",
+            b"1.5S",
+            b" 1S",
+        ] {
+            assert!(
+                parse(bad).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

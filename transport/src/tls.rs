@@ -25,7 +25,10 @@ fn config_error(what: &str, err: impl Into<crate::error::BoxError>) -> Error {
     Error::with(Kind::Config, err).context(what.to_string())
 }
 
-pub(crate) fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+pub(crate) fn certs_from_pem(
+    pem: &[u8],
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>, Error> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| config_error(what, e))?;
@@ -105,9 +108,7 @@ impl ServerTls {
                 } else {
                     verifier.allow_unauthenticated()
                 };
-                let verifier = verifier
-                    .build()
-                    .map_err(|e| config_error("client CA", e))?;
+                let verifier = verifier.build().map_err(|e| config_error("client CA", e))?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),

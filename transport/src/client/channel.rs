@@ -15,6 +15,7 @@ use tonic::body::Body;
 use super::Endpoint;
 use super::h2::H2Connection;
 use crate::Transport;
+use crate::body::{self, Guarded};
 use crate::error::Error;
 use crate::timeout::{self, DeadlineBody, Side};
 
@@ -123,8 +124,8 @@ impl Channel {
                 headers.insert(http::header::USER_AGENT, inner.user_agent.clone());
             }
         }
-        let requested = timeout::from_headers(headers)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let requested =
+            timeout::from_headers(headers).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let effective = match (requested, inner.default_timeout) {
             (Some(r), Some(d)) => Some(r.min(d)),
             (r, d) => r.or(d),
@@ -150,6 +151,10 @@ impl tower_service::Service<Request<Body>> for Channel {
         let this = self.clone();
         Box::pin(async move {
             let deadline = this.prepare(&mut req)?;
+            // Dropping this call (future or response stream) from here on resets the stream.
+            let (parts, body) = req.into_parts();
+            let (body, guard) = body::cancelable(body);
+            let req = Request::from_parts(parts, body);
             let response = match &this.inner.wire {
                 Wire::H2(conn) => {
                     let call = conn.send(req);
@@ -162,7 +167,12 @@ impl tower_service::Service<Request<Body>> for Channel {
                 }
                 Wire::Failed(msg, code) => return Err(Status::new(*code, msg.clone())),
             };
-            Ok(response.map(|body| Body::new(DeadlineBody::new(body, deadline, Side::Client))))
+            Ok(response.map(|body| {
+                Body::new(Guarded::new(
+                    DeadlineBody::new(body, deadline, Side::Client),
+                    guard,
+                ))
+            }))
         })
     }
 }

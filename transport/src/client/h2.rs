@@ -16,10 +16,13 @@ use tokio_rustls::TlsConnector;
 use tonic::Status;
 use tonic::body::Body;
 
+use crate::body::CancelableBody;
+
 use super::Endpoint;
 use crate::error::{Error, Kind, status_from_hyper};
 use crate::tls::{self};
 
+pub(crate) type RequestBody = CancelableBody<Body>;
 pub(crate) type H2Body = MapErr<Incoming, fn(hyper::Error) -> Status>;
 
 fn map_body_error(err: hyper::Error) -> Status {
@@ -38,7 +41,7 @@ struct Config {
 /// A lazily (re)connected HTTP/2 connection shared by every clone of a channel.
 pub(crate) struct H2Connection {
     config: Arc<Config>,
-    current: Mutex<Option<SendRequest<Body>>>,
+    current: Mutex<Option<SendRequest<RequestBody>>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
@@ -53,7 +56,11 @@ impl H2Connection {
         };
         Ok(H2Connection {
             config: Arc::new(Config {
-                host: endpoint.host.trim_start_matches('[').trim_end_matches(']').to_string(),
+                host: endpoint
+                    .host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
                 port: endpoint.port,
                 tls,
                 connect_timeout: endpoint.connect_timeout,
@@ -69,12 +76,12 @@ impl H2Connection {
         self.sender().await.map(drop)
     }
 
-    fn cached(&self) -> Option<SendRequest<Body>> {
+    fn cached(&self) -> Option<SendRequest<RequestBody>> {
         let guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         guard.as_ref().filter(|s| !s.is_closed()).cloned()
     }
 
-    async fn sender(&self) -> Result<SendRequest<Body>, Error> {
+    async fn sender(&self) -> Result<SendRequest<RequestBody>, Error> {
         if let Some(s) = self.cached() {
             return Ok(s);
         }
@@ -87,8 +94,10 @@ impl H2Connection {
         let sender = tokio::time::timeout(config.connect_timeout, connect(config))
             .await
             .map_err(|_| {
-                Error::new(Kind::ConnectTimeout)
-                    .context(format!("{}:{} after {:?}", config.host, config.port, config.connect_timeout))
+                Error::new(Kind::ConnectTimeout).context(format!(
+                    "{}:{} after {:?}",
+                    config.host, config.port, config.connect_timeout
+                ))
             })??;
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
         Ok(sender)
@@ -97,7 +106,7 @@ impl H2Connection {
     /// Sends one call. A request the connection refused before sending anything (the connection
     /// was closing: GOAWAY, reset) is retried once on a fresh connection, as gRPC allows for
     /// requests that never reached the server.
-    pub(crate) async fn send(&self, req: Request<Body>) -> Result<Response<H2Body>, Status> {
+    pub(crate) async fn send(&self, req: Request<RequestBody>) -> Result<Response<H2Body>, Status> {
         let mut sender = self.sender().await?;
         let result = match sender.try_send_request(req).await {
             Err(mut err) => match err.take_message() {
@@ -119,13 +128,16 @@ impl H2Connection {
 
     fn forget_dead(&self) {
         let mut guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if guard.as_ref().is_some_and(|s| s.is_closed() || !s.is_ready()) {
+        if guard
+            .as_ref()
+            .is_some_and(|s| s.is_closed() || !s.is_ready())
+        {
             *guard = None;
         }
     }
 }
 
-async fn connect(config: &Config) -> Result<SendRequest<Body>, Error> {
+async fn connect(config: &Config) -> Result<SendRequest<RequestBody>, Error> {
     let target = format!("{}:{}", config.host, config.port);
     let tcp = TcpStream::connect((config.host.as_str(), config.port))
         .await
@@ -149,15 +161,17 @@ async fn connect(config: &Config) -> Result<SendRequest<Body>, Error> {
     }
 }
 
-async fn handshake<T>(io: T, config: &Config) -> Result<SendRequest<Body>, Error>
+async fn handshake<T>(io: T, config: &Config) -> Result<SendRequest<RequestBody>, Error>
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
-        // BDP-based windows: large transfers are not capped by the 64 KiB default window.
-        .adaptive_window(true)
+        // Large fixed windows (see server/h2.rs): transfers are not capped by the 64 KiB default
+        // window, and many concurrent small streams stay within h2's DATA-frame budget.
+        .initial_stream_window_size(crate::STREAM_WINDOW)
+        .initial_connection_window_size(crate::CONNECTION_WINDOW)
         .max_header_list_size(16 * 1024);
     if let Some(interval) = config.keep_alive_interval {
         builder

@@ -54,10 +54,10 @@ impl Endpoint {
         let uri: Uri = text
             .parse()
             .map_err(|e| Error::with(Kind::InvalidUri, e).context(format!("`{text}`")))?;
-        let scheme = uri
-            .scheme()
-            .cloned()
-            .ok_or_else(|| Error::new(Kind::InvalidUri).context(format!("`{text}` has no scheme (https:// or http://)")))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| {
+            Error::new(Kind::InvalidUri)
+                .context(format!("`{text}` has no scheme (https:// or http://)"))
+        })?;
         if scheme != Scheme::HTTPS && scheme != Scheme::HTTP {
             return Err(Error::new(Kind::InvalidUri)
                 .context(format!("`{text}`: scheme must be https or http")));
@@ -93,7 +93,11 @@ impl Endpoint {
 
     /// Trusts the CA certificate(s) in `pem` for verifying the server.
     pub fn ca_certificate_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
-        let mut roots = self.tls.roots.take().unwrap_or_else(rustls::RootCertStore::empty);
+        let mut roots = self
+            .tls
+            .roots
+            .take()
+            .unwrap_or_else(rustls::RootCertStore::empty);
         for cert in tls::certs_from_pem(pem, "CA certificate")? {
             roots
                 .add(cert)

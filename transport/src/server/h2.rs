@@ -114,18 +114,22 @@ async fn serve_connection(
     };
     match tls {
         Some(acceptor) => {
-            let stream =
-                match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(err)) => {
-                        tracing::debug!(%remote, error = %err, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let stream = match tokio::time::timeout(
+                settings.handshake_timeout,
+                acceptor.accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(%remote, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
             info.tls = true;
             info.peer_certificates = stream
                 .get_ref()
@@ -163,7 +167,11 @@ async fn run<IO>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(settings.max_concurrent_streams)
         .max_header_list_size(settings.max_header_list_size)
-        .adaptive_window(true);
+        // Fixed, generous windows instead of hyper's adaptive (BDP) ones: h2 budgets buffered small
+        // DATA frames at half the connection window, and with the adaptive 64 KiB start a burst of
+        // ~130 concurrent small unary requests got the connection closed with ENHANCE_YOUR_CALM.
+        .initial_stream_window_size(crate::STREAM_WINDOW)
+        .initial_connection_window_size(crate::CONNECTION_WINDOW);
     if let Some(interval) = settings.keep_alive_interval {
         builder
             .keep_alive_interval(interval)

@@ -161,8 +161,9 @@ impl Server {
             + 'static,
         <L::Service as Service<Request<Body>>>::Future: Send + 'static,
     {
-        self.layers
-            .push(Arc::new(move |svc| BoxCloneSyncService::new(layer.layer(svc))));
+        self.layers.push(Arc::new(move |svc| {
+            BoxCloneSyncService::new(layer.layer(svc))
+        }));
         self
     }
 
@@ -252,7 +253,11 @@ impl BoundServer {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(listener) = self.h2 {
-            tasks.spawn(listener.serve(self.service.clone(), self.settings.clone(), stop_rx.clone()));
+            tasks.spawn(listener.serve(
+                self.service.clone(),
+                self.settings.clone(),
+                stop_rx.clone(),
+            ));
         }
         tokio::select! {
             () = signal => {}
@@ -280,6 +285,8 @@ fn flatten(res: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(),
 
 impl std::fmt::Debug for h2::H2Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("H2Listener").field("addr", &self.local_addr()).finish()
+        f.debug_struct("H2Listener")
+            .field("addr", &self.local_addr())
+            .finish()
     }
 }

@@ -1,0 +1,134 @@
+//! Body adapters shared by both wires.
+//!
+//! [`CancelOnDrop`] ties a call's request body to the caller's interest in it: when the caller drops
+//! the call (response future or response stream), the request body fails with a cancellation, which
+//! makes the wire reset the stream — RST_STREAM(CANCEL) on HTTP/2 (PROTOCOL-HTTP2.md, "Errors") and
+//! H3_REQUEST_CANCELLED on HTTP/3 (RFC 9114 §4.1.1) — even while the caller's request stream is
+//! still open (a dropped bidi call "mid-write").
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::task::AtomicWaker;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::error::BoxError;
+
+#[derive(Default)]
+struct Shared {
+    cancelled: AtomicBool,
+    waker: AtomicWaker,
+}
+
+/// Cancels the paired [`CancelableBody`] when dropped.
+pub(crate) struct CancelOnDrop(Arc<Shared>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancelled.store(true, Ordering::Release);
+        self.0.waker.wake();
+    }
+}
+
+/// The error a request body yields once its call was dropped. Its source is the HTTP/2 reason
+/// `CANCEL`, which hyper copies into the RST_STREAM it sends.
+#[derive(Debug, thiserror::Error)]
+#[error("call dropped by the client")]
+pub(crate) struct CallDropped {
+    #[source]
+    reason: h2::Error,
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that fails with [`CallDropped`] once its [`CancelOnDrop`] is gone.
+    pub(crate) struct CancelableBody<B> {
+        #[pin]
+        inner: B,
+        shared: Arc<Shared>,
+    }
+}
+
+/// Wraps `body`; dropping the returned guard cancels it.
+pub(crate) fn cancelable<B>(body: B) -> (CancelableBody<B>, CancelOnDrop) {
+    let shared = Arc::new(Shared::default());
+    (
+        CancelableBody {
+            inner: body,
+            shared: shared.clone(),
+        },
+        CancelOnDrop(shared),
+    )
+}
+
+impl<B> Body for CancelableBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        // Register before checking, so a drop between the two still wakes us.
+        this.shared.waker.register(cx.waker());
+        if this.shared.cancelled.load(Ordering::Acquire) {
+            return Poll::Ready(Some(Err(Box::new(CallDropped {
+                reason: h2::Reason::CANCEL.into(),
+            }))));
+        }
+        this.inner.poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its call's [`CancelOnDrop`] alive for as long as it is read.
+    pub(crate) struct Guarded<B> {
+        #[pin]
+        inner: B,
+        _guard: CancelOnDrop,
+    }
+}
+
+impl<B> Guarded<B> {
+    pub(crate) fn new(inner: B, guard: CancelOnDrop) -> Self {
+        Guarded {
+            inner,
+            _guard: guard,
+        }
+    }
+}
+
+impl<B: Body> Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,416 @@
+//! Fixture of the transport test matrix: a TestService whose handlers expose what the transport did
+//! (connection facts, metadata, cancellation), served by `grpc_h3::Server` over TLS on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use dev_certs::DevCerts;
+use futures::{Stream, StreamExt};
+use grpc_h3::{Channel, ConnectionInfo, Endpoint, Server, ServerTls, Transport};
+use tokio::sync::{Notify, oneshot};
+use tonic::{Request, Response, Status, Streaming};
+use zone_proto::grpc_testing::test_service_server::{TestService, TestServiceServer};
+use zone_proto::grpc_testing::*;
+
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+pub fn certs() -> &'static DevCerts {
+    static CERTS: OnceLock<DevCerts> = OnceLock::new();
+    CERTS.get_or_init(|| DevCerts::generate().expect("generate dev certs"))
+}
+
+/// What handlers saw, shared with the test.
+#[derive(Default)]
+pub struct Observed {
+    /// Handlers whose work was dropped before finishing (the call was cancelled).
+    pub cancelled: AtomicUsize,
+    pub cancelled_notify: Notify,
+    /// Handlers that ran to completion.
+    pub completed: AtomicUsize,
+}
+
+/// Signals `Observed::cancelled` when dropped before `finish()`.
+struct CancelProbe {
+    observed: Arc<Observed>,
+    finished: bool,
+}
+
+impl CancelProbe {
+    fn new(observed: &Arc<Observed>) -> Self {
+        CancelProbe {
+            observed: observed.clone(),
+            finished: false,
+        }
+    }
+    fn finish(mut self) {
+        self.finished = true;
+        self.observed.completed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for CancelProbe {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.observed.cancelled.fetch_add(1, Ordering::SeqCst);
+            self.observed.cancelled_notify.notify_waiters();
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Probe {
+    pub observed: Arc<Observed>,
+}
+
+fn zeros(n: i32) -> Payload {
+    Payload {
+        r#type: 0,
+        body: vec![0u8; n.max(0) as usize],
+    }
+}
+
+/// Reflects connection facts and selected request metadata into response metadata.
+fn reflect<T, U>(req: &Request<T>, resp: &mut Response<U>) {
+    let md = resp.metadata_mut();
+    if let Some(info) = ConnectionInfo::of(req) {
+        md.insert("x-transport", info.transport.as_str().parse().unwrap());
+        md.insert("x-tls", if info.tls { "1" } else { "0" }.parse().unwrap());
+        let n = info.peer_certificates.as_ref().map_or(0, |c| c.len());
+        md.insert("x-peer-certs", n.to_string().parse().unwrap());
+    }
+    if let Some(addr) = req.remote_addr() {
+        md.insert("x-remote-addr", addr.to_string().parse().unwrap());
+    }
+    if let Some(v) = req.metadata().get("x-echo-initial") {
+        md.insert("x-echo-initial", v.clone());
+    }
+    if let Some(v) = req.metadata().get_bin("x-echo-initial-bin") {
+        md.insert_bin("x-echo-initial-bin", v.clone());
+    }
+    if let Some(v) = req.metadata().get("user-agent") {
+        md.insert("x-user-agent", v.clone());
+    }
+}
+
+fn echo_status(s: &Option<EchoStatus>) -> Result<(), Status> {
+    match s {
+        Some(s) if s.code != 0 => {
+            let mut status = Status::with_details(
+                tonic::Code::from(s.code),
+                s.message.clone(),
+                bytes::Bytes::from_static(b"\x00\x01details\xff"),
+            );
+            status
+                .metadata_mut()
+                .insert("x-trailer", "t-value".parse().unwrap());
+            status.metadata_mut().insert_bin(
+                "x-trailer-bin",
+                tonic::metadata::MetadataValue::from_bytes(b"\x00\xfe\xff"),
+            );
+            Err(status)
+        }
+        _ => Ok(()),
+    }
+}
+
+type RespStream = Pin<Box<dyn Stream<Item = Result<StreamingOutputCallResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl TestService for Probe {
+    async fn empty_call(&self, req: Request<Empty>) -> Result<Response<Empty>, Status> {
+        let mut resp = Response::new(Empty {});
+        reflect(&req, &mut resp);
+        Ok(resp)
+    }
+
+    async fn unary_call(
+        &self,
+        req: Request<SimpleRequest>,
+    ) -> Result<Response<SimpleResponse>, Status> {
+        let probe = CancelProbe::new(&self.observed);
+        let msg = req.get_ref();
+        // A request payload "sleep:MS" makes the handler wait, to exercise deadlines and cancellation.
+        if let Some(ms) = msg
+            .payload
+            .as_ref()
+            .and_then(|p| std::str::from_utf8(&p.body).ok())
+            .and_then(|s| s.strip_prefix("sleep:"))
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        echo_status(&msg.response_status)?;
+        let mut body = zeros(msg.response_size);
+        // Echo the request payload back when no size is asked, so byte-exactness is checkable.
+        if msg.response_size == 0
+            && let Some(p) = &msg.payload
+        {
+            body = p.clone();
+        }
+        let mut resp = Response::new(SimpleResponse {
+            payload: Some(body),
+            ..Default::default()
+        });
+        reflect(&req, &mut resp);
+        probe.finish();
+        Ok(resp)
+    }
+
+    async fn cacheable_unary_call(
+        &self,
+        req: Request<SimpleRequest>,
+    ) -> Result<Response<SimpleResponse>, Status> {
+        self.unary_call(req).await
+    }
+
+    type StreamingOutputCallStream = RespStream;
+
+    async fn streaming_output_call(
+        &self,
+        req: Request<StreamingOutputCallRequest>,
+    ) -> Result<Response<Self::StreamingOutputCallStream>, Status> {
+        let msg = req.get_ref().clone();
+        let observed = self.observed.clone();
+        let stream = async_stream(observed, msg);
+        let mut resp = Response::new(stream);
+        reflect(&req, &mut resp);
+        Ok(resp)
+    }
+
+    async fn streaming_input_call(
+        &self,
+        req: Request<Streaming<StreamingInputCallRequest>>,
+    ) -> Result<Response<StreamingInputCallResponse>, Status> {
+        let probe = CancelProbe::new(&self.observed);
+        let mut stream = req.into_inner();
+        let mut total = 0usize;
+        while let Some(m) = stream.next().await {
+            total += m?.payload.map_or(0, |p| p.body.len());
+        }
+        probe.finish();
+        Ok(Response::new(StreamingInputCallResponse {
+            aggregated_payload_size: total as i32,
+        }))
+    }
+
+    type FullDuplexCallStream = RespStream;
+
+    async fn full_duplex_call(
+        &self,
+        req: Request<Streaming<StreamingOutputCallRequest>>,
+    ) -> Result<Response<Self::FullDuplexCallStream>, Status> {
+        let mut resp_meta = Response::new(());
+        reflect(&req, &mut resp_meta);
+        let mut input = req.into_inner();
+        let observed = self.observed.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let probe = CancelProbe::new(&observed);
+            loop {
+                tokio::select! {
+                    next = input.next() => match next {
+                        Some(Ok(m)) => {
+                            if let Err(s) = echo_status(&m.response_status) {
+                                let _ = tx.send(Err(s)).await;
+                                return;
+                            }
+                            for p in &m.response_parameters {
+                                if p.interval_us > 0 {
+                                    tokio::select! {
+                                        () = tokio::time::sleep(Duration::from_micros(p.interval_us as u64)) => {}
+                                        () = tx.closed() => return,
+                                    }
+                                }
+                                if tx.send(Ok(StreamingOutputCallResponse { payload: Some(zeros(p.size)) })).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Some(Err(_)) => return,
+                        None => break,
+                    },
+                    () = tx.closed() => return,
+                }
+            }
+            probe.finish();
+        });
+        let stream: RespStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let (md, _, ext) = resp_meta.into_parts();
+        Ok(Response::from_parts(md, stream, ext))
+    }
+
+    async fn unimplemented_call(&self, _req: Request<Empty>) -> Result<Response<Empty>, Status> {
+        Err(Status::unimplemented(
+            "UnimplementedCall is unimplemented by design",
+        ))
+    }
+
+    type HalfDuplexCallStream = RespStream;
+
+    async fn half_duplex_call(
+        &self,
+        _req: Request<Streaming<StreamingOutputCallRequest>>,
+    ) -> Result<Response<Self::HalfDuplexCallStream>, Status> {
+        Err(Status::unimplemented("not needed by the matrix"))
+    }
+}
+
+/// Server stream of `response_parameters`, sleeping `interval_us` before each; cancellation-probed.
+fn async_stream(observed: Arc<Observed>, msg: StreamingOutputCallRequest) -> RespStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        let probe = CancelProbe::new(&observed);
+        for p in &msg.response_parameters {
+            if p.interval_us > 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_micros(p.interval_us as u64)) => {}
+                    () = tx.closed() => return,
+                }
+            }
+            if tx
+                .send(Ok(StreamingOutputCallResponse {
+                    payload: Some(zeros(p.size)),
+                }))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if let Err(s) = echo_status(&msg.response_status) {
+            let _ = tx.send(Err(s)).await;
+        }
+        probe.finish();
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// A running server plus a connected channel.
+pub struct Fixture {
+    pub transport: Transport,
+    pub channel: Channel,
+    pub observed: Arc<Observed>,
+    pub addr: std::net::SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub server: Option<tokio::task::JoinHandle<Result<(), grpc_h3::Error>>>,
+}
+
+pub struct Options {
+    pub client_ca: bool,
+    pub drain: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            client_ca: false,
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+pub fn service(observed: Arc<Observed>) -> TestServiceServer<Probe> {
+    TestServiceServer::new(Probe { observed })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+}
+
+pub fn endpoint(transport: Transport, addr: std::net::SocketAddr) -> Endpoint {
+    Endpoint::new(format!("https://{addr}"))
+        .unwrap()
+        .transport(transport)
+        .server_name("localhost")
+        .ca_certificate_pem(&certs().ca_pem)
+        .unwrap()
+}
+
+impl Fixture {
+    pub async fn start(transport: Transport) -> Fixture {
+        Self::start_with(transport, Options::default()).await
+    }
+
+    pub async fn start_with(transport: Transport, opts: Options) -> Fixture {
+        let certs = certs();
+        let mut tls = ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem).unwrap();
+        if opts.client_ca {
+            tls = tls.client_ca_pem(&certs.ca_pem, false).unwrap();
+        }
+        let observed = Arc::new(Observed::default());
+        let bound = Server::builder()
+            .tls(tls)
+            .transport(transport)
+            .drain_timeout(opts.drain)
+            .add_service(service(observed.clone()))
+            .bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = match transport {
+            Transport::H3 => bound.h3_addr().unwrap(),
+            _ => bound.h2_addr().unwrap(),
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(bound.serve_with_shutdown(async {
+            let _ = rx.await;
+        }));
+        let channel = endpoint(transport, addr).connect().await.unwrap();
+        Fixture {
+            transport,
+            channel,
+            observed,
+            addr,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub fn client(
+        &self,
+    ) -> zone_proto::grpc_testing::test_service_client::TestServiceClient<Channel> {
+        zone_proto::grpc_testing::test_service_client::TestServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    /// Begins graceful shutdown.
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits until `n` handlers observed cancellation (or panics after `within`).
+    pub async fn wait_cancelled(&self, n: usize, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.observed.cancelled_notify.notified();
+            if self.observed.cancelled.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "handler did not observe cancellation within {within:?} over {} ({} completed)",
+                    self.transport,
+                    self.observed.completed.load(Ordering::SeqCst)
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
