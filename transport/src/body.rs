@@ -9,13 +9,15 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::error::BoxError;
+use tonic::Status;
+
+use crate::error::{BoxError, status_from_h3};
 
 #[derive(Default)]
 struct Shared {
@@ -130,5 +132,112 @@ impl<B: Body> Body for Guarded<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The receive half of an HTTP/3 request stream, client's or server's (h3 has one type for each).
+pub(crate) trait RecvHalf: Send + Unpin {
+    fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Bytes>, h3::error::StreamError>>;
+    fn poll_trailers(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<http::HeaderMap>, h3::error::StreamError>>;
+    fn stop_sending(&mut self, code: h3::error::Code);
+}
+
+macro_rules! impl_recv_half {
+    ($ty:ty) => {
+        impl<S> RecvHalf for $ty
+        where
+            S: h3::quic::RecvStream + Send + Unpin,
+        {
+            fn poll_data(
+                &mut self,
+                cx: &mut Context<'_>,
+            ) -> Poll<Result<Option<Bytes>, h3::error::StreamError>> {
+                // quinn hands out `Bytes`; copy_to_bytes on it is a reference-count bump, not a copy.
+                self.poll_recv_data(cx)
+                    .map_ok(|buf| buf.map(|mut b| b.copy_to_bytes(b.remaining())))
+            }
+            fn poll_trailers(
+                &mut self,
+                cx: &mut Context<'_>,
+            ) -> Poll<Result<Option<http::HeaderMap>, h3::error::StreamError>> {
+                self.poll_recv_trailers(cx)
+            }
+            fn stop_sending(&mut self, code: h3::error::Code) {
+                <$ty>::stop_sending(self, code)
+            }
+        }
+    };
+}
+
+impl_recv_half!(h3::client::RequestStream<S, Bytes>);
+impl_recv_half!(h3::server::RequestStream<S, Bytes>);
+
+/// An HTTP/3 message body (RFC 9114 §4.1): DATA frames, then optional trailing HEADERS. Dropped
+/// before the end, it asks the peer to stop sending with `stop_code` (§4.1.1/§4.1.2).
+pub(crate) struct H3Body<R: RecvHalf> {
+    recv: R,
+    stop_code: h3::error::Code,
+    data_done: bool,
+    done: bool,
+}
+
+impl<R: RecvHalf> H3Body<R> {
+    pub(crate) fn new(recv: R, stop_code: h3::error::Code) -> Self {
+        H3Body {
+            recv,
+            stop_code,
+            data_done: false,
+            done: false,
+        }
+    }
+}
+
+impl<R: RecvHalf> Drop for H3Body<R> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.recv.stop_sending(self.stop_code);
+        }
+    }
+}
+
+impl<R: RecvHalf> Body for H3Body<R> {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Ok(Some(bytes)) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                Ok(None) => this.data_done = true,
+                Err(err) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(status_from_h3(&err))));
+                }
+            }
+        }
+        let result = ready!(this.recv.poll_trailers(cx));
+        this.done = true;
+        Poll::Ready(match result {
+            Ok(Some(trailers)) => Some(Ok(Frame::trailers(trailers))),
+            Ok(None) => None,
+            Err(err) => Some(Err(status_from_h3(&err))),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
     }
 }

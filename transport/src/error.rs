@@ -243,6 +243,94 @@ fn status_from_h2(h2: &h2::Error, outer: &hyper::Error) -> Status {
     Status::new(code, format!("HTTP/2 stream error: {outer}"))
 }
 
+/// The code a stream-level HTTP/3 error code maps to (RFC 9114 §8.1; PROTOCOL-HTTP2.md's table
+/// translated code for code, as grpc-dotnet does).
+fn code_for_h3(code: h3::error::Code) -> Code {
+    use h3::error::Code as H3;
+    match code {
+        H3::H3_REQUEST_CANCELLED => Code::Cancelled,
+        H3::H3_REQUEST_REJECTED => Code::Unavailable,
+        H3::H3_EXCESSIVE_LOAD => Code::ResourceExhausted,
+        // NO_ERROR before trailers is still an incomplete call.
+        H3::H3_NO_ERROR
+        | H3::H3_GENERAL_PROTOCOL_ERROR
+        | H3::H3_INTERNAL_ERROR
+        | H3::H3_STREAM_CREATION_ERROR
+        | H3::H3_CLOSED_CRITICAL_STREAM
+        | H3::H3_FRAME_UNEXPECTED
+        | H3::H3_FRAME_ERROR
+        | H3::H3_ID_ERROR
+        | H3::H3_SETTINGS_ERROR
+        | H3::H3_MISSING_SETTINGS
+        | H3::H3_REQUEST_INCOMPLETE
+        | H3::H3_MESSAGE_ERROR
+        | H3::H3_CONNECT_ERROR
+        | H3::QPACK_DECOMPRESSION_FAILED
+        | H3::QPACK_ENCODER_STREAM_ERROR
+        | H3::QPACK_DECODER_STREAM_ERROR => Code::Internal,
+        _ => Code::Unknown,
+    }
+}
+
+/// Maps an HTTP/3 stream error seen by a caller to its status.
+pub(crate) fn status_from_h3(err: &h3::error::StreamError) -> Status {
+    use h3::error::StreamError;
+    match err {
+        StreamError::RemoteTerminate { code } => {
+            Status::new(code_for_h3(*code), format!("stream reset by peer: {code}"))
+        }
+        StreamError::StreamError { code, reason } => Status::new(
+            code_for_h3(*code),
+            format!("HTTP/3 stream error {code}: {reason}"),
+        ),
+        StreamError::ConnectionError(conn) => status_from_h3_connection(conn),
+        StreamError::HeaderTooBig {
+            actual_size,
+            max_size,
+        } => Status::resource_exhausted(format!(
+            "header section of {actual_size} bytes exceeds the peer's limit of {max_size}"
+        )),
+        StreamError::RemoteClosing => {
+            Status::unavailable("server is shutting down (GOAWAY); retry on a new connection")
+        }
+        other => Status::internal(format!("HTTP/3 stream error: {other}")),
+    }
+}
+
+/// Maps the loss of an HTTP/3 connection to a status: UNAVAILABLE (safe to retry), except when the
+/// peer closed it for a protocol violation (INTERNAL).
+pub(crate) fn status_from_h3_connection(err: &h3::error::ConnectionError) -> Status {
+    use h3::error::{ConnectionError, LocalError};
+    use h3::quic::ConnectionErrorIncoming;
+    match err {
+        ConnectionError::Timeout | ConnectionError::Remote(ConnectionErrorIncoming::Timeout) => {
+            Status::unavailable("connection lost: QUIC idle timeout")
+        }
+        ConnectionError::Remote(ConnectionErrorIncoming::ApplicationClose { error_code }) => {
+            let code = h3::error::Code::from(*error_code);
+            match code_for_h3(code) {
+                Code::Internal if code != h3::error::Code::H3_NO_ERROR => {
+                    Status::internal(format!("connection closed by peer: {code}"))
+                }
+                _ => Status::unavailable(format!("connection closed by peer: {code}")),
+            }
+        }
+        ConnectionError::Remote(ConnectionErrorIncoming::Undefined(e)) => {
+            Status::unavailable(format!("connection lost: {e}"))
+        }
+        ConnectionError::Remote(other) => {
+            Status::unavailable(format!("connection lost: {other:?}"))
+        }
+        ConnectionError::Local {
+            error: LocalError::Application { code, reason, .. },
+        } => Status::new(
+            code_for_h3(*code),
+            format!("connection closed: {code}: {reason}"),
+        ),
+        other => Status::unavailable(format!("connection closed: {other}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

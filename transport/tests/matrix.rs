@@ -16,11 +16,15 @@ use zone_proto::grpc_testing::*;
 
 macro_rules! matrix {
     ($($case:ident),* $(,)?) => {
-        mod h2 {
+        matrix!(@transport h2, H2, $($case),*);
+        matrix!(@transport h3, H3, $($case),*);
+    };
+    (@transport $module:ident, $variant:ident, $($case:ident),*) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::$case(grpc_h3::Transport::H2).await
+                    super::$case(grpc_h3::Transport::$variant).await
                 }
             )*
         }

@@ -14,6 +14,7 @@ use tonic::body::Body;
 
 use super::Endpoint;
 use super::h2::H2Connection;
+use super::h3::H3Connection;
 use crate::Transport;
 use crate::body::{self, Guarded};
 use crate::error::Error;
@@ -38,6 +39,7 @@ struct Inner {
 
 enum Wire {
     H2(H2Connection),
+    H3(H3Connection),
     /// An endpoint whose configuration was unusable (from `connect_lazy`): every call fails so.
     Failed(String, tonic::Code),
 }
@@ -54,6 +56,11 @@ impl fmt::Debug for Channel {
 impl Channel {
     pub(super) fn h2(endpoint: Endpoint) -> Result<Self, Error> {
         let wire = Wire::H2(H2Connection::new(&endpoint)?);
+        Ok(Self::with_wire(&endpoint, wire))
+    }
+
+    pub(super) fn h3(endpoint: Endpoint) -> Result<Self, Error> {
+        let wire = Wire::H3(H3Connection::new(&endpoint)?);
         Ok(Self::with_wire(&endpoint, wire))
     }
 
@@ -85,6 +92,7 @@ impl Channel {
     pub(super) async fn connect_now(&self) -> Result<(), Error> {
         match &self.inner.wire {
             Wire::H2(conn) => conn.connect_now().await,
+            Wire::H3(conn) => conn.connect_now().await,
             Wire::Failed(..) => Ok(()),
         }
     }
@@ -93,6 +101,17 @@ impl Channel {
     pub fn transport_in_use(&self) -> Transport {
         match &self.inner.wire {
             Wire::H2(_) | Wire::Failed(..) => Transport::H2,
+            Wire::H3(_) => Transport::H3,
+        }
+    }
+
+    /// Moves an HTTP/3 channel's UDP socket to `socket` (e.g. after a network change); open
+    /// connections migrate to it (RFC 9000 §9) and in-flight calls continue.
+    pub fn rebind(&self, socket: std::net::UdpSocket) -> Result<(), Error> {
+        match &self.inner.wire {
+            Wire::H3(conn) => conn.rebind(socket),
+            _ => Err(Error::new(crate::error::Kind::Unsupported)
+                .context("only HTTP/3 channels have a UDP socket to rebind")),
         }
     }
 
@@ -155,24 +174,48 @@ impl tower_service::Service<Request<Body>> for Channel {
             let (parts, body) = req.into_parts();
             let (body, guard) = body::cancelable(body);
             let req = Request::from_parts(parts, body);
-            let response = match &this.inner.wire {
+            match &this.inner.wire {
                 Wire::H2(conn) => {
-                    let call = conn.send(req);
-                    match deadline {
-                        Some(d) => tokio::time::timeout_at(d, call)
-                            .await
-                            .map_err(|_| Status::deadline_exceeded("deadline exceeded"))??,
-                        None => call.await?,
-                    }
+                    let response = with_deadline(deadline, conn.send(req)).await?;
+                    Ok(finish(response, deadline, guard))
                 }
-                Wire::Failed(msg, code) => return Err(Status::new(*code, msg.clone())),
-            };
-            Ok(response.map(|body| {
-                Body::new(Guarded::new(
-                    DeadlineBody::new(body, deadline, Side::Client),
-                    guard,
-                ))
-            }))
+                Wire::H3(conn) => {
+                    let response = with_deadline(deadline, conn.send(req)).await?;
+                    Ok(finish(response, deadline, guard))
+                }
+                Wire::Failed(msg, code) => Err(Status::new(*code, msg.clone())),
+            }
         })
     }
+}
+
+/// Waits for the response head, bounded by the call's deadline.
+async fn with_deadline<T>(
+    deadline: Option<Instant>,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, call)
+            .await
+            .map_err(|_| Status::deadline_exceeded("deadline exceeded"))?,
+        None => call.await,
+    }
+}
+
+/// The response as the generated client sees it: deadline-bounded, and cancelling the call when
+/// dropped.
+fn finish<B>(
+    response: Response<B>,
+    deadline: Option<Instant>,
+    guard: body::CancelOnDrop,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes, Error = Status> + Unpin + Send + 'static,
+{
+    response.map(|b| {
+        Body::new(Guarded::new(
+            DeadlineBody::new(b, deadline, Side::Client),
+            guard,
+        ))
+    })
 }

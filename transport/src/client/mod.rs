@@ -3,6 +3,7 @@
 
 mod channel;
 mod h2;
+mod h3;
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ pub use channel::Channel;
 
 use crate::Transport;
 use crate::error::{Error, Kind};
+use crate::quic::QuicSettings;
 use crate::tls::{self, ClientTls};
 
 /// Where and how to connect: the builder of a [`Channel`].
@@ -41,6 +43,7 @@ pub struct Endpoint {
     pub(crate) keep_alive_interval: Option<Duration>,
     pub(crate) keep_alive_timeout: Duration,
     pub(crate) user_agent: http::HeaderValue,
+    pub(crate) quic: QuicSettings,
 }
 
 /// `user-agent` sent unless the caller sets one (gRPC PROTOCOL-HTTP2.md, "User-Agent").
@@ -82,6 +85,7 @@ impl Endpoint {
             keep_alive_interval: None,
             keep_alive_timeout: Duration::from_secs(20),
             user_agent: http::HeaderValue::from_static(USER_AGENT),
+            quic: QuicSettings::default(),
         })
     }
 
@@ -146,6 +150,12 @@ impl Endpoint {
         self
     }
 
+    /// QUIC transport settings for HTTP/3 (windows, stream limit, congestion control, ...).
+    pub fn quic_settings(mut self, settings: QuicSettings) -> Self {
+        self.quic = settings;
+        self
+    }
+
     /// Connects now and returns a channel over the selected wire.
     pub async fn connect(self) -> Result<Channel, Error> {
         let channel = self.connect_lazy_checked()?;
@@ -166,10 +176,10 @@ impl Endpoint {
     fn connect_lazy_checked(self) -> Result<Channel, Error> {
         match self.transport {
             Transport::H2 => Channel::h2(self),
-            Transport::H3 | Transport::Auto => Err(Error::new(Kind::Unsupported).context(format!(
-                "transport `{}` is not supported yet by this build; use Transport::H2",
-                self.transport
-            ))),
+            Transport::H3 => Channel::h3(self),
+            Transport::Auto => Err(Error::new(Kind::Unsupported).context(
+                "Transport::Auto is not supported yet by this build; use Transport::H3 or Transport::H2",
+            )),
         }
     }
 }

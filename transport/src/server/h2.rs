@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::Request;
+use http::{HeaderValue, Request};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -53,6 +53,7 @@ impl H2Listener {
         self,
         service: BoxService,
         settings: Arc<ServerSettings>,
+        alt_svc: Option<HeaderValue>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), Error> {
         let graceful = GracefulShutdown::new();
@@ -69,6 +70,7 @@ impl H2Listener {
                             self.tls.clone(),
                             service.clone(),
                             settings.clone(),
+                            alt_svc.clone(),
                             graceful.watcher(),
                         ));
                     }
@@ -102,6 +104,7 @@ async fn serve_connection(
     tls: Option<TlsAcceptor>,
     service: BoxService,
     settings: Arc<ServerSettings>,
+    alt_svc: Option<HeaderValue>,
     watcher: Watcher,
 ) {
     let _ = tcp.set_nodelay(true);
@@ -136,9 +139,9 @@ async fn serve_connection(
                 .1
                 .peer_certificates()
                 .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
-            run(stream, info, service, &settings, watcher).await;
+            run(stream, info, service, &settings, alt_svc, watcher).await;
         }
-        None => run(tcp, info, service, &settings, watcher).await,
+        None => run(tcp, info, service, &settings, alt_svc, watcher).await,
     }
 }
 
@@ -147,6 +150,7 @@ async fn run<IO>(
     info: ConnectionInfo,
     service: BoxService,
     settings: &ServerSettings,
+    alt_svc: Option<HeaderValue>,
     watcher: Watcher,
 ) where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -160,7 +164,14 @@ async fn run<IO>(
         let svc = service.clone();
         req.extensions_mut().insert(info.clone());
         req.extensions_mut().insert(tcp_info.clone());
-        svc.oneshot(req.map(Body::new))
+        let alt_svc = alt_svc.clone();
+        async move {
+            let mut response = svc.oneshot(req.map(Body::new)).await?;
+            if let Some(v) = alt_svc {
+                response.headers_mut().insert(http::header::ALT_SVC, v);
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder

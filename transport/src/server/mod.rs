@@ -5,6 +5,7 @@
 //! (`grpc-timeout`, see `timeout.rs`) → user layers (e.g. per-RPC auth) → tonic `Routes`.
 
 mod h2;
+mod h3;
 mod stack;
 
 use std::convert::Infallible;
@@ -23,6 +24,7 @@ use tower_service::Service;
 
 use crate::Transport;
 use crate::error::{Error, Kind};
+use crate::quic::QuicSettings;
 use crate::tls::ServerTls;
 
 /// The type-erased service every request goes through; what [`Server::layer`] layers wrap.
@@ -76,6 +78,7 @@ pub struct Server {
     tls: Option<ServerTls>,
     transport: Transport,
     settings: ServerSettings,
+    quic: QuicSettings,
 }
 
 impl std::fmt::Debug for Server {
@@ -104,6 +107,7 @@ impl Server {
             tls: None,
             transport: Transport::Auto,
             settings: ServerSettings::default(),
+            quic: QuicSettings::default(),
         }
     }
 
@@ -191,26 +195,53 @@ impl Server {
         self
     }
 
+    /// QUIC transport settings for HTTP/3 (windows, stream limit, congestion control, ...). The
+    /// stream limit follows [`max_concurrent_streams`](Self::max_concurrent_streams).
+    pub fn quic_settings(mut self, settings: QuicSettings) -> Self {
+        self.quic = settings;
+        self
+    }
+
     /// Binds the listening sockets (TCP for HTTP/2, UDP for HTTP/3, same port) without serving yet,
     /// so callers can learn ephemeral ports first.
     pub async fn bind(self, addr: SocketAddr) -> Result<BoundServer, Error> {
         let serve_h2 = matches!(self.transport, Transport::H2 | Transport::Auto);
-        if self.transport == Transport::H3 {
-            return Err(Error::new(Kind::Unsupported)
-                .context("serving HTTP/3 is not supported yet by this build"));
+        let serve_h3 =
+            matches!(self.transport, Transport::H3 | Transport::Auto) && self.tls.is_some();
+        if self.transport == Transport::H3 && self.tls.is_none() {
+            return Err(Error::new(Kind::Config).context("HTTP/3 needs TLS: call Server::tls"));
         }
         let service = stack::build(self.routes, &self.layers);
+        let mut quic = self.quic.clone();
+        quic.max_concurrent_bidi_streams = self.settings.max_concurrent_streams;
+        let h3 = match (&self.tls, serve_h3) {
+            (Some(tls), true) => {
+                let config =
+                    crate::quic::server_config(tls.server_config(crate::tls::ALPN_H3)?, &quic)?;
+                Some(h3::H3Listener::bind(addr, config)?)
+            }
+            _ => None,
+        };
+        // HTTP/2 on the same port number as HTTP/3 (an ephemeral UDP port is reused for TCP).
+        let tcp_addr = h3.as_ref().map_or(addr, h3::H3Listener::local_addr);
         let h2 = if serve_h2 {
             let tls = match &self.tls {
                 Some(tls) => Some(tls.server_config(crate::tls::ALPN_H2)?),
                 None => None,
             };
-            Some(h2::H2Listener::bind(addr, tls).await?)
+            Some(h2::H2Listener::bind(tcp_addr, tls).await?)
         } else {
             None
         };
+        // RFC 7838: tell HTTP/2 clients where HTTP/3 is (same host, UDP port).
+        let alt_svc = h3.as_ref().and_then(|l| {
+            http::HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", l.local_addr().port()))
+                .ok()
+        });
         Ok(BoundServer {
             h2,
+            h3,
+            alt_svc,
             service,
             settings: Arc::new(self.settings),
         })
@@ -229,6 +260,8 @@ impl Server {
 #[derive(Debug)]
 pub struct BoundServer {
     h2: Option<h2::H2Listener>,
+    h3: Option<h3::H3Listener>,
+    alt_svc: Option<http::HeaderValue>,
     service: BoxService,
     settings: Arc<ServerSettings>,
 }
@@ -241,7 +274,7 @@ impl BoundServer {
 
     /// The UDP address HTTP/3 is served on, if it is.
     pub fn h3_addr(&self) -> Option<SocketAddr> {
-        None
+        self.h3.as_ref().map(h3::H3Listener::local_addr)
     }
 
     /// Serves until `signal` completes; then stops accepting, lets in-flight calls finish for up to
@@ -253,6 +286,14 @@ impl BoundServer {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(listener) = self.h2 {
+            tasks.spawn(listener.serve(
+                self.service.clone(),
+                self.settings.clone(),
+                self.alt_svc.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        if let Some(listener) = self.h3 {
             tasks.spawn(listener.serve(
                 self.service.clone(),
                 self.settings.clone(),
@@ -286,6 +327,14 @@ fn flatten(res: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(),
 impl std::fmt::Debug for h2::H2Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H2Listener")
+            .field("addr", &self.local_addr())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for h3::H3Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H3Listener")
             .field("addr", &self.local_addr())
             .finish()
     }

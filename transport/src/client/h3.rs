@@ -1,0 +1,278 @@
+//! The HTTP/3 wire of the client: one QUIC connection (quinn) carrying each call on its own
+//! bidirectional request stream (RFC 9114 §4.1), re-established on demand after a loss or GOAWAY.
+//!
+//! Per call: the caller's task sends the HEADERS and reads the response (headers, DATA, trailing
+//! HEADERS) through [`H3ResponseBody`]; one spawned task pumps the request body into the stream,
+//! because a streaming request must progress while the caller waits on the response. Dropping the
+//! call resets the send side and stops the receive side with `H3_REQUEST_CANCELLED` (RFC 9114
+//! §4.1.1: "a client can cancel a request by resetting the stream").
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use tonic::Status;
+
+use super::Endpoint;
+use super::h2::RequestBody;
+use crate::body::H3Body;
+use crate::error::{Error, Kind, status_from_h3};
+use crate::quic::{self, backend};
+use crate::tls;
+
+type SendRequest = h3::client::SendRequest<backend::OpenStreams, Bytes>;
+type RecvHalf = h3::client::RequestStream<backend::RecvStream, Bytes>;
+type SendHalf = h3::client::RequestStream<backend::SendStream<Bytes>, Bytes>;
+
+struct Config {
+    host: String,
+    port: u16,
+    server_name: String,
+    client_config: quinn::ClientConfig,
+    connect_timeout: Duration,
+    max_field_section_size: u64,
+}
+
+#[derive(Clone)]
+struct Live {
+    send: SendRequest,
+    quic: quinn::Connection,
+}
+
+/// A lazily (re)connected HTTP/3 connection shared by every clone of a channel.
+pub(crate) struct H3Connection {
+    config: Arc<Config>,
+    endpoint: Mutex<Option<quinn::Endpoint>>,
+    current: Mutex<Option<Live>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl H3Connection {
+    pub(crate) fn new(endpoint: &Endpoint) -> Result<Self, Error> {
+        if endpoint.scheme != http::uri::Scheme::HTTPS {
+            return Err(Error::new(Kind::Config)
+                .context("HTTP/3 requires https:// (QUIC is always encrypted)"));
+        }
+        let tls = endpoint.tls.client_config(tls::ALPN_H3)?;
+        let name = endpoint.tls.server_name(&endpoint.host)?;
+        let client_config = quic::client_config(tls, &endpoint.quic)?;
+        Ok(H3Connection {
+            config: Arc::new(Config {
+                host: endpoint
+                    .host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+                port: endpoint.port,
+                server_name: name.to_str().into_owned(),
+                client_config,
+                connect_timeout: endpoint.connect_timeout,
+                max_field_section_size: 16 * 1024,
+            }),
+            endpoint: Mutex::new(None),
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub(crate) async fn connect_now(&self) -> Result<(), Error> {
+        self.live().await.map(drop)
+    }
+
+    /// Moves the client's UDP socket to `socket`; open connections migrate with it (RFC 9000 §9).
+    pub(crate) fn rebind(&self, socket: std::net::UdpSocket) -> Result<(), Error> {
+        let guard = self.endpoint.lock().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_ref() {
+            Some(ep) => ep
+                .rebind(socket)
+                .map_err(|e| Error::with(Kind::Io, e).context("rebind QUIC socket")),
+            None => Err(Error::new(Kind::Closed).context("no QUIC endpoint to rebind yet")),
+        }
+    }
+
+    fn cached(&self) -> Option<Live> {
+        let guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        guard
+            .as_ref()
+            .filter(|l| l.quic.close_reason().is_none())
+            .cloned()
+    }
+
+    async fn live(&self) -> Result<Live, Error> {
+        if let Some(l) = self.cached() {
+            return Ok(l);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(l) = self.cached() {
+            return Ok(l);
+        }
+        let config = &self.config;
+        let live = tokio::time::timeout(config.connect_timeout, self.connect())
+            .await
+            .map_err(|_| {
+                Error::new(Kind::ConnectTimeout).context(format!(
+                    "QUIC {}:{} after {:?}",
+                    config.host, config.port, config.connect_timeout
+                ))
+            })??;
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(live.clone());
+        Ok(live)
+    }
+
+    fn forget(&self, quic: &quinn::Connection) {
+        let mut guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard
+            .as_ref()
+            .is_some_and(|l| l.quic.stable_id() == quic.stable_id())
+        {
+            *guard = None;
+        }
+    }
+
+    fn quinn_endpoint(&self, target: SocketAddr) -> Result<quinn::Endpoint, Error> {
+        let mut guard = self.endpoint.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ep) = guard.as_ref() {
+            let family_matches = ep
+                .local_addr()
+                .is_ok_and(|a| a.is_ipv4() == target.is_ipv4());
+            if family_matches {
+                return Ok(ep.clone());
+            }
+        }
+        let bind: SocketAddr = if target.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let ep = quinn::Endpoint::client(bind)
+            .map_err(|e| Error::with(Kind::Io, e).context(format!("bind UDP {bind}")))?;
+        *guard = Some(ep.clone());
+        Ok(ep)
+    }
+
+    async fn connect(&self) -> Result<Live, Error> {
+        let config = &self.config;
+        let target = format!("{}:{}", config.host, config.port);
+        let addr = tokio::net::lookup_host((config.host.as_str(), config.port))
+            .await
+            .map_err(|e| Error::with(Kind::Connect, e).context(target.clone()))?
+            .next()
+            .ok_or_else(|| Error::new(Kind::Connect).context(format!("{target}: no address")))?;
+        let endpoint = self.quinn_endpoint(addr)?;
+        let connecting = endpoint
+            .connect_with(config.client_config.clone(), addr, &config.server_name)
+            .map_err(|e| Error::with(Kind::Connect, e).context(target.clone()))?;
+        let quic = connecting.await.map_err(|e| {
+            // RFC 9001 §4.8: TLS alerts travel as QUIC CRYPTO_ERROR codes 0x100..=0x1ff.
+            let is_crypto = |code: u64| (0x100..=0x1ff).contains(&code);
+            let kind = match &e {
+                quinn::ConnectionError::TransportError(t) if is_crypto(u64::from(t.code)) => {
+                    Kind::Tls
+                }
+                quinn::ConnectionError::ConnectionClosed(c)
+                    if is_crypto(u64::from(c.error_code)) =>
+                {
+                    Kind::Tls
+                }
+                quinn::ConnectionError::TimedOut => Kind::ConnectTimeout,
+                _ => Kind::Connect,
+            };
+            Error::with(kind, e).context(format!("QUIC {target}"))
+        })?;
+        let mut builder = h3::client::builder();
+        builder.max_field_section_size(config.max_field_section_size);
+        let (mut driver, send) = builder
+            .build::<_, _, Bytes>(backend::Connection::new(quic.clone(), None))
+            .await
+            .map_err(|e| Error::with(Kind::Protocol, e).context("HTTP/3 connection setup"))?;
+        tokio::spawn(async move {
+            let err = futures::future::poll_fn(|cx| driver.poll_close(cx)).await;
+            if !err.is_h3_no_error() {
+                tracing::debug!(error = %err, "HTTP/3 connection ended");
+            }
+        });
+        Ok(Live { send, quic })
+    }
+
+    /// Sends one call. A request the connection refused before anything was sent (GOAWAY, closed
+    /// connection) is retried once on a fresh connection.
+    pub(crate) async fn send(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<H3Body<RecvHalf>>, Status> {
+        let (parts, body) = req.into_parts();
+        let head = Request::from_parts(parts, ());
+        let live = self.live().await?;
+        let stream = match live.send.clone().send_request(head.clone()).await {
+            Ok(stream) => stream,
+            Err(err) if refused_before_sending(&err) => {
+                tracing::debug!(error = %err, "HTTP/3 connection refused the request; reconnecting");
+                self.forget(&live.quic);
+                let live = self.live().await?;
+                live.send
+                    .clone()
+                    .send_request(head)
+                    .await
+                    .map_err(|e| status_from_h3(&e))?
+            }
+            Err(err) => return Err(status_from_h3(&err)),
+        };
+        let (send, mut recv) = stream.split();
+        tokio::spawn(pump_request(send, body));
+        // Until the head arrives, dropping this future drops `recv`, which H3Body would otherwise do.
+        let response = match recv.recv_response().await {
+            Ok(response) => response,
+            Err(err) => {
+                recv.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
+                return Err(status_from_h3(&err));
+            }
+        };
+        let body = H3Body::new(recv, h3::error::Code::H3_REQUEST_CANCELLED);
+        Ok(response.map(|()| body))
+    }
+}
+
+fn refused_before_sending(err: &h3::error::StreamError) -> bool {
+    use h3::error::StreamError;
+    matches!(
+        err,
+        StreamError::RemoteClosing | StreamError::ConnectionError(_)
+    )
+}
+
+/// Streams the request body into the send half: DATA per chunk (no copy: `Bytes`), trailers if
+/// any, FIN at the end. A cancelled call resets the stream with `H3_REQUEST_CANCELLED`.
+async fn pump_request(mut send: SendHalf, mut body: RequestBody) {
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                let result = match frame.into_data() {
+                    Ok(data) => send.send_data(data).await,
+                    Err(frame) => match frame.into_trailers() {
+                        Ok(trailers) => send.send_trailers(trailers).await,
+                        Err(_) => Ok(()),
+                    },
+                };
+                if let Err(err) = result {
+                    // The server stopped reading (it answered already, or reset): nothing to do.
+                    tracing::trace!(error = %err, "request body send ended");
+                    return;
+                }
+            }
+            Some(Err(err)) => {
+                tracing::trace!(error = %err, "request body failed; resetting stream");
+                send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+                return;
+            }
+            None => {
+                if let Err(err) = send.finish().await {
+                    tracing::trace!(error = %err, "finishing request stream failed");
+                }
+                return;
+            }
+        }
+    }
+}

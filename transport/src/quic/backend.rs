@@ -1,0 +1,444 @@
+//! The `h3::quic` traits implemented over quinn — our own backend instead of `h3-quinn`, for two
+//! reasons found while testing cancellation (RFC 9114 §4.1.1):
+//!
+//! 1. `h3-quinn` 0.0.10 moves the `quinn::RecvStream` into its pending read future, so a
+//!    `stop_sending` while a read is pending unwraps `None` and panics — exactly when a caller
+//!    drops a call whose response has not arrived (tonic-h3 0.0.6 panics there too). Here reads poll
+//!    quinn's cancel-safe `read_chunk` in place, so the stream is always at hand.
+//! 2. A server must notice a client's STOP_SENDING while the handler is still computing a unary
+//!    response, to cancel it; h3 exposes no such signal. quinn's `SendStream::stopped()` future is
+//!    `'static`, so each accepted request stream registers it in a per-connection [`StopSignals`],
+//!    where the request's task picks it up by stream id.
+//!
+//! Structure follows h3-quinn (MIT) closely; error conversion follows RFC 9000 §20.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use futures::future::BoxFuture;
+use futures::stream::{self, BoxStream, StreamExt};
+use h3::error::Code;
+use h3::quic::{self, ConnectionErrorIncoming, StreamErrorIncoming, StreamId, WriteBuf};
+use quinn::{ReadError, VarInt, WriteError};
+
+/// Resolves when the peer sends STOP_SENDING for a stream (or the connection ends).
+pub(crate) type Stopped = BoxFuture<'static, ()>;
+
+/// Per-connection registry of the STOP_SENDING signals of accepted request streams.
+#[derive(Clone, Default)]
+pub(crate) struct StopSignals(Arc<Mutex<HashMap<u64, Stopped>>>);
+
+impl StopSignals {
+    fn insert(&self, id: u64, stopped: Stopped) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, stopped);
+    }
+
+    /// Takes the signal of request stream `id`; `None` if it was taken or the stream is gone.
+    pub(crate) fn take(&self, id: u64) -> Option<Stopped> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id)
+    }
+}
+
+type Accepted<T> = BoxStream<'static, Result<T, quinn::ConnectionError>>;
+
+/// A QUIC connection for h3.
+pub(crate) struct Connection {
+    conn: quinn::Connection,
+    incoming_bi: Accepted<(quinn::SendStream, quinn::RecvStream)>,
+    incoming_uni: Accepted<quinn::RecvStream>,
+    opener: OpenStreams,
+    stops: Option<StopSignals>,
+}
+
+impl Connection {
+    /// Wraps `conn`. With `stops`, accepted bidirectional streams register their STOP_SENDING
+    /// signal there (servers).
+    pub(crate) fn new(conn: quinn::Connection, stops: Option<StopSignals>) -> Self {
+        Connection {
+            incoming_bi: stream::unfold(conn.clone(), |c| async {
+                let r = c.accept_bi().await;
+                Some((r, c))
+            })
+            .boxed(),
+            incoming_uni: stream::unfold(conn.clone(), |c| async {
+                let r = c.accept_uni().await;
+                Some((r, c))
+            })
+            .boxed(),
+            opener: OpenStreams::new(conn.clone()),
+            conn,
+            stops,
+        }
+    }
+}
+
+fn next_accepted<T>(
+    stream: &mut Accepted<T>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, ConnectionErrorIncoming>> {
+    match ready!(stream.poll_next_unpin(cx)) {
+        Some(r) => Poll::Ready(r.map_err(convert_connection_error)),
+        // unfold never ends; treat an end like a closed connection all the same.
+        None => Poll::Ready(Err(ConnectionErrorIncoming::InternalError(
+            "QUIC accept stream ended".into(),
+        ))),
+    }
+}
+
+impl<B: Buf> quic::Connection<B> for Connection {
+    type RecvStream = RecvStream;
+    type OpenStreams = OpenStreams;
+
+    fn poll_accept_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<RecvStream, ConnectionErrorIncoming>> {
+        let recv = ready!(next_accepted(&mut self.incoming_uni, cx))?;
+        Poll::Ready(Ok(RecvStream::new(recv, None)))
+    }
+
+    fn poll_accept_bidi(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<BidiStream<B>, ConnectionErrorIncoming>> {
+        let (send, recv) = ready!(next_accepted(&mut self.incoming_bi, cx))?;
+        let cleanup = self.stops.as_ref().map(|stops| {
+            let id = u64::from(send.id());
+            let stopped = send.stopped();
+            stops.insert(
+                id,
+                Box::pin(async move {
+                    let _ = stopped.await;
+                }),
+            );
+            (stops.clone(), id)
+        });
+        Poll::Ready(Ok(BidiStream {
+            send: SendStream::new(send),
+            recv: RecvStream::new(recv, cleanup),
+        }))
+    }
+
+    fn opener(&self) -> OpenStreams {
+        OpenStreams::new(self.conn.clone())
+    }
+}
+
+impl<B: Buf> quic::OpenStreams<B> for Connection {
+    type SendStream = SendStream<B>;
+    type BidiStream = BidiStream<B>;
+
+    fn poll_open_bidi(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<BidiStream<B>, StreamErrorIncoming>> {
+        <OpenStreams as quic::OpenStreams<B>>::poll_open_bidi(&mut self.opener, cx)
+    }
+
+    fn poll_open_send(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<SendStream<B>, StreamErrorIncoming>> {
+        <OpenStreams as quic::OpenStreams<B>>::poll_open_send(&mut self.opener, cx)
+    }
+
+    fn close(&mut self, code: Code, reason: &[u8]) {
+        close(&self.conn, code, reason);
+    }
+}
+
+fn close(conn: &quinn::Connection, code: Code, reason: &[u8]) {
+    conn.close(
+        VarInt::from_u64(code.value()).unwrap_or(VarInt::MAX),
+        reason,
+    );
+}
+
+/// Opens request (bidi) and control (uni) streams.
+pub(crate) struct OpenStreams {
+    conn: quinn::Connection,
+    opening_bi: Option<
+        BoxFuture<'static, Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>>,
+    >,
+    opening_uni: Option<BoxFuture<'static, Result<quinn::SendStream, quinn::ConnectionError>>>,
+}
+
+impl OpenStreams {
+    fn new(conn: quinn::Connection) -> Self {
+        OpenStreams {
+            conn,
+            opening_bi: None,
+            opening_uni: None,
+        }
+    }
+}
+
+impl Clone for OpenStreams {
+    fn clone(&self) -> Self {
+        OpenStreams::new(self.conn.clone())
+    }
+}
+
+impl<B: Buf> quic::OpenStreams<B> for OpenStreams {
+    type SendStream = SendStream<B>;
+    type BidiStream = BidiStream<B>;
+
+    fn poll_open_bidi(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<BidiStream<B>, StreamErrorIncoming>> {
+        let conn = &self.conn;
+        let opening = self.opening_bi.get_or_insert_with(|| {
+            let conn = conn.clone();
+            Box::pin(async move { conn.open_bi().await })
+        });
+        // Waits here while the peer's stream limit (MAX_STREAMS) is reached.
+        let result = ready!(opening.as_mut().poll(cx));
+        self.opening_bi = None;
+        let (send, recv) = result.map_err(|e| StreamErrorIncoming::ConnectionErrorIncoming {
+            connection_error: convert_connection_error(e),
+        })?;
+        Poll::Ready(Ok(BidiStream {
+            send: SendStream::new(send),
+            recv: RecvStream::new(recv, None),
+        }))
+    }
+
+    fn poll_open_send(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<SendStream<B>, StreamErrorIncoming>> {
+        let conn = &self.conn;
+        let opening = self.opening_uni.get_or_insert_with(|| {
+            let conn = conn.clone();
+            Box::pin(async move { conn.open_uni().await })
+        });
+        let result = ready!(opening.as_mut().poll(cx));
+        self.opening_uni = None;
+        let send = result.map_err(|e| StreamErrorIncoming::ConnectionErrorIncoming {
+            connection_error: convert_connection_error(e),
+        })?;
+        Poll::Ready(Ok(SendStream::new(send)))
+    }
+
+    fn close(&mut self, code: Code, reason: &[u8]) {
+        close(&self.conn, code, reason);
+    }
+}
+
+/// A request stream before h3 splits it.
+pub(crate) struct BidiStream<B: Buf> {
+    send: SendStream<B>,
+    recv: RecvStream,
+}
+
+impl<B: Buf> quic::BidiStream<B> for BidiStream<B> {
+    type SendStream = SendStream<B>;
+    type RecvStream = RecvStream;
+
+    fn split(self) -> (SendStream<B>, RecvStream) {
+        (self.send, self.recv)
+    }
+}
+
+impl<B: Buf> quic::RecvStream for BidiStream<B> {
+    type Buf = Bytes;
+
+    fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
+        self.recv.poll_data(cx)
+    }
+
+    fn stop_sending(&mut self, error_code: u64) {
+        self.recv.stop_sending(error_code)
+    }
+
+    fn recv_id(&self) -> StreamId {
+        self.recv.recv_id()
+    }
+}
+
+impl<B: Buf> quic::SendStream<B> for BidiStream<B> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        self.send.poll_ready(cx)
+    }
+
+    fn send_data<T: Into<WriteBuf<B>>>(&mut self, data: T) -> Result<(), StreamErrorIncoming> {
+        self.send.send_data(data)
+    }
+
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        self.send.poll_finish(cx)
+    }
+
+    fn reset(&mut self, reset_code: u64) {
+        self.send.reset(reset_code)
+    }
+
+    fn send_id(&self) -> StreamId {
+        self.send.send_id()
+    }
+}
+
+/// The receiving half of a stream.
+pub(crate) struct RecvStream {
+    stream: quinn::RecvStream,
+    /// Removes the stream's STOP_SENDING signal from the registry once the stream is gone.
+    registered: Option<(StopSignals, u64)>,
+}
+
+impl RecvStream {
+    fn new(stream: quinn::RecvStream, registered: Option<(StopSignals, u64)>) -> Self {
+        RecvStream { stream, registered }
+    }
+}
+
+impl Drop for RecvStream {
+    fn drop(&mut self) {
+        if let Some((stops, id)) = self.registered.take() {
+            stops.take(id);
+        }
+    }
+}
+
+impl quic::RecvStream for RecvStream {
+    type Buf = Bytes;
+
+    fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
+        // `read_chunk` is cancel-safe (quinn docs): polling a fresh future each time loses nothing.
+        let chunk = ready!(pin!(self.stream.read_chunk(usize::MAX, true)).poll(cx));
+        Poll::Ready(
+            chunk
+                .map(|c| c.map(|c| c.bytes))
+                .map_err(convert_read_error),
+        )
+    }
+
+    fn stop_sending(&mut self, error_code: u64) {
+        // Err only when the stream is already finished or stopped: nothing left to stop.
+        let _ = self
+            .stream
+            .stop(VarInt::from_u64(error_code).unwrap_or(VarInt::MAX));
+    }
+
+    fn recv_id(&self) -> StreamId {
+        stream_id(self.stream.id())
+    }
+}
+
+/// The sending half of a stream.
+pub(crate) struct SendStream<B: Buf> {
+    stream: quinn::SendStream,
+    writing: Option<WriteBuf<B>>,
+}
+
+impl<B: Buf> SendStream<B> {
+    fn new(stream: quinn::SendStream) -> Self {
+        SendStream {
+            stream,
+            writing: None,
+        }
+    }
+}
+
+impl<B: Buf> quic::SendStream<B> for SendStream<B> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        if let Some(data) = self.writing.as_mut() {
+            while data.has_remaining() {
+                let written = ready!(Pin::new(&mut self.stream).poll_write(cx, data.chunk()))
+                    .map_err(convert_write_error)?;
+                data.advance(written);
+            }
+        }
+        self.writing = None;
+        Poll::Ready(Ok(()))
+    }
+
+    fn send_data<T: Into<WriteBuf<B>>>(&mut self, data: T) -> Result<(), StreamErrorIncoming> {
+        if self.writing.is_some() {
+            // h3 always waits for poll_ready first; reaching this is a bug in the stack.
+            return Err(StreamErrorIncoming::ConnectionErrorIncoming {
+                connection_error: ConnectionErrorIncoming::InternalError(
+                    "send_data while a write is pending".into(),
+                ),
+            });
+        }
+        self.writing = Some(data.into());
+        Ok(())
+    }
+
+    fn poll_finish(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        Poll::Ready(
+            self.stream
+                .finish()
+                .map_err(|e| StreamErrorIncoming::Unknown(Box::new(e))),
+        )
+    }
+
+    fn reset(&mut self, reset_code: u64) {
+        let _ = self
+            .stream
+            .reset(VarInt::from_u64(reset_code).unwrap_or(VarInt::MAX));
+    }
+
+    fn send_id(&self) -> StreamId {
+        stream_id(self.stream.id())
+    }
+}
+
+#[allow(clippy::expect_used)]
+fn stream_id(id: quinn::StreamId) -> StreamId {
+    // Not peer input: quinn's stream ids are QUIC varints (< 2^62), exactly StreamId's domain.
+    StreamId::try_from(u64::from(id)).expect("quinn stream id is a varint")
+}
+
+fn convert_connection_error(e: quinn::ConnectionError) -> ConnectionErrorIncoming {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            ConnectionErrorIncoming::ApplicationClose {
+                error_code: close.error_code.into_inner(),
+            }
+        }
+        quinn::ConnectionError::TimedOut => ConnectionErrorIncoming::Timeout,
+        other => ConnectionErrorIncoming::Undefined(Arc::new(other)),
+    }
+}
+
+fn convert_read_error(e: ReadError) -> StreamErrorIncoming {
+    match e {
+        ReadError::Reset(code) => StreamErrorIncoming::StreamTerminated {
+            error_code: code.into_inner(),
+        },
+        ReadError::ConnectionLost(e) => StreamErrorIncoming::ConnectionErrorIncoming {
+            connection_error: convert_connection_error(e),
+        },
+        other => StreamErrorIncoming::Unknown(Box::new(other)),
+    }
+}
+
+fn convert_write_error(e: WriteError) -> StreamErrorIncoming {
+    match e {
+        WriteError::Stopped(code) => StreamErrorIncoming::StreamTerminated {
+            error_code: code.into_inner(),
+        },
+        WriteError::ConnectionLost(e) => StreamErrorIncoming::ConnectionErrorIncoming {
+            connection_error: convert_connection_error(e),
+        },
+        other => StreamErrorIncoming::Unknown(Box::new(other)),
+    }
+}

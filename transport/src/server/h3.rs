@@ -1,0 +1,275 @@
+//! The HTTP/3 wire of the server: quinn endpoint on UDP, h3 connections, one task per request
+//! stream (RFC 9114 §4.1) that hands the request to the shared service stack and writes the
+//! response HEADERS, DATA and trailing HEADERS. Shutdown sends GOAWAY (§5.2), lets in-flight
+//! requests finish, then closes with H3_NO_ERROR.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response};
+use http_body_util::BodyExt;
+use rustls_pki_types::CertificateDer;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tonic::body::Body;
+use tonic::transport::server::TcpConnectInfo;
+use tower::ServiceExt;
+
+use super::h2::stopped;
+use super::{BoxService, ServerSettings};
+use crate::body::H3Body;
+use crate::error::{Error, Kind};
+use crate::quic::backend::{self, StopSignals};
+use crate::{ConnectionInfo, Transport};
+
+type ServerStream<S> = h3::server::RequestStream<S, Bytes>;
+type Resolver = h3::server::RequestResolver<backend::Connection, Bytes>;
+
+pub(crate) struct H3Listener {
+    endpoint: quinn::Endpoint,
+    local_addr: SocketAddr,
+}
+
+impl H3Listener {
+    pub(crate) fn bind(addr: SocketAddr, config: quinn::ServerConfig) -> Result<Self, Error> {
+        let endpoint = quinn::Endpoint::server(config, addr)
+            .map_err(|e| Error::with(Kind::Io, e).context(format!("bind UDP {addr}")))?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|e| Error::with(Kind::Io, e).context("UDP local address"))?;
+        Ok(H3Listener {
+            endpoint,
+            local_addr,
+        })
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub(crate) async fn serve(
+        self,
+        service: BoxService,
+        settings: Arc<ServerSettings>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                () = stopped(&mut stop) => break,
+                incoming = self.endpoint.accept() => match incoming {
+                    Some(incoming) => {
+                        conns.spawn(serve_connection(
+                            incoming,
+                            self.local_addr,
+                            service.clone(),
+                            settings.clone(),
+                            stop.clone(),
+                        ));
+                    }
+                    None => break,
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        // New connection attempts are refused from now on; open ones drain (they watch `stop`).
+        self.endpoint.set_server_config(None);
+        let drained = tokio::time::timeout(settings.drain_timeout, async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("drain timeout expired; closing remaining HTTP/3 connections");
+            conns.abort_all();
+            while conns.join_next().await.is_some() {}
+        }
+        self.endpoint
+            .close(quinn::VarInt::from_u32(0x100), b"server shutting down");
+        // Let CONNECTION_CLOSE frames reach the peers.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.endpoint.wait_idle())
+            .await;
+        Ok(())
+    }
+}
+
+async fn serve_connection(
+    incoming: quinn::Incoming,
+    local_addr: SocketAddr,
+    service: BoxService,
+    settings: Arc<ServerSettings>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let remote = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(err) => {
+            tracing::debug!(%remote, error = %err, "QUIC connection refused");
+            return;
+        }
+    };
+    let conn = match tokio::time::timeout(settings.handshake_timeout, connecting).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(err)) => {
+            tracing::debug!(%remote, error = %err, "QUIC handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "QUIC handshake timed out");
+            return;
+        }
+    };
+    let peer_certificates = conn
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .map(|certs| Arc::new(*certs));
+    let info = ConnectionInfo {
+        transport: Transport::H3,
+        remote_addr: Some(remote),
+        local_addr: Some(local_addr),
+        tls: true,
+        peer_certificates,
+    };
+    let mut builder = h3::server::builder();
+    builder.max_field_section_size(u64::from(settings.max_header_list_size));
+    let stops = StopSignals::default();
+    let mut h3 = match builder
+        .build::<_, Bytes>(backend::Connection::new(conn.clone(), Some(stops.clone())))
+        .await
+    {
+        Ok(h3) => h3,
+        Err(err) => {
+            tracing::debug!(%remote, error = %err, "HTTP/3 connection setup failed");
+            return;
+        }
+    };
+    let mut requests = JoinSet::new();
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            () = stopped(&mut stop), if !draining => {
+                draining = true;
+                // GOAWAY: no request stream beyond those already accepted (RFC 9114 §5.2).
+                if let Err(err) = h3.shutdown(0).await {
+                    tracing::debug!(%remote, error = %err, "sending GOAWAY failed");
+                }
+                if requests.is_empty() {
+                    break;
+                }
+            }
+            accepted = h3.accept() => match accepted {
+                Ok(Some(resolver)) => {
+                    requests.spawn(serve_request(resolver, service.clone(), info.clone(), stops.clone()));
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    if !err.is_h3_no_error() {
+                        tracing::debug!(%remote, error = %err, "HTTP/3 connection ended");
+                    }
+                    break;
+                }
+            },
+            Some(_) = requests.join_next(), if !requests.is_empty() => {
+                if draining && requests.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+    while requests.join_next().await.is_some() {}
+    conn.close(
+        quinn::VarInt::from_u32(0x100),
+        if draining { b"shutdown" } else { b"" },
+    );
+}
+
+async fn serve_request(
+    resolver: Resolver,
+    service: BoxService,
+    info: ConnectionInfo,
+    stops: StopSignals,
+) {
+    let (request, stream) = match resolver.resolve_request().await {
+        Ok(r) => r,
+        Err(err) => {
+            tracing::debug!(error = %err, "malformed HTTP/3 request");
+            return;
+        }
+    };
+    // The client's STOP_SENDING (it dropped the call, RFC 9114 §4.1.1) cancels the handler: the
+    // selects below drop its future or its response stream.
+    let stopped = stops.take(stream.id().into_inner());
+    let mut stopped = pin!(async move {
+        match stopped {
+            Some(stopped) => stopped.await,
+            None => std::future::pending().await,
+        }
+    });
+    let (mut send, recv) = stream.split();
+    let tcp_info = TcpConnectInfo {
+        local_addr: info.local_addr,
+        remote_addr: info.remote_addr,
+    };
+    // A handler that stops reading early: "no more request data needed" (RFC 9114 §4.1.2).
+    let body = H3Body::new(recv, h3::error::Code::H3_NO_ERROR);
+    let mut request = request.map(|()| Body::new(body));
+    request.extensions_mut().insert(info);
+    request.extensions_mut().insert(tcp_info);
+    let response = tokio::select! {
+        response = service.oneshot(request) => match response {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        () = &mut stopped => {
+            tracing::debug!("client cancelled the call before the response");
+            return;
+        }
+    };
+    let (parts, body) = response.into_parts();
+    if let Err(err) = send.send_response(Response::from_parts(parts, ())).await {
+        tracing::debug!(error = %err, "sending response headers failed");
+        return;
+    }
+    tokio::select! {
+        () = write_body(&mut send, body) => {}
+        () = stopped => tracing::debug!("client cancelled the call during the response"),
+    }
+}
+
+/// Writes the response body: each chunk as one DATA frame, trailers as the trailing HEADERS, then
+/// FIN. A failed write means the client stopped the stream; dropping `body` then cancels the handler.
+async fn write_body<S>(send: &mut ServerStream<S>, mut body: Body)
+where
+    S: h3::quic::SendStream<Bytes>,
+{
+    loop {
+        let result = match body.frame().await {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => send.send_data(data).await,
+                Err(frame) => match frame.into_trailers() {
+                    Ok(trailers) => send.send_trailers(trailers).await,
+                    Err(_) => Ok(()),
+                },
+            },
+            Some(Err(status)) => {
+                // tonic reports handler errors as trailers itself; this is a body that failed.
+                let mut trailers = HeaderMap::new();
+                let _ = status.add_header(&mut trailers);
+                if let Err(err) = send.send_trailers(trailers).await {
+                    tracing::debug!(error = %err, "sending error trailers failed");
+                    return;
+                }
+                break;
+            }
+            None => break,
+        };
+        if let Err(err) = result {
+            tracing::debug!(error = %err, "response stream closed by the client");
+            return;
+        }
+    }
+    if let Err(err) = send.finish().await {
+        tracing::debug!(error = %err, "finishing response stream failed");
+    }
+}
