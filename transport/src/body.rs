@@ -198,6 +198,16 @@ impl<R: RecvHalf> H3Body<R> {
     }
 }
 
+impl<R: RecvHalf> H3Body<R> {
+    /// Stops reading: asks the peer to stop sending and ends the body.
+    pub(crate) fn abandon(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.recv.stop_sending(self.stop_code);
+        }
+    }
+}
+
 impl<R: RecvHalf> Drop for H3Body<R> {
     fn drop(&mut self) {
         if !self.done {

@@ -11,9 +11,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::Fuse;
 use http::{Request, Response};
+use http_body::Frame;
 use http_body_util::BodyExt;
+use tokio::sync::oneshot;
 use tonic::Status;
 
 use super::Endpoint;
@@ -202,16 +210,16 @@ impl H3Connection {
     pub(crate) async fn send(
         &self,
         req: Request<RequestBody>,
-    ) -> Result<Response<H3Body<RecvHalf>>, Status> {
+    ) -> Result<Response<ResponseBody>, Status> {
         let (parts, body) = req.into_parts();
         let head = Request::from_parts(parts, ());
-        let live = self.live().await?;
+        let mut live = self.live().await?;
         let stream = match live.send.clone().send_request(head.clone()).await {
             Ok(stream) => stream,
             Err(err) if refused_before_sending(&err) => {
                 tracing::debug!(error = %err, "HTTP/3 connection refused the request; reconnecting");
                 self.forget(&live.quic);
-                let live = self.live().await?;
+                live = self.live().await?;
                 live.send
                     .clone()
                     .send_request(head)
@@ -221,16 +229,39 @@ impl H3Connection {
             Err(err) => return Err(status_from_h3(&err)),
         };
         let (send, mut recv) = stream.split();
-        tokio::spawn(pump_request(send, body));
-        // Until the head arrives, dropping this future drops `recv`, which H3Body would otherwise do.
-        let response = match recv.recv_response().await {
-            Ok(response) => response,
-            Err(err) => {
-                recv.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
-                return Err(status_from_h3(&err));
+        // A request body that fails (the caller cancelled, or encoding failed) fails the call with
+        // its status, as on HTTP/2.
+        let (failed_tx, failed) = oneshot::channel();
+        // Fused: a receiver polled after it completed panics, a fused one stays pending.
+        let mut failed = failed.fuse();
+        // h3 closes the connection when its last SendRequest is dropped: the call keeps one, so
+        // in-flight calls outlive the Channel handles (as they do on HTTP/2).
+        tokio::spawn(pump_request(send, body, live.send.clone(), failed_tx));
+        let head = {
+            let mut head = pin!(recv.recv_response());
+            loop {
+                tokio::select! {
+                    response = &mut head => break response.map_err(|e| status_from_h3(&e)),
+                    failed = &mut failed => match failed {
+                        Ok(status) => break Err(status),
+                        // The request body ended normally; keep waiting for the response.
+                        Err(_) => continue,
+                    },
+                }
             }
         };
-        let body = H3Body::new(recv, h3::error::Code::H3_REQUEST_CANCELLED);
+        let response = match head {
+            Ok(response) => response,
+            Err(status) => {
+                recv.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
+                return Err(status);
+            }
+        };
+        let body = ResponseBody {
+            inner: H3Body::new(recv, h3::error::Code::H3_REQUEST_CANCELLED),
+            failed,
+            _connection: live.send,
+        };
         Ok(response.map(|()| body))
     }
 }
@@ -245,7 +276,12 @@ fn refused_before_sending(err: &h3::error::StreamError) -> bool {
 
 /// Streams the request body into the send half: DATA per chunk (no copy: `Bytes`), trailers if
 /// any, FIN at the end. A cancelled call resets the stream with `H3_REQUEST_CANCELLED`.
-async fn pump_request(mut send: SendHalf, mut body: RequestBody) {
+async fn pump_request(
+    mut send: SendHalf,
+    mut body: RequestBody,
+    _connection: SendRequest,
+    failed: oneshot::Sender<Status>,
+) {
     loop {
         match body.frame().await {
             Some(Ok(frame)) => {
@@ -265,6 +301,9 @@ async fn pump_request(mut send: SendHalf, mut body: RequestBody) {
             Some(Err(err)) => {
                 tracing::trace!(error = %err, "request body failed; resetting stream");
                 send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+                let status = Status::try_from_error(err)
+                    .unwrap_or_else(|err| Status::cancelled(format!("request body failed: {err}")));
+                let _ = failed.send(status);
                 return;
             }
             None => {
@@ -274,5 +313,33 @@ async fn pump_request(mut send: SendHalf, mut body: RequestBody) {
                 return;
             }
         }
+    }
+}
+
+/// A call's response body: keeps its connection open until dropped, and fails with the request
+/// body's status if that failed first.
+pub(crate) struct ResponseBody {
+    inner: H3Body<RecvHalf>,
+    failed: Fuse<oneshot::Receiver<Status>>,
+    _connection: SendRequest,
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if let Poll::Ready(Ok(status)) = Pin::new(&mut self.failed).poll(cx) {
+            self.inner.abandon();
+            return Poll::Ready(Some(Err(status)));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 }

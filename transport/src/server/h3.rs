@@ -223,6 +223,9 @@ async fn serve_request(
         },
         () = &mut stopped => {
             tracing::debug!("client cancelled the call before the response");
+            // Reset rather than let the dropped stream finish: a FIN without HEADERS would read as
+            // a malformed response (RFC 9114 §4.1.1).
+            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
             return;
         }
     };
@@ -233,7 +236,10 @@ async fn serve_request(
     }
     tokio::select! {
         () = write_body(&mut send, body) => {}
-        () = stopped => tracing::debug!("client cancelled the call during the response"),
+        () = stopped => {
+            tracing::debug!("client cancelled the call during the response");
+            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+        }
     }
 }
 
