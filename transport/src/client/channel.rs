@@ -13,6 +13,7 @@ use tonic::Status;
 use tonic::body::Body;
 
 use super::Endpoint;
+use super::auto::AutoConnection;
 use super::h2::H2Connection;
 use super::h3::H3Connection;
 use crate::Transport;
@@ -40,6 +41,7 @@ struct Inner {
 enum Wire {
     H2(H2Connection),
     H3(H3Connection),
+    Auto(Arc<AutoConnection>),
     /// An endpoint whose configuration was unusable (from `connect_lazy`): every call fails so.
     Failed(String, tonic::Code),
 }
@@ -61,6 +63,11 @@ impl Channel {
 
     pub(super) fn h3(endpoint: Endpoint) -> Result<Self, Error> {
         let wire = Wire::H3(H3Connection::new(&endpoint)?);
+        Ok(Self::with_wire(&endpoint, wire))
+    }
+
+    pub(super) fn auto(endpoint: Endpoint) -> Result<Self, Error> {
+        let wire = Wire::Auto(Arc::new(AutoConnection::new(&endpoint)?));
         Ok(Self::with_wire(&endpoint, wire))
     }
 
@@ -93,6 +100,7 @@ impl Channel {
         match &self.inner.wire {
             Wire::H2(conn) => conn.connect_now().await,
             Wire::H3(conn) => conn.connect_now().await,
+            Wire::Auto(conn) => conn.connect_now().await,
             Wire::Failed(..) => Ok(()),
         }
     }
@@ -102,6 +110,7 @@ impl Channel {
         match &self.inner.wire {
             Wire::H2(_) | Wire::Failed(..) => Transport::H2,
             Wire::H3(_) => Transport::H3,
+            Wire::Auto(conn) => conn.transport_in_use(),
         }
     }
 
@@ -180,6 +189,10 @@ impl tower_service::Service<Request<Body>> for Channel {
                     Ok(finish(response, deadline, guard))
                 }
                 Wire::H3(conn) => {
+                    let response = with_deadline(deadline, conn.send(req)).await?;
+                    Ok(finish(response, deadline, guard))
+                }
+                Wire::Auto(conn) => {
                     let response = with_deadline(deadline, conn.send(req)).await?;
                     Ok(finish(response, deadline, guard))
                 }

@@ -1,6 +1,8 @@
 //! The client side: [`Endpoint`] (builder) and [`Channel`] (a tower `Service` that tonic-generated
 //! clients accept), dispatching each call to the wire the endpoint selected.
 
+mod alt_svc;
+mod auto;
 mod channel;
 mod h2;
 mod h3;
@@ -44,6 +46,8 @@ pub struct Endpoint {
     pub(crate) keep_alive_timeout: Duration,
     pub(crate) user_agent: http::HeaderValue,
     pub(crate) quic: QuicSettings,
+    pub(crate) h3_port: Option<u16>,
+    pub(crate) auto_head_start: Duration,
 }
 
 /// `user-agent` sent unless the caller sets one (gRPC PROTOCOL-HTTP2.md, "User-Agent").
@@ -86,6 +90,8 @@ impl Endpoint {
             keep_alive_timeout: Duration::from_secs(20),
             user_agent: http::HeaderValue::from_static(USER_AGENT),
             quic: QuicSettings::default(),
+            h3_port: None,
+            auto_head_start: Duration::from_millis(300),
         })
     }
 
@@ -156,6 +162,20 @@ impl Endpoint {
         self
     }
 
+    /// With [`Transport::Auto`]: the server offers HTTP/3 on this UDP port (as if it had been
+    /// learnt from `Alt-Svc`), so QUIC is tried first.
+    pub fn h3_port(mut self, port: u16) -> Self {
+        self.h3_port = Some(port);
+        self
+    }
+
+    /// With [`Transport::Auto`]: how long QUIC may try alone before TCP starts racing it;
+    /// default 300 ms.
+    pub fn auto_head_start(mut self, head_start: Duration) -> Self {
+        self.auto_head_start = head_start;
+        self
+    }
+
     /// Connects now and returns a channel over the selected wire.
     pub async fn connect(self) -> Result<Channel, Error> {
         let channel = self.connect_lazy_checked()?;
@@ -177,9 +197,7 @@ impl Endpoint {
         match self.transport {
             Transport::H2 => Channel::h2(self),
             Transport::H3 => Channel::h3(self),
-            Transport::Auto => Err(Error::new(Kind::Unsupported).context(
-                "Transport::Auto is not supported yet by this build; use Transport::H3 or Transport::H2",
-            )),
+            Transport::Auto => Channel::auto(self),
         }
     }
 }

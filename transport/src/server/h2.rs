@@ -58,21 +58,19 @@ impl H2Listener {
     ) -> Result<(), Error> {
         let graceful = GracefulShutdown::new();
         let mut conns = JoinSet::new();
+        let shared = Arc::new(Shared {
+            local_addr: self.local_addr,
+            tls: self.tls.clone(),
+            service,
+            settings: settings.clone(),
+            alt_svc,
+        });
         loop {
             tokio::select! {
                 () = stopped(&mut stop) => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, remote)) => {
-                        conns.spawn(serve_connection(
-                            tcp,
-                            remote,
-                            self.local_addr,
-                            self.tls.clone(),
-                            service.clone(),
-                            settings.clone(),
-                            alt_svc.clone(),
-                            graceful.watcher(),
-                        ));
+                        conns.spawn(serve_connection(tcp, remote, shared.clone(), graceful.watcher()));
                     }
                     Err(err) => {
                         // EMFILE and friends are transient: back off instead of spinning or dying.
@@ -97,17 +95,27 @@ impl H2Listener {
     }
 }
 
-async fn serve_connection(
-    tcp: TcpStream,
-    remote: SocketAddr,
-    local: SocketAddr,
+/// What every connection of one listener shares.
+struct Shared {
+    local_addr: SocketAddr,
     tls: Option<TlsAcceptor>,
     service: BoxService,
     settings: Arc<ServerSettings>,
+    /// `Alt-Svc` advertising HTTP/3 (RFC 7838), when it is served.
     alt_svc: Option<HeaderValue>,
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    shared: Arc<Shared>,
     watcher: Watcher,
 ) {
     let _ = tcp.set_nodelay(true);
+    let local = shared.local_addr;
+    let settings = &shared.settings;
+    let service = shared.service.clone();
+    let alt_svc = shared.alt_svc.clone();
     let mut info = ConnectionInfo {
         transport: Transport::H2,
         remote_addr: Some(remote),
@@ -115,7 +123,7 @@ async fn serve_connection(
         tls: false,
         peer_certificates: None,
     };
-    match tls {
+    match &shared.tls {
         Some(acceptor) => {
             let stream = match tokio::time::timeout(
                 settings.handshake_timeout,
@@ -139,9 +147,9 @@ async fn serve_connection(
                 .1
                 .peer_certificates()
                 .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
-            run(stream, info, service, &settings, alt_svc, watcher).await;
+            run(stream, info, service, settings, alt_svc, watcher).await;
         }
-        None => run(tcp, info, service, &settings, alt_svc, watcher).await,
+        None => run(tcp, info, service, settings, alt_svc, watcher).await,
     }
 }
 
