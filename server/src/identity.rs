@@ -35,10 +35,9 @@ fn normalize(zone: &str) -> String {
 /// everything. Returns `PERMISSION_DENIED` naming the zone otherwise.
 pub fn check_zone_access(extensions: &http::Extensions, zone: &str) -> Result<(), tonic::Status> {
     match extensions.get::<AuthenticatedUser>() {
-        Some(user) if !user.may_access_zone(zone) => Err(tonic::Status::permission_denied(format!(
-            "user `{}` has no right on zone `{zone}`",
-            user.name
-        ))),
+        Some(user) if !user.may_access_zone(zone) => Err(tonic::Status::permission_denied(
+            format!("user `{}` has no right on zone `{zone}`", user.name),
+        )),
         _ => Ok(()),
     }
 }

@@ -193,6 +193,25 @@ impl From<Error> for Status {
     }
 }
 
+/// The status of a response whose HTTP status is not 200 and which carries no `grpc-status`
+/// (grpc's http-grpc-status-mapping.md, plus 415 → INTERNAL for a content-type the server refused,
+/// PROTOCOL-HTTP2.md, and 431 → RESOURCE_EXHAUSTED for a header section over the server's limit).
+pub(crate) fn status_from_http(status: http::StatusCode) -> Status {
+    use http::StatusCode as S;
+    let code = match status {
+        S::BAD_REQUEST | S::UNSUPPORTED_MEDIA_TYPE => Code::Internal,
+        S::UNAUTHORIZED => Code::Unauthenticated,
+        S::FORBIDDEN => Code::PermissionDenied,
+        S::NOT_FOUND => Code::Unimplemented,
+        S::REQUEST_HEADER_FIELDS_TOO_LARGE => Code::ResourceExhausted,
+        S::TOO_MANY_REQUESTS | S::BAD_GATEWAY | S::SERVICE_UNAVAILABLE | S::GATEWAY_TIMEOUT => {
+            Code::Unavailable
+        }
+        _ => Code::Unknown,
+    };
+    Status::new(code, format!("HTTP status {status} without grpc-status"))
+}
+
 /// Maps an HTTP/2 error seen while sending a request or reading a response to the status the caller
 /// sees (PROTOCOL-HTTP2.md "Errors", RST_STREAM table).
 pub(crate) fn status_from_hyper(err: &hyper::Error) -> Status {

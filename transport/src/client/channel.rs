@@ -186,15 +186,15 @@ impl tower_service::Service<Request<Body>> for Channel {
             match &this.inner.wire {
                 Wire::H2(conn) => {
                     let response = with_deadline(deadline, conn.send(req)).await?;
-                    Ok(finish(response, deadline, guard))
+                    finish(response, deadline, guard)
                 }
                 Wire::H3(conn) => {
                     let response = with_deadline(deadline, conn.send(req)).await?;
-                    Ok(finish(response, deadline, guard))
+                    finish(response, deadline, guard)
                 }
                 Wire::Auto(conn) => {
                     let response = with_deadline(deadline, conn.send(req)).await?;
-                    Ok(finish(response, deadline, guard))
+                    finish(response, deadline, guard)
                 }
                 Wire::Failed(msg, code) => Err(Status::new(*code, msg.clone())),
             }
@@ -221,14 +221,12 @@ fn finish<B>(
     response: Response<B>,
     deadline: Option<Instant>,
     guard: body::CancelOnDrop,
-) -> Response<Body>
+) -> Result<Response<Body>, Status>
 where
     B: http_body::Body<Data = bytes::Bytes, Error = Status> + Unpin + Send + 'static,
 {
-    response.map(|b| {
-        Body::new(Guarded::new(
-            DeadlineBody::new(b, deadline, Side::Client),
-            guard,
-        ))
-    })
+    if response.status() != http::StatusCode::OK && !response.headers().contains_key("grpc-status") {
+        return Err(crate::error::status_from_http(response.status()));
+    }
+    Ok(response.map(|b| Body::new(Guarded::new(DeadlineBody::new(b, deadline, Side::Client), guard))))
 }

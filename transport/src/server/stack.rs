@@ -27,7 +27,38 @@ pub(super) fn build(routes: Option<Routes>, layers: &[LayerFn]) -> BoxService {
     BoxCloneSyncService::new(Deadline { inner: svc })
 }
 
-/// Enforces the request's `grpc-timeout` over the whole call (PROTOCOL-HTTP2.md, "Timeout").
+/// Answers requests that are not gRPC with a plain HTTP error, so other HTTP clients don't read
+/// a gRPC error (status 200) as success (PROTOCOL-HTTP2.md, "Requests"): a method other than POST
+/// gets 405, a `content-type` other than `application/grpc[+…|;…]` gets 415.
+fn reject_non_grpc(req: &Request<Body>) -> Option<Response<Body>> {
+    let status = if req.method() != http::Method::POST {
+        http::StatusCode::METHOD_NOT_ALLOWED
+    } else {
+        let is_grpc = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.strip_prefix("application/grpc")
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('+') || rest.starts_with(';'))
+            });
+        if is_grpc {
+            return None;
+        }
+        http::StatusCode::UNSUPPORTED_MEDIA_TYPE
+    };
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    if status == http::StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+    }
+    Some(response)
+}
+
+/// Admits only gRPC requests (see [`reject_non_grpc`]) and enforces the request's `grpc-timeout`
+/// over the whole call (PROTOCOL-HTTP2.md, "Timeout").
 #[derive(Clone)]
 struct Deadline {
     inner: BoxService,
@@ -44,6 +75,9 @@ impl Service<Request<Body>> for Deadline {
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
+        if let Some(rejection) = reject_non_grpc(&req) {
+            return Box::pin(std::future::ready(Ok(rejection)));
+        }
         Box::pin(async move {
             let timeout = match timeout::from_headers(req.headers()) {
                 Ok(t) => t,

@@ -1,0 +1,378 @@
+//! `zone-server serve`: bad options fail readably before anything is served; a real server enforces
+//! the users file identically over HTTP/2 and HTTP/3, keeps health public, and exits cleanly on
+//! SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::BufRead as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use grpc_h3::{Endpoint, Transport};
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use zone_proto::zone::v1::zones_client::ZonesClient;
+use zone_proto::zone::v1::{RecordQuery, TransferRequest};
+use zone_server::auth::Users;
+
+const BIN: &str = env!("CARGO_BIN_EXE_zone-server");
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn assert_readable_failure(out: &Output, code: i32, want: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(want), "{err:?} lacks {want:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Error {"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no READY line on failure");
+}
+
+#[test]
+fn nonexistent_zones_dir_fails_readably() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        tmp.path(),
+        &[
+            "--port",
+            "0",
+            "--zones",
+            "no-such-dir",
+            "--cert-dir",
+            "certs",
+        ],
+    );
+    assert_readable_failure(&out, 1, "cannot load zones from no-such-dir");
+}
+
+#[test]
+fn journal_is_refused_as_unavailable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(tmp.path(), &["serve", "--port", "0", "--journal", "j.redb"]);
+    assert_readable_failure(
+        &out,
+        2,
+        "--journal: durable journal is not available in this build",
+    );
+}
+
+#[test]
+fn plaintext_with_users_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        tmp.path(),
+        &["--port", "0", "--plaintext", "--users", "users.toml"],
+    );
+    assert_readable_failure(
+        &out,
+        2,
+        "credentials are refused on a connection without TLS",
+    );
+}
+
+#[test]
+fn broken_users_file_fails_readably() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("users.toml"),
+        "[users.alice]\nhash = \"x\"\nallow = [\"*\"]\n",
+    )
+    .unwrap();
+    let out = run(
+        tmp.path(),
+        &[
+            "--port",
+            "0",
+            "--users",
+            "users.toml",
+            "--cert-dir",
+            "certs",
+        ],
+    );
+    assert_readable_failure(&out, 1, "user `alice`: invalid password hash");
+}
+
+/// A running `zone-server`, killed on drop if the test did not stop it.
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    fn start(dir: &Path, args: &[&str]) -> ServerProcess {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no READY line within 60 s");
+            }
+        };
+        let mut h3 = None;
+        let mut h2 = None;
+        let mut words = line.split_whitespace();
+        assert_eq!(words.next(), Some("READY"), "{line:?}");
+        for word in words {
+            if let Some(a) = word.strip_prefix("h3=") {
+                h3 = Some(a.to_string());
+            } else if let Some(a) = word.strip_prefix("h2=") {
+                h2 = Some(a.to_string());
+            }
+        }
+        let (h3, h2) = (h3.unwrap(), h2.unwrap());
+        let addr = match (h3.as_str(), h2.as_str()) {
+            ("off", "off") => panic!("nothing served: {line:?}"),
+            ("off", a) | (a, "off") => a,
+            (a, b) => {
+                assert_eq!(a, b, "one port for both transports: {line:?}");
+                a
+            }
+        };
+        ServerProcess {
+            child,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within 15 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn basic(user: &str, password: &str) -> MetadataValue<tonic::metadata::Ascii> {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}").parse().unwrap()
+}
+
+/// Adds `authorization` to every call when set.
+#[derive(Clone)]
+struct Credentials(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Client = ZonesClient<InterceptedService<grpc_h3::Channel, Credentials>>;
+
+fn zones_client(channel: grpc_h3::Channel, credentials: Option<(&str, &str)>) -> Client {
+    ZonesClient::with_interceptor(channel, Credentials(credentials.map(|(u, p)| basic(u, p))))
+}
+
+fn query(zone: &str, name: &str) -> RecordQuery {
+    RecordQuery {
+        zone: zone.into(),
+        name: name.into(),
+        r#type: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_rules_are_the_same_over_h2_and_h3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let users_path = tmp.path().join("users.toml");
+    let mut users = Users::new();
+    users
+        .add(
+            "alice",
+            b"alice-pw",
+            &["zone.v1.Zones/*"],
+            Some(&["example.com."]),
+        )
+        .unwrap();
+    users
+        .add(
+            "bob",
+            b"bob-pw",
+            &["zone.v1.Zones/GetRecord"],
+            None::<&[&str]>,
+        )
+        .unwrap();
+    users.save(&users_path).unwrap();
+
+    let server = ServerProcess::start(
+        tmp.path(),
+        &[
+            "--port",
+            "0",
+            "--users",
+            "users.toml",
+            "--cert-dir",
+            "certs",
+        ],
+    );
+    let ca = std::fs::read(tmp.path().join("certs/ca.pem")).unwrap();
+
+    for transport in [Transport::H2, Transport::H3] {
+        let channel = Endpoint::new(format!("https://{}", server.addr))
+            .unwrap()
+            .transport(transport)
+            .ca_certificate_pem(&ca)
+            .unwrap()
+            .server_name("localhost")
+            .timeout(Duration::from_secs(20))
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{transport}: connect: {e}"));
+
+        // Health is public.
+        let health = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: "zone.v1.Zones".into(),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("{transport}: health: {s:?}"));
+        assert_eq!(health.get_ref().status, ServingStatus::Serving as i32);
+
+        let ok = zones_client(channel.clone(), Some(("alice", "alice-pw")))
+            .get_record(query("example.com.", "ns1.example.com."))
+            .await
+            .unwrap_or_else(|s| panic!("{transport}: alice get: {s:?}"));
+        assert!(!ok.get_ref().records.is_empty(), "{transport}");
+
+        let none = zones_client(channel.clone(), None)
+            .get_record(query("example.com.", "ns1.example.com."))
+            .await
+            .unwrap_err();
+        assert_eq!(none.code(), Code::Unauthenticated, "{transport}: {none:?}");
+
+        let wrong = zones_client(channel.clone(), Some(("alice", "bob-pw")))
+            .get_record(query("example.com.", "ns1.example.com."))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            wrong.code(),
+            Code::Unauthenticated,
+            "{transport}: {wrong:?}"
+        );
+
+        // Method right: bob may read records but not transfer zones.
+        let mut bob = zones_client(channel.clone(), Some(("bob", "bob-pw")));
+        bob.get_record(query("example.org.", "ns1.example.org."))
+            .await
+            .unwrap_or_else(|s| panic!("{transport}: bob get: {s:?}"));
+        let denied = bob
+            .transfer_zone(TransferRequest {
+                zone: "example.org.".into(),
+                since_serial: None,
+                batch_size: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            denied.code(),
+            Code::PermissionDenied,
+            "{transport}: {denied:?}"
+        );
+
+        // Zone right: alice is limited to example.com.
+        let other_zone = zones_client(channel.clone(), Some(("alice", "alice-pw")))
+            .get_record(query("example.org.", "ns1.example.org."))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            other_zone.code(),
+            Code::PermissionDenied,
+            "{transport}: {other_zone:?}"
+        );
+    }
+
+    let status = server.terminate();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_users_every_method_is_open_and_synthetic_zone_is_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        tmp.path(),
+        &[
+            "--port",
+            "0",
+            "--cert-dir",
+            "certs",
+            "--synthetic",
+            "50",
+            "--transport",
+            "h2",
+        ],
+    );
+    let ca = std::fs::read(tmp.path().join("certs/ca.pem")).unwrap();
+    let channel = Endpoint::new(format!("https://{}", server.addr))
+        .unwrap()
+        .transport(Transport::H2)
+        .ca_certificate_pem(&ca)
+        .unwrap()
+        .timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .unwrap();
+    let set = zones_client(channel, None)
+        .get_record(query("synthetic.test.", "synthetic.test."))
+        .await
+        .unwrap();
+    assert!(
+        set.get_ref().records.iter().any(|r| r.r#type == "SOA"),
+        "{:?}",
+        set.get_ref()
+    );
+    drop(server);
+}
