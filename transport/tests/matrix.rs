@@ -2,6 +2,7 @@
 //! from this one definition. Adding a transport adds one line to the macro, never a copy of a test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::sync::atomic::Ordering;
@@ -13,23 +14,6 @@ use grpc_h3::Transport;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 use zone_proto::grpc_testing::*;
-
-macro_rules! matrix {
-    ($($case:ident),* $(,)?) => {
-        matrix!(@transport h2, H2, $($case),*);
-        matrix!(@transport h3, H3, $($case),*);
-    };
-    (@transport $module:ident, $variant:ident, $($case:ident),*) => {
-        mod $module {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(grpc_h3::Transport::$variant).await
-                }
-            )*
-        }
-    };
-}
 
 matrix!(
     unary_round_trip_is_byte_exact,

@@ -225,8 +225,14 @@ fn finish<B>(
 where
     B: http_body::Body<Data = bytes::Bytes, Error = Status> + Unpin + Send + 'static,
 {
-    if response.status() != http::StatusCode::OK && !response.headers().contains_key("grpc-status") {
+    if response.status() != http::StatusCode::OK && !response.headers().contains_key("grpc-status")
+    {
         return Err(crate::error::status_from_http(response.status()));
     }
-    Ok(response.map(|b| Body::new(Guarded::new(DeadlineBody::new(b, deadline, Side::Client), guard))))
+    Ok(response.map(|b| {
+        Body::new(Guarded::new(
+            DeadlineBody::new(b, deadline, Side::Client),
+            guard,
+        ))
+    }))
 }

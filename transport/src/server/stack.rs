@@ -39,8 +39,9 @@ fn reject_non_grpc(req: &Request<Body>) -> Option<Response<Body>> {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| {
-                ct.strip_prefix("application/grpc")
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('+') || rest.starts_with(';'))
+                ct.strip_prefix("application/grpc").is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with('+') || rest.starts_with(';')
+                })
             });
         if is_grpc {
             return None;
@@ -85,16 +86,43 @@ impl Service<Request<Body>> for Deadline {
                 Err(e) => return Ok(Status::internal(e.to_string()).into_http()),
             };
             let Some(timeout) = timeout else {
-                return inner.oneshot(req).await;
+                return inner
+                    .oneshot(req)
+                    .await
+                    .map(over_limit_is_resource_exhausted);
             };
             let deadline = Instant::now() + timeout;
             // Dropping the handler's future on expiry is how the handler observes cancellation.
             match tokio::time::timeout_at(deadline, inner.oneshot(req)).await {
-                Ok(Ok(resp)) => Ok(resp
+                Ok(Ok(resp)) => Ok(over_limit_is_resource_exhausted(resp)
                     .map(|body| Body::new(DeadlineBody::new(body, Some(deadline), Side::Server)))),
                 Ok(Err(never)) => match never {},
                 Err(_) => Ok(Status::deadline_exceeded("deadline exceeded").into_http()),
             }
         })
     }
+}
+
+/// tonic answers a request message over the service's decoding limit with `OUT_OF_RANGE`; gRPC
+/// implementations (grpc-go, grpc-java, grpc-dotnet) and our design use `RESOURCE_EXHAUSTED` for
+/// "message larger than max". The refusal comes as a Trailers-Only response (the handler never
+/// ran), so the fix is one header check per call.
+fn over_limit_is_resource_exhausted(mut resp: Response<Body>) -> Response<Body> {
+    const TONIC_OVER_LIMIT: &[u8] = b"Error, decoded message length too large";
+    let headers = resp.headers_mut();
+    let over_limit = headers
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"11")
+        && headers
+            .get("grpc-message")
+            // tonic percent-encodes spaces too, so compare decoded (lazily, no allocation).
+            .is_some_and(|m| {
+                percent_encoding::percent_decode(m.as_bytes())
+                    .take(TONIC_OVER_LIMIT.len())
+                    .eq(TONIC_OVER_LIMIT.iter().copied())
+            });
+    if over_limit {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    resp
 }

@@ -15,6 +15,26 @@ use tonic::{Request, Response, Status, Streaming};
 use zone_proto::grpc_testing::test_service_server::{TestService, TestServiceServer};
 use zone_proto::grpc_testing::*;
 
+/// Defines `mod h2 { #[test] fn case() }` and `mod h3 { ... }` for every listed behaviour
+/// `async fn case(t: Transport)`: one list of behaviours, run over every transport.
+#[macro_export]
+macro_rules! matrix {
+    ($($case:ident),* $(,)?) => {
+        matrix!(@transport h2, H2, $($case),*);
+        matrix!(@transport h3, H3, $($case),*);
+    };
+    (@transport $module:ident, $variant:ident, $($case:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(grpc_h3::Transport::$variant).await
+                }
+            )*
+        }
+    };
+}
+
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 pub fn certs() -> &'static DevCerts {
@@ -301,6 +321,8 @@ pub struct Fixture {
 pub struct Options {
     pub client_ca: bool,
     pub drain: Duration,
+    /// Adds [`Misbehave`] in front of the service.
+    pub misbehave: bool,
 }
 
 impl Default for Options {
@@ -308,6 +330,68 @@ impl Default for Options {
         Options {
             client_ca: false,
             drain: Duration::from_secs(10),
+            misbehave: false,
+        }
+    }
+}
+
+/// A layer that breaks the gRPC protocol on request: metadata `x-misbehave: http-NNN` answers
+/// HTTP status NNN without grpc-status; `no-status` answers 200 with no grpc-status at all.
+#[derive(Clone)]
+pub struct Misbehave;
+
+impl<S> tower::Layer<S> for Misbehave {
+    type Service = MisbehaveService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MisbehaveService(inner)
+    }
+}
+
+#[derive(Clone)]
+pub struct MisbehaveService<S>(S);
+
+type HttpResponse = http::Response<tonic::body::Body>;
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for MisbehaveService<S>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = HttpResponse,
+            Error = std::convert::Infallible,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<HttpResponse, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let how = req
+            .headers()
+            .get("x-misbehave")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        match how {
+            Some(how) => Box::pin(async move {
+                let mut resp = http::Response::new(tonic::body::Body::empty());
+                if let Some(code) = how.strip_prefix("http-") {
+                    *resp.status_mut() = http::StatusCode::from_u16(code.parse().unwrap()).unwrap();
+                } else {
+                    resp.headers_mut().insert(
+                        "content-type",
+                        http::HeaderValue::from_static("application/grpc"),
+                    );
+                }
+                Ok(resp)
+            }),
+            None => Box::pin(self.0.call(req)),
         }
     }
 }
@@ -341,7 +425,11 @@ impl Fixture {
             tls = tls.client_ca_pem(&certs.ca_pem, false).unwrap();
         }
         let observed = Arc::new(Observed::default());
-        let bound = Server::builder()
+        let mut builder = Server::builder();
+        if opts.misbehave {
+            builder = builder.layer(Misbehave);
+        }
+        let bound = builder
             .tls(tls)
             .transport(transport)
             .drain_timeout(opts.drain)
