@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use grpc_h3::{Server, ServerTls, Transport};
 use zone_server::zones::ZoneStore;
 
-const TRANSPORTS: &[&str] = &["h2"];
+const TRANSPORTS: &[&str] = &["h2", "h3"];
 
 const ZONE: &str = "example.com.";
 const ZONE_TEXT: &str = "\

@@ -15,3 +15,7 @@ pub mod grpc_testing {
 
 /// Encoded `FileDescriptorSet` of every proto in this crate, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+
+/// Largest `zone.v1` message the zone services send (a Sync snapshot carries a whole zone):
+/// servers encode and clients decode up to this size.
+pub const MAX_ZONE_MESSAGE_SIZE: usize = 64 * 1024 * 1024;

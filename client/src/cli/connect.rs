@@ -121,7 +121,9 @@ pub async fn connect(
             source,
         })?;
     tracing::info!(transport = %channel.transport_in_use(), "connected to {}", opts.addr);
-    Ok(ZonesClient::with_interceptor(channel, credentials))
+    // Sync snapshots carry a whole zone in one message: accept what the server may send.
+    Ok(ZonesClient::with_interceptor(channel, credentials)
+        .max_decoding_message_size(zone_proto::MAX_ZONE_MESSAGE_SIZE))
 }
 
 /// Builds the endpoint; every problem here is a usage error (exit 2).

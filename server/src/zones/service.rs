@@ -41,7 +41,7 @@ pub const MAX_TRANSFER_BATCH: usize = 10_000;
 /// Largest request message (a pushed `ChangeBatch`).
 pub const MAX_DECODING_MESSAGE_SIZE: usize = 16 << 20;
 /// Largest response message: a Sync `ZoneSnapshot` of a large zone is a single message.
-pub const MAX_ENCODING_MESSAGE_SIZE: usize = 64 << 20;
+pub const MAX_ENCODING_MESSAGE_SIZE: usize = zone_proto::MAX_ZONE_MESSAGE_SIZE;
 /// Sync messages buffered per subscriber before the server waits for the client.
 const SYNC_BUFFER: usize = 16;
 /// Batches with at least this many changes are applied on the blocking pool (parsing is CPU work).
