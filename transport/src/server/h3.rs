@@ -160,7 +160,10 @@ async fn serve_connection(
             }
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => {
-                    requests.spawn(serve_request(resolver, service.clone(), info.clone(), stops.clone()));
+                    // The peer's address as of this request: it changes when the client migrates.
+                    let mut info = info.clone();
+                    info.remote_addr = Some(conn.remote_address());
+                    requests.spawn(serve_request(resolver, service.clone(), info, stops.clone()));
                 }
                 Ok(None) => break,
                 Err(err) => {
