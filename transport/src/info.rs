@@ -16,6 +16,7 @@ pub type PeerCertificates = Arc<Vec<CertificateDer<'static>>>;
 ///
 /// tonic's own `TcpConnectInfo` is inserted as well, so `tonic::Request::remote_addr()` works
 /// unchanged over HTTP/3.
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     /// The transport that carried this call (`H2` or `H3`, never `Auto`).
@@ -28,9 +29,29 @@ pub struct ConnectionInfo {
     pub tls: bool,
     /// Client certificate chain when the client authenticated with mTLS.
     pub peer_certificates: Option<PeerCertificates>,
+    /// The request arrived as 0-RTT early data (HTTP/3 only; see `Server::accept_early_data`).
+    pub early_data: bool,
 }
 
 impl ConnectionInfo {
+    /// Facts for a request that did not come through a grpc-h3 server (tests, adapters of other
+    /// servers): no peer certificates, no early data.
+    pub fn new(
+        transport: Transport,
+        remote_addr: Option<SocketAddr>,
+        local_addr: Option<SocketAddr>,
+        tls: bool,
+    ) -> Self {
+        ConnectionInfo {
+            transport,
+            remote_addr,
+            local_addr,
+            tls,
+            peer_certificates: None,
+            early_data: false,
+        }
+    }
+
     /// Reads the connection info of a tonic request, if the request came through a grpc-h3 server.
     pub fn of<T>(request: &tonic::Request<T>) -> Option<&ConnectionInfo> {
         request.extensions().get::<ConnectionInfo>()

@@ -121,29 +121,76 @@ impl ServerTls {
     }
 }
 
+/// Client configs already built, by ALPN.
+type BuiltConfigs = Vec<(&'static [u8], Arc<ClientConfig>)>;
+
 /// Client-side TLS material collected by the [`Endpoint`](crate::Endpoint) builder.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ClientTls {
+    /// TLS session tickets, shared by every connection made from one `Endpoint` (and its clones),
+    /// so reconnects resume (RFC 8446 §2.2) and may send 0-RTT data.
+    pub(crate) sessions: Arc<rustls::client::ClientSessionMemoryCache>,
+    /// Offer 0-RTT early data when resuming (HTTP/3 only).
+    pub(crate) early_data: bool,
     pub(crate) roots: Option<RootCertStore>,
     pub(crate) identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     pub(crate) server_name: Option<String>,
+    /// Built configs by ALPN, shared by clones: rustls resumes a session only under the very
+    /// config (verifier instance) that obtained its ticket, so channels from one endpoint share it.
+    built: Arc<std::sync::Mutex<BuiltConfigs>>,
+}
+
+impl Default for ClientTls {
+    fn default() -> Self {
+        ClientTls {
+            sessions: Arc::new(rustls::client::ClientSessionMemoryCache::new(64)),
+            early_data: false,
+            roots: None,
+            identity: None,
+            server_name: None,
+            built: Default::default(),
+        }
+    }
 }
 
 impl Clone for ClientTls {
     fn clone(&self) -> Self {
         ClientTls {
+            sessions: self.sessions.clone(),
+            early_data: self.early_data,
             roots: self.roots.clone(),
             identity: self
                 .identity
                 .as_ref()
                 .map(|(c, k)| (c.clone(), k.clone_key())),
             server_name: self.server_name.clone(),
+            built: self.built.clone(),
         }
     }
 }
 
 impl ClientTls {
-    pub(crate) fn client_config(&self, alpn: &[u8]) -> Result<ClientConfig, Error> {
+    /// Call after any change: later connections build fresh configs (clones made before the
+    /// change keep theirs).
+    pub(crate) fn changed(&mut self) {
+        self.built = Default::default();
+    }
+
+    /// The rustls config for `alpn`, built once per endpoint.
+    pub(crate) fn client_config(&self, alpn: &'static [u8]) -> Result<Arc<ClientConfig>, Error> {
+        let mut built = self
+            .built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, config)) = built.iter().find(|(a, _)| *a == alpn) {
+            return Ok(config.clone());
+        }
+        let config = Arc::new(self.build(alpn)?);
+        built.push((alpn, config.clone()));
+        Ok(config)
+    }
+
+    fn build(&self, alpn: &[u8]) -> Result<ClientConfig, Error> {
         let versions: &[&rustls::SupportedProtocolVersion] = if alpn == ALPN_H3 {
             &[&rustls::version::TLS13]
         } else {
@@ -168,6 +215,8 @@ impl ClientTls {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![alpn.to_vec()];
+        config.resumption = rustls::client::Resumption::store(self.sessions.clone());
+        config.enable_early_data = self.early_data && alpn == ALPN_H3;
         Ok(config)
     }
 

@@ -50,7 +50,7 @@ impl H2Connection {
         let tls = if endpoint.scheme == http::uri::Scheme::HTTPS {
             let config = endpoint.tls.client_config(tls::ALPN_H2)?;
             let name = endpoint.tls.server_name(&endpoint.host)?;
-            Some((TlsConnector::from(Arc::new(config)), name))
+            Some((TlsConnector::from(config), name))
         } else {
             None
         };

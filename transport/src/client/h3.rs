@@ -21,7 +21,7 @@ use futures::future::Fuse;
 use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tonic::Status;
 
 use super::Endpoint;
@@ -42,12 +42,33 @@ struct Config {
     client_config: quinn::ClientConfig,
     connect_timeout: Duration,
     max_field_section_size: u64,
+    early_data: bool,
 }
 
 #[derive(Clone)]
 struct Live {
     send: SendRequest,
     quic: quinn::Connection,
+    /// On a connection opened with 0-RTT: `None` until the handshake completes, then whether the
+    /// server accepted the early data. Absent on connections that completed the handshake first.
+    handshake: Option<watch::Receiver<Option<bool>>>,
+}
+
+impl Live {
+    /// The handshake watch, while the connection is still in 0-RTT.
+    fn handshake_pending(&self) -> Option<watch::Receiver<Option<bool>>> {
+        self.handshake
+            .as_ref()
+            .filter(|h| h.borrow().is_none())
+            .cloned()
+    }
+
+    /// The server refused this connection's 0-RTT data wholesale (its streams were lost).
+    fn early_data_rejected(&self) -> bool {
+        self.handshake
+            .as_ref()
+            .is_some_and(|h| *h.borrow() == Some(false))
+    }
 }
 
 /// A lazily (re)connected HTTP/3 connection shared by every clone of a channel.
@@ -79,6 +100,7 @@ impl H3Connection {
                 client_config,
                 connect_timeout: endpoint.connect_timeout,
                 max_field_section_size: 16 * 1024,
+                early_data: endpoint.tls.early_data,
             }),
             endpoint: Mutex::new(None),
             current: Mutex::new(None),
@@ -173,23 +195,26 @@ impl H3Connection {
         let connecting = endpoint
             .connect_with(config.client_config.clone(), addr, &config.server_name)
             .map_err(|e| Error::with(Kind::Connect, e).context(target.clone()))?;
-        let quic = connecting.await.map_err(|e| {
-            // RFC 9001 §4.8: TLS alerts travel as QUIC CRYPTO_ERROR codes 0x100..=0x1ff.
-            let is_crypto = |code: u64| (0x100..=0x1ff).contains(&code);
-            let kind = match &e {
-                quinn::ConnectionError::TransportError(t) if is_crypto(u64::from(t.code)) => {
-                    Kind::Tls
-                }
-                quinn::ConnectionError::ConnectionClosed(c)
-                    if is_crypto(u64::from(c.error_code)) =>
-                {
-                    Kind::Tls
-                }
-                quinn::ConnectionError::TimedOut => Kind::ConnectTimeout,
-                _ => Kind::Connect,
-            };
-            Error::with(kind, e).context(format!("QUIC {target}"))
-        })?;
+        let (quic, handshake) = match connecting.into_0rtt() {
+            // Resuming with early data allowed: usable now; the handshake finishes meanwhile.
+            Ok((quic, accepted)) if config.early_data => {
+                tracing::debug!(%target, "resuming with 0-RTT");
+                let (tx, rx) = watch::channel(None);
+                tokio::spawn(async move {
+                    let _ = tx.send(Some(accepted.await));
+                });
+                (quic, Some(rx))
+            }
+            Ok((quic, accepted)) => {
+                // Only reachable when rustls offers early data we did not ask for; wait it out.
+                accepted.await;
+                (quic, None)
+            }
+            Err(connecting) => (
+                connecting.await.map_err(|e| connect_error(e, &target))?,
+                None,
+            ),
+        };
         let mut builder = h3::client::builder();
         builder.max_field_section_size(config.max_field_section_size);
         let (mut driver, send) = builder
@@ -202,31 +227,91 @@ impl H3Connection {
                 tracing::debug!(error = %err, "HTTP/3 connection ended");
             }
         });
-        Ok(Live { send, quic })
+        Ok(Live {
+            send,
+            quic,
+            handshake,
+        })
     }
 
-    /// Sends one call. A request the connection refused before anything was sent (GOAWAY, closed
-    /// connection) is retried once on a fresh connection.
+    /// Sends one call. With 0-RTT pending on the connection, a complete small request goes early
+    /// (and once more after the handshake if it was refused); anything else waits for the
+    /// handshake. See `Endpoint::early_data`.
     pub(crate) async fn send(
         &self,
         req: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, Status> {
         let (parts, body) = req.into_parts();
         let head = Request::from_parts(parts, ());
-        let mut live = self.live().await?;
+        let live = self.live().await?;
+        let Some(handshake) = live.handshake_pending() else {
+            return self
+                .send_on(live, head, Replay::streaming(Vec::new(), body))
+                .await
+                .map_err(Refused::into_status);
+        };
+        let (ready, rest) = take_ready(body)?;
+        let Some(copy) =
+            (rest.is_none() && ready_len(&ready) <= EARLY_DATA_LIMIT).then(|| ready.clone())
+        else {
+            // A streaming or large call: not worth replaying, so not sent early.
+            let live = self.after_handshake(live, handshake).await?;
+            return self
+                .send_on(live, head, Replay::from_parts(ready, rest))
+                .await
+                .map_err(Refused::into_status);
+        };
+        match self
+            .send_on(live.clone(), head.clone(), Replay::complete(ready))
+            .await
+        {
+            Err(Refused::Early(why)) => {
+                let accepted = wait_handshake(handshake).await;
+                tracing::debug!(%why, accepted, "early call refused; sending it again after the handshake");
+                let live = self.live().await?;
+                self.send_on(live, head, Replay::complete(copy))
+                    .await
+                    .map_err(Refused::into_status)
+            }
+            other => other.map_err(Refused::into_status),
+        }
+    }
+
+    /// Waits for the handshake of `live`'s connection (or a replacement after a loss).
+    async fn after_handshake(
+        &self,
+        live: Live,
+        handshake: watch::Receiver<Option<bool>>,
+    ) -> Result<Live, Status> {
+        wait_handshake(handshake).await;
+        if live.quic.close_reason().is_none() {
+            return Ok(live);
+        }
+        Ok(self.live().await?)
+    }
+
+    /// Sends one call on `live`. A request the connection refused before anything was sent (GOAWAY,
+    /// closed connection) is retried once on a fresh connection.
+    async fn send_on(
+        &self,
+        mut live: Live,
+        head: Request<()>,
+        body: Replay,
+    ) -> Result<Response<ResponseBody>, Refused> {
+        let early = live.handshake_pending().is_some();
         let stream = match live.send.clone().send_request(head.clone()).await {
             Ok(stream) => stream,
             Err(err) if refused_before_sending(&err) => {
                 tracing::debug!(error = %err, "HTTP/3 connection refused the request; reconnecting");
                 self.forget(&live.quic);
-                live = self.live().await?;
+                live = self.live().await.map_err(|e| Refused::Failed(e.into()))?;
                 live.send
                     .clone()
                     .send_request(head)
                     .await
-                    .map_err(|e| status_from_h3(&e))?
+                    .map_err(|e| Refused::Failed(status_from_h3(&e)))?
             }
-            Err(err) => return Err(status_from_h3(&err)),
+            Err(err) => return Err(Refused::Failed(status_from_h3(&err))),
         };
         let (send, mut recv) = stream.split();
         // A request body that fails (the caller cancelled, or encoding failed) fails the call with
@@ -241,9 +326,16 @@ impl H3Connection {
             let mut head = pin!(recv.recv_response());
             loop {
                 tokio::select! {
-                    response = &mut head => break response.map_err(|e| status_from_h3(&e)),
+                    response = &mut head => break response.map_err(|e| {
+                        // Refused unprocessed (RFC 9114 §4.1.1), or lost with the rejected 0-RTT.
+                        if early && (is_rejected(&e) || live.early_data_rejected()) {
+                            Refused::Early(status_from_h3(&e))
+                        } else {
+                            Refused::Failed(status_from_h3(&e))
+                        }
+                    }),
                     failed = &mut failed => match failed {
-                        Ok(status) => break Err(status),
+                        Ok(status) => break Err(Refused::Failed(status)),
                         // The request body ended normally; keep waiting for the response.
                         Err(_) => continue,
                     },
@@ -252,9 +344,9 @@ impl H3Connection {
         };
         let response = match head {
             Ok(response) => response,
-            Err(status) => {
+            Err(refused) => {
                 recv.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
-                return Err(status);
+                return Err(refused);
             }
         };
         let body = ResponseBody {
@@ -264,6 +356,136 @@ impl H3Connection {
         };
         Ok(response.map(|()| body))
     }
+}
+
+/// Largest request sent as 0-RTT early data (it is kept in memory for a possible replay).
+const EARLY_DATA_LIMIT: usize = 64 * 1024;
+
+/// Why a call failed: `Early` ones were refused unprocessed in 0-RTT and may be sent again.
+enum Refused {
+    Early(Status),
+    Failed(Status),
+}
+
+impl Refused {
+    fn into_status(self) -> Status {
+        match self {
+            Refused::Early(s) | Refused::Failed(s) => s,
+        }
+    }
+}
+
+fn is_rejected(err: &h3::error::StreamError) -> bool {
+    matches!(err, h3::error::StreamError::RemoteTerminate { code } if *code == h3::error::Code::H3_REQUEST_REJECTED)
+}
+
+/// Resolves with whether the server accepted 0-RTT, once the handshake is complete.
+async fn wait_handshake(mut handshake: watch::Receiver<Option<bool>>) -> bool {
+    match handshake.wait_for(Option::is_some).await {
+        Ok(v) => v.unwrap_or(false),
+        // The connection task is gone: the connection failed; callers find out when sending.
+        Err(_) => false,
+    }
+}
+
+/// A frame taken from a request body before sending, kept so the request can be sent again.
+#[derive(Clone)]
+enum ReadyFrame {
+    Data(Bytes),
+    Trailers(http::HeaderMap),
+}
+
+fn ready_len(frames: &[ReadyFrame]) -> usize {
+    frames
+        .iter()
+        .map(|f| match f {
+            ReadyFrame::Data(d) => d.len(),
+            ReadyFrame::Trailers(_) => 0,
+        })
+        .sum()
+}
+
+/// Takes every frame the body has ready without waiting (a unary request is complete at once;
+/// a streaming one is not), stopping past the early-data limit. Returns the frames and, unless
+/// the body ended, the rest of it.
+fn take_ready(mut body: RequestBody) -> Result<(Vec<ReadyFrame>, Option<RequestBody>), Status> {
+    let mut ready = Vec::new();
+    loop {
+        if ready_len(&ready) > EARLY_DATA_LIMIT {
+            return Ok((ready, Some(body)));
+        }
+        match body.frame().now_or_never() {
+            None => return Ok((ready, Some(body))),
+            Some(None) => return Ok((ready, None)),
+            Some(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => ready.push(ReadyFrame::Data(data)),
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        ready.push(ReadyFrame::Trailers(trailers));
+                    }
+                }
+            },
+            Some(Some(Err(err))) => {
+                return Err(Status::try_from_error(err).unwrap_or_else(|err| {
+                    Status::cancelled(format!("request body failed: {err}"))
+                }));
+            }
+        }
+    }
+}
+
+/// A request body as sent: frames taken ahead (possibly a kept copy), then the rest, if any.
+struct Replay {
+    ready: std::collections::VecDeque<ReadyFrame>,
+    rest: Option<RequestBody>,
+}
+
+impl Replay {
+    fn streaming(ready: Vec<ReadyFrame>, rest: RequestBody) -> Self {
+        Replay {
+            ready: ready.into(),
+            rest: Some(rest),
+        }
+    }
+    fn complete(ready: Vec<ReadyFrame>) -> Self {
+        Replay {
+            ready: ready.into(),
+            rest: None,
+        }
+    }
+    fn from_parts(ready: Vec<ReadyFrame>, rest: Option<RequestBody>) -> Self {
+        Replay {
+            ready: ready.into(),
+            rest,
+        }
+    }
+
+    async fn frame(&mut self) -> Option<Result<Frame<Bytes>, crate::error::BoxError>> {
+        if let Some(f) = self.ready.pop_front() {
+            return Some(Ok(match f {
+                ReadyFrame::Data(d) => Frame::data(d),
+                ReadyFrame::Trailers(t) => Frame::trailers(t),
+            }));
+        }
+        match self.rest.as_mut() {
+            Some(rest) => rest.frame().await,
+            None => None,
+        }
+    }
+}
+
+fn connect_error(e: quinn::ConnectionError, target: &str) -> Error {
+    // RFC 9001 §4.8: TLS alerts travel as QUIC CRYPTO_ERROR codes 0x100..=0x1ff.
+    let is_crypto = |code: u64| (0x100..=0x1ff).contains(&code);
+    let kind = match &e {
+        quinn::ConnectionError::TransportError(t) if is_crypto(u64::from(t.code)) => Kind::Tls,
+        quinn::ConnectionError::ConnectionClosed(c) if is_crypto(u64::from(c.error_code)) => {
+            Kind::Tls
+        }
+        quinn::ConnectionError::TimedOut => Kind::ConnectTimeout,
+        _ => Kind::Connect,
+    };
+    Error::with(kind, e).context(format!("QUIC {target}"))
 }
 
 fn refused_before_sending(err: &h3::error::StreamError) -> bool {
@@ -278,7 +500,7 @@ fn refused_before_sending(err: &h3::error::StreamError) -> bool {
 /// any, FIN at the end. A cancelled call resets the stream with `H3_REQUEST_CANCELLED`.
 async fn pump_request(
     mut send: SendHalf,
-    mut body: RequestBody,
+    mut body: Replay,
     _connection: SendRequest,
     failed: oneshot::Sender<Status>,
 ) {

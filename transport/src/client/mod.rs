@@ -114,6 +114,7 @@ impl Endpoint {
                 .map_err(|e| Error::with(Kind::Config, e).context("CA certificate"))?;
         }
         self.tls.roots = Some(roots);
+        self.tls.changed();
         Ok(self)
     }
 
@@ -122,12 +123,14 @@ impl Endpoint {
         let chain = tls::certs_from_pem(cert_chain_pem, "client certificate")?;
         let key = tls::key_from_pem(key_pem, "client private key")?;
         self.tls.identity = Some((chain, key));
+        self.tls.changed();
         Ok(self)
     }
 
     /// Verifies the server certificate against `name` instead of the URI's host.
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.tls.server_name = Some(name.into());
+        self.tls.changed();
         self
     }
 
@@ -173,6 +176,18 @@ impl Endpoint {
     /// default 300 ms.
     pub fn auto_head_start(mut self, head_start: Duration) -> Self {
         self.auto_head_start = head_start;
+        self
+    }
+
+    /// Sends calls as TLS 1.3 / QUIC 0-RTT early data when resuming a session with a server that
+    /// accepts it (HTTP/3 only; off by default). Only requests that are complete and small
+    /// (≤ 64 KiB) go early — a copy is kept, and a call the server refuses as not idempotent
+    /// (H3_REQUEST_REJECTED), or that the server's TLS refuses wholesale, is sent again once the
+    /// handshake completes. Streaming calls wait for the handshake. Early data can be replayed by
+    /// an attacker: servers must accept it only for idempotent methods (`Server::accept_early_data`).
+    pub fn early_data(mut self, enabled: bool) -> Self {
+        self.tls.early_data = enabled;
+        self.tls.changed();
         self
     }
 

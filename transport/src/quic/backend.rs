@@ -7,8 +7,9 @@
 //!    quinn's cancel-safe `read_chunk` in place, so the stream is always at hand.
 //! 2. A server must notice a client's STOP_SENDING while the handler is still computing a unary
 //!    response, to cancel it; h3 exposes no such signal. quinn's `SendStream::stopped()` future is
-//!    `'static`, so each accepted request stream registers it in a per-connection [`StopSignals`],
-//!    where the request's task picks it up by stream id.
+//!    `'static`, so each accepted request stream registers it in a per-connection [`StreamSignals`],
+//!    where the request's task picks it up by stream id — together with whether the stream arrived
+//!    as 0-RTT early data (which h3 does not expose either), for the server's replay policy.
 //!
 //! Structure follows h3-quinn (MIT) closely; error conversion follows RFC 9000 §20.
 
@@ -28,20 +29,28 @@ use quinn::{ReadError, VarInt, WriteError};
 /// Resolves when the peer sends STOP_SENDING for a stream (or the connection ends).
 pub(crate) type Stopped = BoxFuture<'static, ()>;
 
-/// Per-connection registry of the STOP_SENDING signals of accepted request streams.
-#[derive(Clone, Default)]
-pub(crate) struct StopSignals(Arc<Mutex<HashMap<u64, Stopped>>>);
+/// What the server needs to know about an accepted request stream that h3 does not tell.
+pub(crate) struct StreamFacts {
+    /// Resolves when the client sends STOP_SENDING (it dropped the call).
+    pub(crate) stopped: Stopped,
+    /// The stream was opened in 0-RTT early data (replayable, RFC 9001 §9.2).
+    pub(crate) early: bool,
+}
 
-impl StopSignals {
-    fn insert(&self, id: u64, stopped: Stopped) {
+/// Per-connection registry of [`StreamFacts`] of accepted request streams, by stream id.
+#[derive(Clone, Default)]
+pub(crate) struct StreamSignals(Arc<Mutex<HashMap<u64, StreamFacts>>>);
+
+impl StreamSignals {
+    fn insert(&self, id: u64, facts: StreamFacts) {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, stopped);
+            .insert(id, facts);
     }
 
-    /// Takes the signal of request stream `id`; `None` if it was taken or the stream is gone.
-    pub(crate) fn take(&self, id: u64) -> Option<Stopped> {
+    /// Takes the facts of request stream `id`; `None` if they were taken or the stream is gone.
+    pub(crate) fn take(&self, id: u64) -> Option<StreamFacts> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -57,13 +66,13 @@ pub(crate) struct Connection {
     incoming_bi: Accepted<(quinn::SendStream, quinn::RecvStream)>,
     incoming_uni: Accepted<quinn::RecvStream>,
     opener: OpenStreams,
-    stops: Option<StopSignals>,
+    stops: Option<StreamSignals>,
 }
 
 impl Connection {
     /// Wraps `conn`. With `stops`, accepted bidirectional streams register their STOP_SENDING
     /// signal there (servers).
-    pub(crate) fn new(conn: quinn::Connection, stops: Option<StopSignals>) -> Self {
+    pub(crate) fn new(conn: quinn::Connection, stops: Option<StreamSignals>) -> Self {
         Connection {
             incoming_bi: stream::unfold(conn.clone(), |c| async {
                 let r = c.accept_bi().await;
@@ -117,9 +126,12 @@ impl<B: Buf> quic::Connection<B> for Connection {
             let stopped = send.stopped();
             stops.insert(
                 id,
-                Box::pin(async move {
-                    let _ = stopped.await;
-                }),
+                StreamFacts {
+                    stopped: Box::pin(async move {
+                        let _ = stopped.await;
+                    }),
+                    early: recv.is_0rtt(),
+                },
             );
             (stops.clone(), id)
         });
@@ -296,11 +308,11 @@ impl<B: Buf> quic::SendStream<B> for BidiStream<B> {
 pub(crate) struct RecvStream {
     stream: quinn::RecvStream,
     /// Removes the stream's STOP_SENDING signal from the registry once the stream is gone.
-    registered: Option<(StopSignals, u64)>,
+    registered: Option<(StreamSignals, u64)>,
 }
 
 impl RecvStream {
-    fn new(stream: quinn::RecvStream, registered: Option<(StopSignals, u64)>) -> Self {
+    fn new(stream: quinn::RecvStream, registered: Option<(StreamSignals, u64)>) -> Self {
         RecvStream { stream, registered }
     }
 }

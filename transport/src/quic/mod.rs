@@ -100,7 +100,7 @@ impl QuicSettings {
 
 /// The quinn client config for one endpoint (TLS 1.3 with ALPN `h3`).
 pub(crate) fn client_config(
-    tls: rustls::ClientConfig,
+    tls: Arc<rustls::ClientConfig>,
     settings: &QuicSettings,
 ) -> Result<quinn::ClientConfig, Error> {
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)

@@ -122,6 +122,7 @@ async fn serve_connection(
         local_addr: Some(local),
         tls: false,
         peer_certificates: None,
+        early_data: false,
     };
     match &shared.tls {
         Some(acceptor) => {

@@ -3,6 +3,7 @@
 //! response HEADERS, DATA and trailing HEADERS. Shutdown sends GOAWAY (§5.2), lets in-flight
 //! requests finish, then closes with H3_NO_ERROR.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use super::h2::stopped;
 use super::{BoxService, ServerSettings};
 use crate::body::H3Body;
 use crate::error::{Error, Kind};
-use crate::quic::backend::{self, StopSignals};
+use crate::quic::backend::{self, StreamSignals};
 use crate::{ConnectionInfo, Transport};
 
 type ServerStream<S> = h3::server::RequestStream<S, Bytes>;
@@ -109,16 +110,8 @@ async fn serve_connection(
             return;
         }
     };
-    let conn = match tokio::time::timeout(settings.handshake_timeout, connecting).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(err)) => {
-            tracing::debug!(%remote, error = %err, "QUIC handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%remote, "QUIC handshake timed out");
-            return;
-        }
+    let Some(conn) = establish(connecting, &settings, remote).await else {
+        return;
     };
     let peer_certificates = conn
         .peer_identity()
@@ -130,10 +123,11 @@ async fn serve_connection(
         local_addr: Some(local_addr),
         tls: true,
         peer_certificates,
+        early_data: false,
     };
     let mut builder = h3::server::builder();
     builder.max_field_section_size(u64::from(settings.max_header_list_size));
-    let stops = StopSignals::default();
+    let stops = StreamSignals::default();
     let mut h3 = match builder
         .build::<_, Bytes>(backend::Connection::new(conn.clone(), Some(stops.clone())))
         .await
@@ -163,7 +157,13 @@ async fn serve_connection(
                     // The peer's address as of this request: it changes when the client migrates.
                     let mut info = info.clone();
                     info.remote_addr = Some(conn.remote_address());
-                    requests.spawn(serve_request(resolver, service.clone(), info, stops.clone()));
+                    requests.spawn(serve_request(
+                        resolver,
+                        service.clone(),
+                        info,
+                        stops.clone(),
+                        settings.early_data.clone(),
+                    ));
                 }
                 Ok(None) => break,
                 Err(err) => {
@@ -187,11 +187,40 @@ async fn serve_connection(
     );
 }
 
+/// Completes the QUIC handshake — or, with early data accepted, hands the connection over at once
+/// so 0-RTT requests are read before it completes (each is then checked in `serve_request`).
+async fn establish(
+    connecting: quinn::Connecting,
+    settings: &ServerSettings,
+    remote: SocketAddr,
+) -> Option<quinn::Connection> {
+    let connecting = if settings.early_data.is_some() {
+        match connecting.into_0rtt() {
+            Ok((conn, _accepted)) => return Some(conn),
+            Err(connecting) => connecting,
+        }
+    } else {
+        connecting
+    };
+    match tokio::time::timeout(settings.handshake_timeout, connecting).await {
+        Ok(Ok(conn)) => Some(conn),
+        Ok(Err(err)) => {
+            tracing::debug!(%remote, error = %err, "QUIC handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "QUIC handshake timed out");
+            None
+        }
+    }
+}
+
 async fn serve_request(
     resolver: Resolver,
     service: BoxService,
-    info: ConnectionInfo,
-    stops: StopSignals,
+    mut info: ConnectionInfo,
+    stops: StreamSignals,
+    early_data: Option<Arc<HashSet<String>>>,
 ) {
     let (request, stream) = match resolver.resolve_request().await {
         Ok(r) => r,
@@ -202,13 +231,34 @@ async fn serve_request(
     };
     // The client's STOP_SENDING (it dropped the call, RFC 9114 §4.1.1) cancels the handler: the
     // selects below drop its future or its response stream.
-    let stopped = stops.take(stream.id().into_inner());
+    let (stopped, early) = match stops.take(stream.id().into_inner()) {
+        Some(facts) => (Some(facts.stopped), facts.early),
+        None => (None, false),
+    };
     let mut stopped = pin!(async move {
         match stopped {
             Some(stopped) => stopped.await,
             None => std::future::pending().await,
         }
     });
+    // Early data can be replayed by an attacker (RFC 9001 §9.2, RFC 8470): only methods declared
+    // idempotent run from it; the others are refused unprocessed, which tells the client to retry
+    // once the handshake is complete (RFC 9114 §4.1.1, H3_REQUEST_REJECTED).
+    if early
+        && !early_data
+            .as_ref()
+            .is_some_and(|ok| ok.contains(request.uri().path()))
+    {
+        tracing::debug!(
+            path = request.uri().path(),
+            "refusing a non-idempotent call in 0-RTT"
+        );
+        let (mut send, mut recv) = stream.split();
+        send.stop_stream(h3::error::Code::H3_REQUEST_REJECTED);
+        recv.stop_sending(h3::error::Code::H3_REQUEST_REJECTED);
+        return;
+    }
+    info.early_data = early;
     let (mut send, recv) = stream.split();
     let tcp_info = TcpConnectInfo {
         local_addr: info.local_addr,

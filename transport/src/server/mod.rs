@@ -8,6 +8,7 @@ mod h2;
 mod h3;
 mod stack;
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,6 +42,8 @@ pub(crate) struct ServerSettings {
     pub(crate) keep_alive_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) drain_timeout: Duration,
+    /// `/pkg.Service/Method` paths served from 0-RTT early data; `None` = early data refused.
+    pub(crate) early_data: Option<Arc<HashSet<String>>>,
 }
 
 impl Default for ServerSettings {
@@ -53,6 +56,7 @@ impl Default for ServerSettings {
             keep_alive_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            early_data: None,
         }
     }
 }
@@ -202,6 +206,23 @@ impl Server {
         self
     }
 
+    /// Accepts TLS 1.3 / QUIC 0-RTT early data (off by default) for these idempotent methods
+    /// (`pkg.Service/Method`). Early data can be replayed by an attacker (RFC 8446 §8, RFC 9001
+    /// §9.2), so calls to any other method that arrive in it are refused unprocessed with
+    /// H3_REQUEST_REJECTED, and the client retries them after the handshake. HTTP/3 only.
+    pub fn accept_early_data<I, M>(mut self, idempotent_methods: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: AsRef<str>,
+    {
+        let paths = idempotent_methods
+            .into_iter()
+            .map(|m| format!("/{}", m.as_ref().trim_start_matches('/')))
+            .collect();
+        self.settings.early_data = Some(Arc::new(paths));
+        self
+    }
+
     /// Binds the listening sockets (TCP for HTTP/2, UDP for HTTP/3, same port) without serving yet,
     /// so callers can learn ephemeral ports first.
     pub async fn bind(self, addr: SocketAddr) -> Result<BoundServer, Error> {
@@ -216,8 +237,12 @@ impl Server {
         quic.max_concurrent_bidi_streams = self.settings.max_concurrent_streams;
         let h3 = match (&self.tls, serve_h3) {
             (Some(tls), true) => {
-                let config =
-                    crate::quic::server_config(tls.server_config(crate::tls::ALPN_H3)?, &quic)?;
+                let mut tls = tls.server_config(crate::tls::ALPN_H3)?;
+                if self.settings.early_data.is_some() {
+                    // QUIC takes all-or-nothing: u32::MAX enables 0-RTT (RFC 9001 §4.6.1).
+                    tls.max_early_data_size = u32::MAX;
+                }
+                let config = crate::quic::server_config(tls, &quic)?;
                 Some(h3::H3Listener::bind(addr, config)?)
             }
             _ => None,

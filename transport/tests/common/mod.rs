@@ -98,6 +98,10 @@ fn reflect<T, U>(req: &Request<T>, resp: &mut Response<U>) {
     if let Some(info) = ConnectionInfo::of(req) {
         md.insert("x-transport", info.transport.as_str().parse().unwrap());
         md.insert("x-tls", if info.tls { "1" } else { "0" }.parse().unwrap());
+        md.insert(
+            "x-early",
+            if info.early_data { "1" } else { "0" }.parse().unwrap(),
+        );
         let n = info.peer_certificates.as_ref().map_or(0, |c| c.len());
         md.insert("x-peer-certs", n.to_string().parse().unwrap());
     }

@@ -91,13 +91,12 @@ fn request(path: &str, authorization: Option<&str>, tls: Option<bool>) -> http::
     }
     let mut req = builder.body(()).unwrap();
     if let Some(tls) = tls {
-        req.extensions_mut().insert(ConnectionInfo {
-            transport: if tls { Transport::H3 } else { Transport::H2 },
-            remote_addr: Some("127.0.0.1:40000".parse().unwrap()),
-            local_addr: Some("127.0.0.1:50051".parse().unwrap()),
+        req.extensions_mut().insert(ConnectionInfo::new(
+            if tls { Transport::H3 } else { Transport::H2 },
+            Some("127.0.0.1:40000".parse().unwrap()),
+            Some("127.0.0.1:50051".parse().unwrap()),
             tls,
-            peer_certificates: None,
-        });
+        ));
     }
     req
 }
