@@ -87,7 +87,12 @@ impl H3Connection {
         }
         let tls = endpoint.tls.client_config(tls::ALPN_H3)?;
         let name = endpoint.tls.server_name(&endpoint.host)?;
-        let client_config = quic::client_config(tls, &endpoint.quic)?;
+        let mut settings = endpoint.quic.clone();
+        // One keep-alive knob for both wires: HTTP/2 PINGs there, QUIC PINGs here.
+        settings.keep_alive_interval = settings
+            .keep_alive_interval
+            .or(endpoint.keep_alive_interval);
+        let client_config = quic::client_config(tls, &settings)?;
         Ok(H3Connection {
             config: Arc::new(Config {
                 host: endpoint

@@ -235,6 +235,9 @@ impl Server {
         let service = stack::build(self.routes, &self.layers);
         let mut quic = self.quic.clone();
         quic.max_concurrent_bidi_streams = self.settings.max_concurrent_streams;
+        quic.keep_alive_interval = quic
+            .keep_alive_interval
+            .or(self.settings.keep_alive_interval);
         let h3 = match (&self.tls, serve_h3) {
             (Some(tls), true) => {
                 let mut tls = tls.server_config(crate::tls::ALPN_H3)?;
