@@ -357,6 +357,8 @@ impl quic::RecvStream for RecvStream {
 pub(crate) struct SendStream<B: Buf> {
     stream: quinn::SendStream,
     writing: Option<WriteBuf<B>>,
+    /// Finished or reset on purpose, or something was written (see Drop).
+    used: bool,
 }
 
 impl<B: Buf> SendStream<B> {
@@ -364,6 +366,22 @@ impl<B: Buf> SendStream<B> {
         SendStream {
             stream,
             writing: None,
+            used: false,
+        }
+    }
+}
+
+impl<B: Buf> Drop for SendStream<B> {
+    fn drop(&mut self) {
+        // quinn *finishes* a dropped stream. For a stream abandoned before anything was written
+        // (a request whose HEADERS never completed) that would send a bare FIN, which the peer
+        // reads as a malformed message; reset it instead (RFC 9114 §4.1.1). Once something was
+        // written, keep quinn's FIN: h3 relies on it after its own final frames (e.g. the 431
+        // response to an oversized header section).
+        if !self.used {
+            let _ = self
+                .stream
+                .reset(VarInt::from_u64(Code::H3_REQUEST_CANCELLED.value()).unwrap_or(VarInt::MAX));
         }
     }
 }
@@ -382,6 +400,7 @@ impl<B: Buf> quic::SendStream<B> for SendStream<B> {
     }
 
     fn send_data<T: Into<WriteBuf<B>>>(&mut self, data: T) -> Result<(), StreamErrorIncoming> {
+        self.used = true;
         if self.writing.is_some() {
             // h3 always waits for poll_ready first; reaching this is a bug in the stack.
             return Err(StreamErrorIncoming::ConnectionErrorIncoming {
@@ -395,6 +414,7 @@ impl<B: Buf> quic::SendStream<B> for SendStream<B> {
     }
 
     fn poll_finish(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        self.used = true;
         Poll::Ready(
             self.stream
                 .finish()
@@ -403,6 +423,7 @@ impl<B: Buf> quic::SendStream<B> for SendStream<B> {
     }
 
     fn reset(&mut self, reset_code: u64) {
+        self.used = true;
         let _ = self
             .stream
             .reset(VarInt::from_u64(reset_code).unwrap_or(VarInt::MAX));

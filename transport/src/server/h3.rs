@@ -28,6 +28,12 @@ use crate::{ConnectionInfo, Transport};
 type ServerStream<S> = h3::server::RequestStream<S, Bytes>;
 type Resolver = h3::server::RequestResolver<backend::Connection, Bytes>;
 
+/// How long a finished response may wait for the client's acknowledgement.
+const DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a request stream may take to deliver its HEADERS frame.
+const REQUEST_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(crate) struct H3Listener {
     endpoint: quinn::Endpoint,
     local_addr: SocketAddr,
@@ -144,15 +150,19 @@ async fn serve_connection(
         tokio::select! {
             () = stopped(&mut stop), if !draining => {
                 draining = true;
-                // GOAWAY: no request stream beyond those already accepted (RFC 9114 §5.2).
-                if let Err(err) = h3.shutdown(0).await {
+                // GOAWAY carries the first stream id that will NOT be processed (RFC 9114
+                // §5.2): h3 computes last accepted + n, so n = 1 keeps every accepted request.
+                if let Err(err) = h3.shutdown(1).await {
                     tracing::debug!(%remote, error = %err, "sending GOAWAY failed");
                 }
                 if requests.is_empty() {
                     break;
                 }
             }
-            accepted = h3.accept() => match accepted {
+            // Not polled while draining: h3's accept(), once it deems the requests done, sends a
+            // second GOAWAY naming the last accepted stream, which tells the client an in-flight
+            // request was not processed (h3 0.0.8). The GOAWAY above is the one we mean.
+            accepted = h3.accept(), if !draining => match accepted {
                 Ok(Some(resolver)) => {
                     // The peer's address as of this request: it changes when the client migrates.
                     let mut info = info.clone();
@@ -222,13 +232,20 @@ async fn serve_request(
     stops: StreamSignals,
     early_data: Option<Arc<HashSet<String>>>,
 ) {
-    let (request, stream) = match resolver.resolve_request().await {
-        Ok(r) => r,
-        Err(err) => {
-            tracing::debug!(error = %err, "malformed HTTP/3 request");
-            return;
-        }
-    };
+    // A stream that never completes its HEADERS (slowloris) must not hold a task forever.
+    let (request, stream) =
+        match tokio::time::timeout(REQUEST_HEADER_TIMEOUT, resolver.resolve_request()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "malformed HTTP/3 request");
+                return;
+            }
+            Err(_) => {
+                // Dropping the resolver drops the stream: quinn resets/stops it.
+                tracing::debug!("request headers did not arrive in time");
+                return;
+            }
+        };
     // The client's STOP_SENDING (it dropped the call, RFC 9114 §4.1.1) cancels the handler: the
     // selects below drop its future or its response stream.
     let (stopped, early) = match stops.take(stream.id().into_inner()) {
@@ -288,8 +305,13 @@ async fn serve_request(
         return;
     }
     tokio::select! {
-        () = write_body(&mut send, body) => {}
-        () = stopped => {
+        () = write_body(&mut send, body) => {
+            // Stay until the client has acknowledged the whole response (quinn's `stopped`
+            // resolves then): closing the connection — graceful shutdown does once the last
+            // request is done — discards stream data still unacknowledged.
+            let _ = tokio::time::timeout(DELIVERY_WAIT, stopped).await;
+        }
+        () = &mut stopped => {
             tracing::debug!("client cancelled the call during the response");
             send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
         }

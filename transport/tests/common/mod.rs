@@ -412,6 +412,8 @@ pub fn endpoint(transport: Transport, addr: std::net::SocketAddr) -> Endpoint {
     Endpoint::new(format!("https://{addr}"))
         .unwrap()
         .transport(transport)
+        // quinn ignores ICMP unreachable: a dead HTTP/3 server costs a full connect timeout.
+        .connect_timeout(Duration::from_secs(2))
         .server_name("localhost")
         .ca_certificate_pem(&certs().ca_pem)
         .unwrap()
