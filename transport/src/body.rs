@@ -185,6 +185,16 @@ pub(crate) struct H3Body<R: RecvHalf> {
     stop_code: h3::error::Code,
     data_done: bool,
     done: bool,
+    /// A declared `content-length` the DATA must add up to (RFC 9114 §4.1.2), and the count so far.
+    length: Option<ContentLength>,
+}
+
+/// The `content-length` check of one message; `malformed` is raised for the stream's owner, who
+/// must then reset the stream with H3_MESSAGE_ERROR instead of answering.
+pub(crate) struct ContentLength {
+    pub(crate) declared: u64,
+    pub(crate) received: u64,
+    pub(crate) malformed: Arc<AtomicBool>,
 }
 
 impl<R: RecvHalf> H3Body<R> {
@@ -194,16 +204,45 @@ impl<R: RecvHalf> H3Body<R> {
             stop_code,
             data_done: false,
             done: false,
+            length: None,
         }
+    }
+
+    /// Checks the DATA against a declared `content-length`.
+    pub(crate) fn with_content_length(mut self, length: ContentLength) -> Self {
+        self.length = Some(length);
+        self
+    }
+
+    /// Accounts `n` more bytes (or the end, `None`); false once they disagree with the declared length.
+    fn length_ok(&mut self, n: Option<usize>) -> bool {
+        let Some(length) = self.length.as_mut() else {
+            return true;
+        };
+        let ok = match n {
+            Some(n) => {
+                length.received += n as u64;
+                length.received <= length.declared
+            }
+            None => length.received == length.declared,
+        };
+        if !ok {
+            length.malformed.store(true, Ordering::Release);
+        }
+        ok
     }
 }
 
 impl<R: RecvHalf> H3Body<R> {
     /// Stops reading: asks the peer to stop sending and ends the body.
     pub(crate) fn abandon(&mut self) {
+        self.abandon_with(self.stop_code);
+    }
+
+    fn abandon_with(&mut self, code: h3::error::Code) {
         if !self.done {
             self.done = true;
-            self.recv.stop_sending(self.stop_code);
+            self.recv.stop_sending(code);
         }
     }
 }
@@ -230,8 +269,16 @@ impl<R: RecvHalf> Body for H3Body<R> {
         }
         if !this.data_done {
             match ready!(this.recv.poll_data(cx)) {
-                Ok(Some(bytes)) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
-                Ok(None) => this.data_done = true,
+                Ok(Some(bytes)) if this.length_ok(Some(bytes.len())) => {
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                }
+                Ok(None) if this.length_ok(None) => this.data_done = true,
+                Ok(_) => {
+                    this.abandon_with(h3::error::Code::H3_MESSAGE_ERROR);
+                    return Poll::Ready(Some(Err(Status::internal(
+                        "message length differs from its content-length (RFC 9114 §4.1.2)",
+                    ))));
+                }
                 Err(err) => {
                     this.done = true;
                     return Poll::Ready(Some(Err(status_from_h3(&err))));

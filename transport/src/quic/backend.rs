@@ -26,6 +26,8 @@ use h3::error::Code;
 use h3::quic::{self, ConnectionErrorIncoming, StreamErrorIncoming, StreamId, WriteBuf};
 use quinn::{ReadError, VarInt, WriteError};
 
+use super::empty_data::EmptyDataFilter;
+
 /// Resolves when the peer sends STOP_SENDING for a stream (or the connection ends).
 pub(crate) type Stopped = BoxFuture<'static, ()>;
 
@@ -137,7 +139,7 @@ impl<B: Buf> quic::Connection<B> for Connection {
         });
         Poll::Ready(Ok(BidiStream {
             send: SendStream::new(send),
-            recv: RecvStream::new(recv, cleanup),
+            recv: RecvStream::request(recv, cleanup),
         }))
     }
 
@@ -222,7 +224,7 @@ impl<B: Buf> quic::OpenStreams<B> for OpenStreams {
         })?;
         Poll::Ready(Ok(BidiStream {
             send: SendStream::new(send),
-            recv: RecvStream::new(recv, None),
+            recv: RecvStream::request(recv, None),
         }))
     }
 
@@ -309,11 +311,25 @@ pub(crate) struct RecvStream {
     stream: quinn::RecvStream,
     /// Removes the stream's STOP_SENDING signal from the registry once the stream is gone.
     registered: Option<(StreamSignals, u64)>,
+    /// On request streams (bidi): drops empty DATA frames h3 would choke on (see empty_data.rs).
+    filter: Option<EmptyDataFilter>,
 }
 
 impl RecvStream {
     fn new(stream: quinn::RecvStream, registered: Option<(StreamSignals, u64)>) -> Self {
-        RecvStream { stream, registered }
+        RecvStream {
+            stream,
+            registered,
+            filter: None,
+        }
+    }
+
+    fn request(stream: quinn::RecvStream, registered: Option<(StreamSignals, u64)>) -> Self {
+        RecvStream {
+            stream,
+            registered,
+            filter: Some(EmptyDataFilter::default()),
+        }
     }
 }
 
@@ -332,13 +348,27 @@ impl quic::RecvStream for RecvStream {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
-        // `read_chunk` is cancel-safe (quinn docs): polling a fresh future each time loses nothing.
-        let chunk = ready!(pin!(self.stream.read_chunk(usize::MAX, true)).poll(cx));
-        Poll::Ready(
-            chunk
-                .map(|c| c.map(|c| c.bytes))
-                .map_err(convert_read_error),
-        )
+        loop {
+            if let Some(piece) = self.filter.as_mut().and_then(EmptyDataFilter::pop) {
+                return Poll::Ready(Ok(Some(piece)));
+            }
+            // `read_chunk` is cancel-safe (quinn docs): a fresh future per poll loses nothing.
+            let chunk = ready!(pin!(self.stream.read_chunk(usize::MAX, true)).poll(cx))
+                .map_err(convert_read_error)?;
+            let Some(filter) = self.filter.as_mut() else {
+                return Poll::Ready(Ok(chunk.map(|c| c.bytes)));
+            };
+            match chunk {
+                Some(chunk) => filter.push(chunk.bytes),
+                None => {
+                    filter.finish();
+                    if let Some(piece) = filter.pop() {
+                        return Poll::Ready(Ok(Some(piece)));
+                    }
+                    return Poll::Ready(Ok(None));
+                }
+            }
+        }
     }
 
     fn stop_sending(&mut self, error_code: u64) {

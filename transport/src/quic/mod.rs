@@ -10,6 +10,7 @@
 //! - idle timeout 30 s; keep-alive off unless configured (as for HTTP/2).
 
 pub(crate) mod backend;
+mod empty_data;
 
 use std::sync::Arc;
 use std::time::Duration;

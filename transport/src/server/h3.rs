@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderMap, Response};
@@ -20,7 +21,7 @@ use tower::ServiceExt;
 
 use super::h2::stopped;
 use super::{BoxService, ServerSettings};
-use crate::body::H3Body;
+use crate::body::{ContentLength, H3Body};
 use crate::error::{Error, Kind};
 use crate::quic::backend::{self, StreamSignals};
 use crate::{ConnectionInfo, Transport};
@@ -275,6 +276,14 @@ async fn serve_request(
         recv.stop_sending(h3::error::Code::H3_REQUEST_REJECTED);
         return;
     }
+    if let Some(field) = connection_specific_field(request.headers()) {
+        // RFC 9114 §4.2: such a message is malformed; §4.1.2: reset with H3_MESSAGE_ERROR.
+        tracing::debug!(field, "malformed HTTP/3 request: connection-specific field");
+        let (mut send, mut recv) = stream.split();
+        send.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
+        recv.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+        return;
+    }
     info.early_data = early;
     let (mut send, recv) = stream.split();
     let tcp_info = TcpConnectInfo {
@@ -282,7 +291,20 @@ async fn serve_request(
         remote_addr: info.remote_addr,
     };
     // A handler that stops reading early: "no more request data needed" (RFC 9114 §4.1.2).
-    let body = H3Body::new(recv, h3::error::Code::H3_NO_ERROR);
+    let mut body = H3Body::new(recv, h3::error::Code::H3_NO_ERROR);
+    let malformed = Arc::new(AtomicBool::new(false));
+    if let Some(value) = request.headers().get(http::header::CONTENT_LENGTH) {
+        match value.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
+            Some(declared) => {
+                body = body.with_content_length(ContentLength {
+                    declared,
+                    received: 0,
+                    malformed: malformed.clone(),
+                });
+            }
+            None => malformed.store(true, Ordering::Release),
+        }
+    }
     let mut request = request.map(|()| Body::new(body));
     request.extensions_mut().insert(info);
     request.extensions_mut().insert(tcp_info);
@@ -299,6 +321,12 @@ async fn serve_request(
             return;
         }
     };
+    if malformed.load(Ordering::Acquire) {
+        // RFC 9114 §4.1.2: a malformed request is a stream error of type H3_MESSAGE_ERROR.
+        tracing::debug!("malformed HTTP/3 request: content-length does not match");
+        send.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
+        return;
+    }
     let (parts, body) = response.into_parts();
     if let Err(err) = send.send_response(Response::from_parts(parts, ())).await {
         tracing::debug!(error = %err, "sending response headers failed");
@@ -316,6 +344,26 @@ async fn serve_request(
             send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
         }
     }
+}
+
+/// The first connection-specific field in `headers`, which HTTP/3 forbids (RFC 9114 §4.2):
+/// `connection` and the fields it would name, and `te` with any value but `trailers`.
+fn connection_specific_field(headers: &http::HeaderMap) -> Option<&'static str> {
+    const FORBIDDEN: [&str; 5] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    if let Some(name) = FORBIDDEN.iter().find(|name| headers.contains_key(**name)) {
+        return Some(name);
+    }
+    headers
+        .get_all(http::header::TE)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+        .then_some("te")
 }
 
 /// Writes the response body: each chunk as one DATA frame, trailers as the trailing HEADERS, then
