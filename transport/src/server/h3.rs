@@ -292,18 +292,21 @@ async fn serve_request(
     };
     // A handler that stops reading early: "no more request data needed" (RFC 9114 §4.1.2).
     let mut body = H3Body::new(recv, h3::error::Code::H3_NO_ERROR);
-    let malformed = Arc::new(AtomicBool::new(false));
+    // gRPC clients send no content-length; only when one is present is it checked.
+    let mut malformed = None;
     if let Some(value) = request.headers().get(http::header::CONTENT_LENGTH) {
+        let flag = Arc::new(AtomicBool::new(false));
         match value.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
             Some(declared) => {
                 body = body.with_content_length(ContentLength {
                     declared,
                     received: 0,
-                    malformed: malformed.clone(),
+                    malformed: flag.clone(),
                 });
             }
-            None => malformed.store(true, Ordering::Release),
+            None => flag.store(true, Ordering::Release),
         }
+        malformed = Some(flag);
     }
     let mut request = request.map(|()| Body::new(body));
     request.extensions_mut().insert(info);
@@ -321,7 +324,7 @@ async fn serve_request(
             return;
         }
     };
-    if malformed.load(Ordering::Acquire) {
+    if malformed.is_some_and(|m| m.load(Ordering::Acquire)) {
         // RFC 9114 §4.1.2: a malformed request is a stream error of type H3_MESSAGE_ERROR.
         tracing::debug!("malformed HTTP/3 request: content-length does not match");
         send.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
