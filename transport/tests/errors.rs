@@ -194,6 +194,17 @@ async fn truncated_message_is_internal(t: Transport) {
     .unwrap();
     let (code, msg) = grpc_status_of(resp).await;
     assert_eq!(code, Code::Internal, "{msg}");
+    // More bytes than the prefix declares: the rest is a truncated second frame.
+    let resp = raw(
+        &f,
+        http::Method::POST,
+        "application/grpc",
+        frame(0, &[0xde, 0xad, 0xbe]),
+    )
+    .await
+    .unwrap();
+    let (code, msg) = grpc_status_of(resp).await;
+    assert_eq!(code, Code::Internal, "{msg}");
     // A prefix cut short (3 of 5 bytes).
     let resp = raw(&f, http::Method::POST, "application/grpc", vec![0, 0, 0])
         .await
