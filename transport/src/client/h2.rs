@@ -1,7 +1,7 @@
 //! The HTTP/2 wire of the client: one multiplexed hyper connection over TCP (+ TLS with ALPN `h2`,
 //! RFC 9113 §3.2, or plaintext with prior knowledge, §3.3), re-established on demand after a loss.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -19,6 +19,7 @@ use tonic::body::Body;
 use crate::body::CancelableBody;
 
 use super::Endpoint;
+use super::slot::{Live, Slot};
 use crate::error::{Error, Kind, status_from_hyper};
 use crate::tls::{self};
 
@@ -41,8 +42,7 @@ struct Config {
 /// A lazily (re)connected HTTP/2 connection shared by every clone of a channel.
 pub(crate) struct H2Connection {
     config: Arc<Config>,
-    current: Mutex<Option<SendRequest<RequestBody>>>,
-    connecting: tokio::sync::Mutex<()>,
+    slot: Slot<SendRequest<RequestBody>>,
 }
 
 impl H2Connection {
@@ -67,8 +67,7 @@ impl H2Connection {
                 keep_alive_interval: endpoint.keep_alive_interval,
                 keep_alive_timeout: endpoint.keep_alive_timeout,
             }),
-            current: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(()),
+            slot: Slot::new(),
         })
     }
 
@@ -76,31 +75,12 @@ impl H2Connection {
         self.sender().await.map(drop)
     }
 
-    fn cached(&self) -> Option<SendRequest<RequestBody>> {
-        let guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.as_ref().filter(|s| !s.is_closed()).cloned()
-    }
-
     async fn sender(&self) -> Result<SendRequest<RequestBody>, Error> {
-        if let Some(s) = self.cached() {
-            return Ok(s);
-        }
-        // One connect at a time; the others wait and reuse it.
-        let _connecting = self.connecting.lock().await;
-        if let Some(s) = self.cached() {
-            return Ok(s);
-        }
         let config = &self.config;
-        let sender = tokio::time::timeout(config.connect_timeout, connect(config))
+        let target = format!("{}:{}", config.host, config.port);
+        self.slot
+            .get(connect(config), config.connect_timeout, &target)
             .await
-            .map_err(|_| {
-                Error::new(Kind::ConnectTimeout).context(format!(
-                    "{}:{} after {:?}",
-                    config.host, config.port, config.connect_timeout
-                ))
-            })??;
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
-        Ok(sender)
     }
 
     /// Sends one call. A request the connection refused before sending anything (the connection
@@ -127,13 +107,13 @@ impl H2Connection {
     }
 
     fn forget_dead(&self) {
-        let mut guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if guard
-            .as_ref()
-            .is_some_and(|s| s.is_closed() || !s.is_ready())
-        {
-            *guard = None;
-        }
+        self.slot.forget_if(|s| s.is_closed() || !s.is_ready());
+    }
+}
+
+impl Live for SendRequest<RequestBody> {
+    fn is_alive(&self) -> bool {
+        !self.is_closed()
     }
 }
 

@@ -26,6 +26,7 @@ use tonic::Status;
 
 use super::Endpoint;
 use super::h2::RequestBody;
+use super::slot::{self, Slot};
 use crate::body::H3Body;
 use crate::error::{Error, Kind, status_from_h3};
 use crate::quic::{self, backend};
@@ -54,6 +55,12 @@ struct Live {
     handshake: Option<watch::Receiver<Option<bool>>>,
 }
 
+impl slot::Live for Live {
+    fn is_alive(&self) -> bool {
+        self.quic.close_reason().is_none()
+    }
+}
+
 impl Live {
     /// The handshake watch, while the connection is still in 0-RTT.
     fn handshake_pending(&self) -> Option<watch::Receiver<Option<bool>>> {
@@ -75,8 +82,7 @@ impl Live {
 pub(crate) struct H3Connection {
     config: Arc<Config>,
     endpoint: Mutex<Option<quinn::Endpoint>>,
-    current: Mutex<Option<Live>>,
-    connecting: tokio::sync::Mutex<()>,
+    slot: Slot<Live>,
 }
 
 impl H3Connection {
@@ -108,8 +114,7 @@ impl H3Connection {
                 early_data: endpoint.tls.early_data,
             }),
             endpoint: Mutex::new(None),
-            current: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(()),
+            slot: Slot::new(),
         })
     }
 
@@ -128,43 +133,17 @@ impl H3Connection {
         }
     }
 
-    fn cached(&self) -> Option<Live> {
-        let guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        guard
-            .as_ref()
-            .filter(|l| l.quic.close_reason().is_none())
-            .cloned()
-    }
-
     async fn live(&self) -> Result<Live, Error> {
-        if let Some(l) = self.cached() {
-            return Ok(l);
-        }
-        let _connecting = self.connecting.lock().await;
-        if let Some(l) = self.cached() {
-            return Ok(l);
-        }
         let config = &self.config;
-        let live = tokio::time::timeout(config.connect_timeout, self.connect())
+        let target = format!("QUIC {}:{}", config.host, config.port);
+        self.slot
+            .get(self.connect(), config.connect_timeout, &target)
             .await
-            .map_err(|_| {
-                Error::new(Kind::ConnectTimeout).context(format!(
-                    "QUIC {}:{} after {:?}",
-                    config.host, config.port, config.connect_timeout
-                ))
-            })??;
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(live.clone());
-        Ok(live)
     }
 
     fn forget(&self, quic: &quinn::Connection) {
-        let mut guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if guard
-            .as_ref()
-            .is_some_and(|l| l.quic.stable_id() == quic.stable_id())
-        {
-            *guard = None;
-        }
+        self.slot
+            .forget_if(|l| l.quic.stable_id() == quic.stable_id());
     }
 
     fn quinn_endpoint(&self, target: SocketAddr) -> Result<quinn::Endpoint, Error> {

@@ -6,6 +6,7 @@ mod auto;
 mod channel;
 mod h2;
 mod h3;
+mod slot;
 
 use std::time::Duration;
 
