@@ -1,5 +1,48 @@
 //! grpc-h3 — a tonic-compatible gRPC transport over HTTP/3 (quinn + h3) with a switchable HTTP/2
-//! fallback. (Crate docs are completed with the public API.)
+//! fallback.
+//!
+//! Unmodified tonic-generated clients run over a [`Channel`]; unmodified tonic services are served
+//! by a [`Server`] on HTTP/3 (UDP) and HTTP/2 (TCP) of the same port. [`Transport`] picks the wire:
+//! `H3`, `H2`, or `Auto` (HTTP/3 when the server is known to offer it, see [`Endpoint::h3_port`]
+//! and `Alt-Svc`, else HTTP/2). The protocol mapping follows gRPC's PROTOCOL-HTTP2.md with
+//! HTTP/3 framing (RFC 9114), as grpc-dotnet does: deadlines (`grpc-timeout`), cancellation
+//! (`H3_REQUEST_CANCELLED`), metadata, Trailers-Only responses, and the status of every transport
+//! failure (table in [`Error`]'s module, `error.rs`).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use grpc_h3::{Endpoint, Server, ServerTls, Transport};
+//! use tonic_health::pb::health_client::HealthClient;
+//! use tonic_health::pb::HealthCheckRequest;
+//!
+//! let certs = dev_certs::DevCerts::generate()?;
+//! let (_reporter, health) = tonic_health::server::health_reporter();
+//! let bound = Server::builder()
+//!     .tls(ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem)?)
+//!     .add_service(health)
+//!     .bind("127.0.0.1:0".parse()?)
+//!     .await?;
+//! let port = bound.h3_addr().map(|a| a.port()).unwrap_or_default();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(bound.serve_with_shutdown(async { let _ = stopped.await; }));
+//!
+//! for transport in [Transport::H3, Transport::H2] {
+//!     let channel = Endpoint::new(format!("https://localhost:{port}"))?
+//!         .transport(transport)
+//!         .ca_certificate_pem(&certs.ca_pem)?
+//!         .connect()
+//!         .await?;
+//!     let reply = HealthClient::new(channel)
+//!         .check(HealthCheckRequest { service: String::new() })
+//!         .await?;
+//!     assert_eq!(reply.get_ref().status, 1); // SERVING
+//! }
+//! let _ = stop.send(());
+//! server.await??;
+//! # Ok(())
+//! # }
+//! ```
 
 mod body;
 mod client;
