@@ -26,6 +26,7 @@ matrix!(
     malformed_grpc_timeout_is_refused,
     server_gone_mid_stream_is_unavailable,
     garbage_datagrams_and_bytes_do_not_disturb_the_server,
+    silent_clients_are_dropped_after_the_handshake_timeout,
 );
 
 async fn misbehaving(t: Transport) -> Fixture {
@@ -363,4 +364,82 @@ mod rand_like {
             *b = x as u8;
         }
     }
+}
+
+async fn silent_clients_are_dropped_after_the_handshake_timeout(t: Transport) {
+    // A server with a short handshake timeout; a client that connects and then says nothing.
+    let c = common::certs();
+    let bound = grpc_h3::Server::builder()
+        .tls(grpc_h3::ServerTls::from_pem(&c.server_cert_pem, &c.server_key_pem).unwrap())
+        .transport(t)
+        .handshake_timeout(Duration::from_millis(300))
+        .add_service(common::service(Default::default()))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = bound.h3_addr().or(bound.h2_addr()).unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(bound.serve_with_shutdown(async {
+        let _ = stopped.await;
+    }));
+    let roots = {
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&c.ca_pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        roots
+    };
+    let tls = |alpn: &[u8]| {
+        let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        std::sync::Arc::new(config)
+    };
+    let started = std::time::Instant::now();
+    match t {
+        Transport::H2 => {
+            // TLS completes, then no HTTP/2 preface: the server closes the connection.
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let connector = tokio_rustls::TlsConnector::from(tls(b"h2"));
+            let mut stream = connector
+                .connect("localhost".try_into().unwrap(), tcp)
+                .await
+                .unwrap();
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 64];
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+            assert!(
+                matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+                "server kept a silent connection: {read:?}"
+            );
+        }
+        _ => {
+            // QUIC completes, a request stream opens, no HEADERS follow: the server resets it.
+            let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls(b"h3")).unwrap();
+            let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+            endpoint
+                .set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
+            let conn = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+            let (mut send, mut recv) = conn.open_bi().await.unwrap();
+            // One byte of a frame type starts the stream without completing any frame.
+            send.write_all(&[0x01]).await.unwrap();
+            let read = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1024)).await;
+            assert!(
+                matches!(read, Ok(Err(_))),
+                "server kept a silent request stream: {read:?}"
+            );
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250),
+        "dropped before the timeout: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "dropped late: {took:?}");
 }

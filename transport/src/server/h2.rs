@@ -8,7 +8,7 @@ use http::{HeaderValue, Request};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -164,6 +164,26 @@ async fn run<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    // The client preface must arrive promptly (RFC 9113 §3.4): hyper would wait for it forever,
+    // so a peer that connects and stays silent (slowloris) could hold the connection open.
+    let mut io = io;
+    let mut preface = [0u8; PREFACE.len()];
+    match tokio::time::timeout(settings.handshake_timeout, io.read_exact(&mut preface)).await {
+        Ok(Ok(_)) if preface == *PREFACE => {}
+        Ok(Ok(_)) => {
+            tracing::debug!(remote = ?info.remote_addr, "not an HTTP/2 client preface");
+            return;
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(remote = ?info.remote_addr, error = %err, "reading the client preface failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(remote = ?info.remote_addr, "client preface timed out");
+            return;
+        }
+    }
+    let io = Rewind::new(io, &preface);
     let tcp_info = TcpConnectInfo {
         local_addr: info.local_addr,
         remote_addr: info.remote_addr,
@@ -207,4 +227,77 @@ async fn run<IO>(
 pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is not Send; drop it inside.
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+pin_project_lite::pin_project! {
+    /// An IO whose first reads return bytes already read from it (the checked preface).
+    struct Rewind<IO> {
+        prefix: bytes::Bytes,
+        #[pin]
+        io: IO,
+    }
+}
+
+impl<IO> Rewind<IO> {
+    fn new(io: IO, prefix: &[u8]) -> Self {
+        Rewind {
+            prefix: bytes::Bytes::copy_from_slice(prefix),
+            io,
+        }
+    }
+}
+
+impl<IO: AsyncRead> AsyncRead for Rewind<IO> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.project();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
+        }
+        this.io.poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite> AsyncWrite for Rewind<IO> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
 }

@@ -32,9 +32,6 @@ type Resolver = h3::server::RequestResolver<backend::Connection, Bytes>;
 /// How long a finished response may wait for the client's acknowledgement.
 const DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// How long a request stream may take to deliver its HEADERS frame.
-const REQUEST_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 pub(crate) struct H3Listener {
     endpoint: quinn::Endpoint,
     local_addr: SocketAddr,
@@ -174,6 +171,7 @@ async fn serve_connection(
                         info,
                         stops.clone(),
                         settings.early_data.clone(),
+                        settings.handshake_timeout,
                     ));
                 }
                 Ok(None) => break,
@@ -232,10 +230,11 @@ async fn serve_request(
     mut info: ConnectionInfo,
     stops: StreamSignals,
     early_data: Option<Arc<HashSet<String>>>,
+    header_timeout: std::time::Duration,
 ) {
     // A stream that never completes its HEADERS (slowloris) must not hold a task forever.
     let (request, stream) =
-        match tokio::time::timeout(REQUEST_HEADER_TIMEOUT, resolver.resolve_request()).await {
+        match tokio::time::timeout(header_timeout, resolver.resolve_request()).await {
             Ok(Ok(r)) => r,
             Ok(Err(err)) => {
                 tracing::debug!(error = %err, "malformed HTTP/3 request");

@@ -193,6 +193,14 @@ impl Server {
         self
     }
 
+    /// How long a client may take to complete the TLS/QUIC handshake, then to send the HTTP/2
+    /// preface or a request stream's HEADERS; slower (e.g. slowloris) clients are dropped.
+    /// Default 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.handshake_timeout = timeout;
+        self
+    }
+
     /// How long in-flight calls may run after shutdown begins; default 30 s.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.settings.drain_timeout = timeout;
