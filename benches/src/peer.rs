@@ -9,6 +9,12 @@
 //! tonic-h3 does not insert `grpc_h3::ConnectionInfo`, which the auth layer needs to see that the
 //! call came over TLS (it fails closed otherwise). [`WithAuth`] inserts it (QUIC is always TLS)
 //! in front of the very same [`AuthLayer`], so the peer pays the same per-call auth work.
+//!
+//! Behaviour of tonic-h3 0.0.6 that the scenarios work around (and that a user would hit):
+//! its connection closes when the last clone of its channel is dropped, even with a call still
+//! streaming; and dropping a streaming response while a read is pending panics inside h3-quinn
+//! 0.0.10 (`stop_sending` unwraps a stream that the pending read future holds), so long-lived
+//! calls are half-closed and read to their status before they are dropped.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -19,15 +25,14 @@ use futures::FutureExt;
 use grpc_h3::{CongestionControl, ConnectionInfo, QuicSettings, Transport};
 use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tower::{Layer as _, Service};
 use zone_server::auth::{AuthLayer, AuthService};
-
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The tonic-h3 client channel (tower-buffered, like tonic's `Channel`).
 pub type PeerChannel = tonic_h3::H3Channel<tonic_h3::quinn::H3QuinnConnector>;
@@ -53,38 +58,67 @@ fn transport_config(s: &QuicSettings) -> anyhow::Result<Arc<TransportConfig>> {
         CongestionControl::NewReno => {
             t.congestion_controller_factory(Arc::new(NewRenoConfig::default()))
         }
+        // Cubic, and quinn's default for any controller added to the enum later.
         _ => t.congestion_controller_factory(Arc::new(CubicConfig::default())),
     };
     Ok(Arc::new(t))
 }
 
-/// A tonic-h3 client channel to `addr`, on a fresh quinn endpoint and a fresh TLS session cache
-/// (so every channel does a full handshake, as grpc-h3's `Endpoint::connect` does).
-pub fn connect(addr: SocketAddr, ca_pem: &[u8], server_name: &str) -> anyhow::Result<PeerChannel> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert?)?;
-    }
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN_H3.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport_config(&QuicSettings::default())?);
+/// Client side of the peer: quinn client config (TLS 1.3, ALPN h3, grpc-h3's QUIC settings) for
+/// one server. Channels made from one connector share its TLS session cache, so every channel
+/// after the first can resume (RFC 8446 §2.2), as channels of one `grpc_h3::Endpoint` do.
+#[derive(Clone)]
+pub struct PeerConnector {
+    addr: SocketAddr,
+    server_name: String,
+    config: quinn::ClientConfig,
+}
 
-    let local: SocketAddr = if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let mut endpoint = quinn::Endpoint::client(local)?;
-    endpoint.set_default_client_config(config);
-    let uri: http::Uri = format!("https://{addr}").parse()?;
-    let connector =
-        tonic_h3::quinn::H3QuinnConnector::new(uri.clone(), server_name.to_string(), endpoint);
-    Ok(tonic_h3::H3Channel::new(connector, uri, None))
+impl std::fmt::Debug for PeerConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConnector")
+            .field("addr", &self.addr)
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeerConnector {
+    pub fn new(addr: SocketAddr, ca_pem: &[u8], server_name: &str) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(cert?)?;
+        }
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![ALPN_H3.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(transport_config(&QuicSettings::default())?);
+        Ok(PeerConnector {
+            addr,
+            server_name: server_name.to_string(),
+            config,
+        })
+    }
+
+    /// A tonic-h3 channel on a fresh quinn endpoint (new UDP socket); it connects on its first
+    /// call.
+    pub fn channel(&self) -> anyhow::Result<PeerChannel> {
+        let local: SocketAddr = if self.addr.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let mut endpoint = quinn::Endpoint::client(local)?;
+        endpoint.set_default_client_config(self.config.clone());
+        let uri: http::Uri = format!("https://{}", self.addr).parse()?;
+        let connector =
+            tonic_h3::quinn::H3QuinnConnector::new(uri.clone(), self.server_name.clone(), endpoint);
+        Ok(tonic_h3::H3Channel::new(connector, uri, None))
+    }
 }
 
 /// A running tonic-h3 server.

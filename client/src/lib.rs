@@ -1,4 +1,6 @@
-//! zone-client: the zone CLI and grpc's standard interop client cases.
+//! zone-client: the zone CLI, the `zone-edge` sync library, and grpc's standard interop client
+//! cases.
 
 pub mod cli;
+pub mod edge;
 pub mod interop;

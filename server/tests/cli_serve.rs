@@ -63,13 +63,22 @@ fn nonexistent_zones_dir_fails_readably() {
 }
 
 #[test]
-fn journal_is_refused_as_unavailable() {
+fn unusable_journal_fails_readably() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(tmp.path(), &["serve", "--port", "0", "--journal", "j.redb"]);
-    assert_readable_failure(
-        &out,
-        2,
-        "--journal: durable journal is not available in this build",
+    std::fs::write(tmp.path().join("j.redb"), b"not a redb file").unwrap();
+    let out = run(
+        tmp.path(),
+        &["serve", "--port", "0", "--plaintext", "--journal", "j.redb"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("error: cannot open journal j.redb"), "{err}");
+    assert!(!err.contains("panicked") && out.stdout.is_empty(), "{err}");
+    let out = run(tmp.path(), &["--port", "0", "--journal-rebase"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--journal-rebase needs --journal"
     );
 }
 

@@ -17,6 +17,7 @@ use grpc_h3::{Server, ServerTls, Transport};
 use tonic::server::NamedService;
 use zone_proto::zone::v1::zones_server::ZonesServer;
 use zone_server::auth::{AuthLayer, MethodPattern, Users};
+use zone_server::journal::{BasePolicy, JournalOptions, RedbJournal};
 use zone_server::zones::{ZoneStore, ZonesService, synthetic_zone, zones_server};
 
 /// The example zones in `server/zones`, compiled in so the binary works from any directory.
@@ -76,9 +77,15 @@ struct ServeArgs {
     /// Directory of `*.zone` master files to serve instead of the built-in example zones.
     #[arg(long, value_name = "DIR")]
     zones: Option<PathBuf>,
-    /// Durable journal for pushed changes (not available in this build).
+    /// Durable journal (redb file, created when missing): every pushed batch is fsync'd to it
+    /// before it is acknowledged, and it is replayed on top of the zone files at start-up.
+    /// Refuses to start when a zone file changed since the journal was started on it.
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
+    /// With --journal: when a zone file changed since the journal was started, drop that zone's
+    /// journaled changes and serve the file (serial raised above the journal's last one).
+    #[arg(long, requires = "journal")]
+    journal_rebase: bool,
     /// Wire protocols to serve [default: both; h2 with --plaintext].
     #[arg(long, value_enum)]
     transport: Option<TransportArg>,
@@ -218,9 +225,6 @@ fn error_chain(err: &anyhow::Error) -> String {
 
 /// Checks option combinations; returns the transport to serve.
 fn check_serve_args(args: &ServeArgs) -> Result<Transport, String> {
-    if args.journal.is_some() {
-        return Err("--journal: durable journal is not available in this build".into());
-    }
     if args.plaintext && args.users.is_some() {
         return Err(
             "--plaintext cannot be combined with --users: credentials are refused on a \
@@ -282,7 +286,31 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         .build()
         .context("cannot start the async runtime")?;
     let addr = SocketAddr::new(args.host, args.port);
-    runtime.block_on(run_server(addr, transport, tls, auth, store))?;
+    runtime.block_on(async {
+        if let Some(path) = &args.journal {
+            attach_journal(&store, path, args.journal_rebase).await?;
+        }
+        run_server(addr, transport, tls, auth, store).await
+    })?;
+    Ok(())
+}
+
+/// Opens (or creates) the journal and replays it onto the loaded zones; reports per zone on
+/// stderr.
+async fn attach_journal(store: &ZoneStore, path: &Path, rebase: bool) -> anyhow::Result<()> {
+    let journal = RedbJournal::open(path)?;
+    let policy = if rebase {
+        BasePolicy::Rebase
+    } else {
+        BasePolicy::Refuse
+    };
+    let report = store
+        .attach_journal(journal, JournalOptions::default().base_policy(policy))
+        .await
+        .with_context(|| format!("cannot replay journal {}", path.display()))?;
+    for zone in report {
+        eprintln!("journal {}: {zone}", path.display());
+    }
     Ok(())
 }
 
@@ -551,8 +579,13 @@ mod tests {
 
     #[test]
     fn contradictory_serve_options_are_usage_errors() {
-        let err = check_serve_args(&serve_args(&["--port", "0", "--journal", "j.db"])).unwrap_err();
-        assert!(err.contains("--journal"), "{err}");
+        let args = serve_args(&["--port", "0", "--journal", "j.db", "--journal-rebase"]);
+        assert!(args.journal_rebase);
+        assert!(check_serve_args(&args).is_ok());
+        assert!(
+            parse(&["--port", "0", "--journal-rebase"]).is_err(),
+            "--journal-rebase needs --journal"
+        );
         let err = check_serve_args(&serve_args(&[
             "--port",
             "0",

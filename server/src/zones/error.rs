@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use tonic::{Code, Status};
 
+use crate::journal::JournalError;
+
 /// Why a zone-store operation failed. Every variant maps to one gRPC code ([`StoreError::code`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -53,6 +55,21 @@ pub enum StoreError {
         line: usize,
         message: String,
     },
+    /// The store has a journal: batches must go through the durable path
+    /// ([`crate::zones::ZoneStore::push`]) (`FAILED_PRECONDITION`).
+    #[error("this zone store has a journal: apply batches with push(), which journals them")]
+    JournalAttached,
+    /// The zone serial reached 2^32-1; the journal does not wrap serials (`FAILED_PRECONDITION`).
+    #[error(
+        "zone `{0}` is at the highest serial (4294967295); serials do not wrap on a journaled server"
+    )]
+    SerialExhausted(String),
+    /// The journal refused or failed; the code is the journal error's ([`JournalError::code`]).
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A broken invariant inside the server (`INTERNAL`).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Reading a zone file or directory failed (`INTERNAL`).
     #[error("{}: {source}", path.display())]
     Io {
@@ -71,7 +88,9 @@ impl StoreError {
             Self::RecordMissing { .. } | Self::SoaConflict { .. } => Code::FailedPrecondition,
             Self::SerialMismatch { .. } => Code::Aborted,
             Self::SerialAhead { .. } => Code::OutOfRange,
-            Self::Io { .. } => Code::Internal,
+            Self::JournalAttached | Self::SerialExhausted(_) => Code::FailedPrecondition,
+            Self::Journal(err) => err.code(),
+            Self::Io { .. } | Self::Internal(_) => Code::Internal,
         }
     }
 

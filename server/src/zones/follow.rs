@@ -1,19 +1,26 @@
 //! Following zones from a serial: a gap-free, duplicate-free sequence of snapshots and applied
-//! batches per zone, on top of the store's lossy broadcast.
+//! batches per zone.
 //!
-//! The follower subscribes to the broadcast *before* reading its starting point, so every batch is
-//! either in the catch-up or still to come on the channel; batches it already has are skipped by
-//! serial. When the broadcast overflows (a slow follower) or a serial is skipped, it catches up
-//! from the zone's history, or from a fresh snapshot if the history no longer reaches back.
+//! Followers *pull*: each keeps only its position per zone and, when woken by the store's change
+//! signal (a version number, not a queue), reads what comes after it: from the in-memory
+//! history, else from the journal (a slow follower far behind), else a fresh snapshot (position
+//! 0, ahead of the zone, or older than anything kept). It holds at most one page of events at a
+//! time, so memory per follower is bounded whatever its lag, and a follower that stops reading
+//! costs nothing to publishers. Gaps and duplicates cannot happen: every read asks for "the
+//! batches after my position".
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use tokio::sync::broadcast::Receiver;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 
 use super::error::StoreError;
-use super::store::{AppliedBatch, ZoneChanges, ZoneSnapshot, ZoneStore};
+use super::store::{AppliedBatch, FollowStep, ZoneCell, ZoneSnapshot, ZoneStore};
+use crate::journal::ReadAfter;
+
+/// Batches a follower reads from the journal at a time.
+const JOURNAL_PAGE: usize = 64;
 
 /// What a follower receives for one zone, in order.
 #[derive(Debug, Clone)]
@@ -42,112 +49,174 @@ impl ZoneEvent {
     }
 }
 
+#[derive(Debug)]
+struct Followed {
+    cell: Arc<ZoneCell>,
+    changes: watch::Receiver<u64>,
+    /// The serial the follower reaches once everything queued is consumed.
+    position: u32,
+}
+
 /// Follows a set of zones; see [`ZoneStore::follow`].
 #[derive(Debug)]
 pub struct ZoneFollower {
     store: ZoneStore,
-    events: Receiver<Arc<AppliedBatch>>,
-    /// The serial each zone is at once everything handed out or queued is applied.
-    positions: HashMap<Arc<str>, u32>,
+    zones: Vec<Followed>,
+    /// Where the next scan starts, so one busy zone cannot starve the others.
+    next_zone: usize,
     pending: VecDeque<ZoneEvent>,
 }
 
 impl ZoneStore {
-    /// Starts following `(zone, serial)` pairs: serial 0 (nothing yet), a serial older than the
-    /// history or one ahead of the zone starts with a snapshot; otherwise with the batches after
-    /// it. A zone may appear once.
+    /// Starts following `(zone, serial)` pairs: serial 0 (nothing yet), a serial ahead of the
+    /// zone or older than the history and the journal starts with a snapshot; otherwise with the
+    /// batches after it. A zone may appear once.
     pub fn follow<'a>(
         &self,
         cursors: impl IntoIterator<Item = (&'a str, u32)>,
     ) -> Result<ZoneFollower, StoreError> {
-        let mut follower = ZoneFollower {
-            store: self.clone(),
-            events: self.subscribe(),
-            positions: HashMap::new(),
-            pending: VecDeque::new(),
-        };
+        let mut zones: Vec<Followed> = Vec::new();
         for (zone, serial) in cursors {
             let cell = self.cell(zone)?;
-            if follower
-                .positions
-                .insert(Arc::clone(&cell.name), serial)
-                .is_some()
-            {
+            if zones.iter().any(|f| f.cell.name == cell.name) {
                 return Err(StoreError::invalid(
                     "zones",
                     format!("zone `{}` listed twice", cell.name),
                 ));
             }
-            follower.catch_up(&cell.name);
+            zones.push(Followed {
+                changes: cell.changes(),
+                cell,
+                position: serial,
+            });
         }
-        Ok(follower)
+        self.fanout().followers.fetch_add(1, Ordering::Relaxed);
+        Ok(ZoneFollower {
+            store: self.clone(),
+            zones,
+            next_zone: 0,
+            pending: VecDeque::new(),
+        })
     }
 }
 
 impl ZoneFollower {
-    /// The next event, waiting for one to be published; `None` once the store is gone.
+    /// The next event, waiting for one to be published.
     ///
-    /// Cancel-safe: the only await is the broadcast receive, and state changes only after it.
+    /// Cancel-safe: state changes only after the last await of each step.
     pub async fn next(&mut self) -> Option<ZoneEvent> {
         loop {
             if let Some(event) = self.pending.pop_front() {
+                self.store
+                    .fanout()
+                    .pending_events
+                    .fetch_sub(1, Ordering::Relaxed);
                 return Some(event);
             }
-            match self.events.recv().await {
-                Ok(batch) => {
-                    let Some(position) = self.positions.get_mut(batch.zone()) else {
-                        continue;
-                    };
-                    if batch.serial() <= *position {
-                        continue; // already delivered by a catch-up
-                    }
-                    if batch.serial() == position.wrapping_add(1) {
-                        *position = batch.serial();
-                        return Some(ZoneEvent::Update(batch));
-                    }
-                    let zone = Arc::clone(&batch.zone);
-                    self.catch_up(&zone);
-                }
-                Err(RecvError::Lagged(_)) => {
-                    let zones: Vec<Arc<str>> = self.positions.keys().cloned().collect();
-                    for zone in zones {
-                        self.catch_up(&zone);
-                    }
-                }
-                Err(RecvError::Closed) => return None,
+            // Marked seen before the scan: a change during the scan wakes the wait below.
+            for followed in &mut self.zones {
+                followed.changes.borrow_and_update();
+            }
+            if self.fill().await {
+                continue;
+            }
+            if self.zones.is_empty() {
+                return None;
+            }
+            // Wait for any followed zone to change (zones are never dropped from a store, so
+            // their senders live as long as the follower).
+            let waits = self
+                .zones
+                .iter_mut()
+                .map(|followed| Box::pin(followed.changes.changed()));
+            let (changed, _, _) = futures::future::select_all(waits).await;
+            if changed.is_err() {
+                return None;
             }
         }
     }
 
     /// Zones followed, with the serial each reaches once queued events are consumed.
     pub fn positions(&self) -> impl Iterator<Item = (&str, u32)> {
-        self.positions
-            .iter()
-            .map(|(zone, serial)| (&**zone, *serial))
+        self.zones.iter().map(|f| (&*f.cell.name, f.position))
     }
 
-    /// Queues whatever brings `zone` from its position to the store's current serial.
-    fn catch_up(&mut self, zone: &Arc<str>) {
-        let Some(position) = self.positions.get(zone).copied() else {
-            return;
-        };
-        // Zones are never removed, so the lookup only fails if the name is not a zone at all.
-        let Ok(cell) = self.store.cell(zone) else {
-            return;
-        };
-        let new_position = match self.store.catch_up(&cell, position) {
-            ZoneChanges::Incremental(batches) => {
-                let last = batches.last().map_or(position, |b| b.serial());
-                self.pending
-                    .extend(batches.into_iter().map(ZoneEvent::Update));
-                last
+    /// Queues the next events of the first zone (round robin) that has any.
+    async fn fill(&mut self) -> bool {
+        let count = self.zones.len();
+        for k in 0..count {
+            let index = (self.next_zone + k) % count;
+            if self.fill_zone(index).await {
+                self.next_zone = (index + 1) % count;
+                return true;
             }
-            ZoneChanges::Full(snapshot) => {
-                let serial = snapshot.serial();
-                self.pending.push_back(ZoneEvent::Snapshot(snapshot));
-                serial
+        }
+        false
+    }
+
+    async fn fill_zone(&mut self, index: usize) -> bool {
+        let Some(followed) = self.zones.get(index) else {
+            return false;
+        };
+        let (cell, position) = (Arc::clone(&followed.cell), followed.position);
+        let events = match self
+            .store
+            .follow_step(&cell, position, self.store.read_ahead())
+        {
+            FollowStep::Current => return false,
+            FollowStep::Snapshot(snapshot) => vec![ZoneEvent::Snapshot(snapshot)],
+            FollowStep::Batches(batches) => batches.into_iter().map(ZoneEvent::Update).collect(),
+            FollowStep::BeyondHistory { current } => {
+                self.read_journal(&cell, position, current).await
             }
         };
-        self.positions.insert(Arc::clone(zone), new_position);
+        let Some(last) = events.last().map(ZoneEvent::serial) else {
+            return false;
+        };
+        if let Some(followed) = self.zones.get_mut(index) {
+            followed.position = last;
+        }
+        self.store
+            .fanout()
+            .pending_events
+            .fetch_add(events.len(), Ordering::Relaxed);
+        self.pending.extend(events);
+        true
+    }
+
+    /// The batches after `position` from the journal (up to the zone's serial in memory, so the
+    /// follower never gets ahead of snapshots), or a snapshot when the journal cannot help.
+    async fn read_journal(&self, cell: &ZoneCell, position: u32, current: u32) -> Vec<ZoneEvent> {
+        if let Some(journal) = self.store.journal() {
+            let limit = JOURNAL_PAGE.min(self.store.read_ahead());
+            match journal.read_after(&cell.name, position, limit).await {
+                Ok(ReadAfter::Entries(batches))
+                    if batches
+                        .first()
+                        .is_some_and(|b| u64::from(b.serial()) == u64::from(position) + 1) =>
+                {
+                    return batches
+                        .into_iter()
+                        .take_while(|b| b.serial() <= current)
+                        .map(ZoneEvent::Update)
+                        .collect();
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(zone = %cell.name, error = %err, "journal read failed; sending a snapshot");
+                }
+            }
+        }
+        vec![ZoneEvent::Snapshot(self.store.cell_snapshot(cell))]
+    }
+}
+
+impl Drop for ZoneFollower {
+    fn drop(&mut self) {
+        let fanout = self.store.fanout();
+        fanout.followers.fetch_sub(1, Ordering::Relaxed);
+        fanout
+            .pending_events
+            .fetch_sub(self.pending.len(), Ordering::Relaxed);
     }
 }

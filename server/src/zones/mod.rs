@@ -3,10 +3,12 @@
 //! a synthetic zone generator for benchmarks, and the [`ZonesService`] on top.
 //!
 //! Modules, one concern each: `record` (validating and printing one record), `master` (zone-file
-//! syntax), `store` (zones, batches, snapshots, history), `follow` (gap-free following of
-//! published batches), `service` (the RPCs), `synth` (benchmark zones), `error` (store errors and
+//! syntax), `store` (zones, batches, snapshots, history), `durable` (the journaled write path and
+//! replay, see [`crate::journal`]), `follow` (gap-free following of published batches, from memory
+//! or the journal), `service` (the RPCs), `synth` (benchmark zones), `error` (store errors and
 //! their gRPC codes).
 
+pub(crate) mod durable;
 mod error;
 mod follow;
 mod master;
@@ -22,10 +24,10 @@ pub use record::{
 };
 pub use service::{
     DEFAULT_TRANSFER_BATCH, MAX_DECODING_MESSAGE_SIZE, MAX_ENCODING_MESSAGE_SIZE,
-    MAX_TRANSFER_BATCH, ZonesService, zones_server,
+    MAX_TRANSFER_BATCH, SYNC_BUFFER, SyncStream, ZonesService, zones_server,
 };
 pub use store::{
-    Applied, AppliedBatch, SnapshotBatches, StoreConfig, ZoneChanges, ZoneSnapshot, ZoneStore,
-    ZoneSummary,
+    Applied, AppliedBatch, FanoutStats, SnapshotBatches, StoreConfig, ZoneChanges, ZoneSnapshot,
+    ZoneStore, ZoneSummary,
 };
 pub use synth::synthetic_zone;

@@ -12,18 +12,25 @@
 //!   fallback to a full transfer. A serial ahead of the zone is `OUT_OF_RANGE`.
 //! - PushChanges applies each batch as it arrives; the first failing batch ends the call with
 //!   its status and earlier batches stay applied. The result names the zone of the last batch.
+//!   With a journal attached every batch is durable before the next is read (and before the
+//!   result acknowledges it).
 //! - Sync: a cursor ahead of the zone (e.g. the server restarted from older files) gets a
 //!   snapshot instead of an error. After the client half-closes, updates keep flowing until it
 //!   goes away. A `ZoneSnapshot` is one message holding the whole zone, hence the larger encoding
 //!   limit ([`MAX_ENCODING_MESSAGE_SIZE`]).
+//! - Sync flow control is the transport's: at most [`SYNC_BUFFER`] messages wait per stream
+//!   beyond what its window holds; meanwhile the follower reads nothing, so a subscriber that
+//!   stops reading holds a bounded amount of memory ([`ZoneStore::fanout_stats`]). The edge is
+//!   the authority on its position: it resumes by subscribing from the serial it applied.
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt, stream};
 use http::Extensions;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 use zone_proto::zone::v1 as pb;
@@ -43,9 +50,7 @@ pub const MAX_DECODING_MESSAGE_SIZE: usize = 16 << 20;
 /// Largest response message: a Sync `ZoneSnapshot` of a large zone is a single message.
 pub const MAX_ENCODING_MESSAGE_SIZE: usize = zone_proto::MAX_ZONE_MESSAGE_SIZE;
 /// Sync messages buffered per subscriber before the server waits for the client.
-const SYNC_BUFFER: usize = 16;
-/// Batches with at least this many changes are applied on the blocking pool (parsing is CPU work).
-const BLOCKING_BATCH_CHANGES: usize = 256;
+pub const SYNC_BUFFER: usize = 16;
 
 /// `zone.v1.Zones` over a shared [`ZoneStore`].
 #[derive(Debug, Clone)]
@@ -121,7 +126,7 @@ impl Zones for ZonesService {
             .map(Response::new)
     }
 
-    type SyncStream = ReceiverStream<Result<pb::SyncMessage, Status>>;
+    type SyncStream = SyncStream;
 
     async fn sync(
         &self,
@@ -132,7 +137,10 @@ impl Zones for ZonesService {
         // Respond at once and read `subscribe` in the task: a client may wait for the response
         // headers before it sends anything.
         tokio::spawn(run_sync(self.store.clone(), extensions, inbound, tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(SyncStream {
+            rx,
+            store: self.store.clone(),
+        }))
     }
 }
 
@@ -142,6 +150,57 @@ fn full_transfer(
     batch_size: usize,
 ) -> ResponseStream<pb::RecordBatch> {
     Box::pin(stream::iter(snapshot.batches(batch_size).map(Ok)))
+}
+
+/// The server side of a Sync call: the messages its session queued, counted in
+/// [`ZoneStore::fanout_stats`] until the transport takes them.
+#[derive(Debug)]
+pub struct SyncStream {
+    rx: mpsc::Receiver<Result<pb::SyncMessage, Status>>,
+    store: ZoneStore,
+}
+
+impl Stream for SyncStream {
+    type Item = Result<pb::SyncMessage, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(_)) = &item {
+            self.store
+                .fanout()
+                .queued_messages
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        item
+    }
+}
+
+impl Drop for SyncStream {
+    fn drop(&mut self) {
+        // Close first: a send racing with this drop then fails and uncounts itself.
+        self.rx.close();
+        let left = self.rx.len();
+        self.store
+            .fanout()
+            .queued_messages
+            .fetch_sub(left, Ordering::Relaxed);
+    }
+}
+
+/// Sends on a Sync stream, counting the message as queued while it waits and sits in the channel.
+async fn send_counted(
+    store: &ZoneStore,
+    tx: &mpsc::Sender<Result<pb::SyncMessage, Status>>,
+    item: Result<pb::SyncMessage, Status>,
+) -> bool {
+    let queued = &store.fanout().queued_messages;
+    queued.fetch_add(1, Ordering::Relaxed);
+    if tx.send(item).await.is_ok() {
+        true
+    } else {
+        queued.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
 }
 
 /// Applies each batch as it arrives; the first error ends the call.
@@ -157,14 +216,7 @@ where
     while let Some(batch) = batches.next().await {
         let batch = batch?;
         check_zone_access(extensions, &batch.zone)?;
-        let applied = if batch.changes.len() >= BLOCKING_BATCH_CHANGES {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.apply(&batch))
-                .await
-                .map_err(|e| Status::internal(format!("applying the batch failed: {e}")))?
-        } else {
-            store.apply(&batch)
-        }?;
+        let applied = store.push(batch).await?;
         let changes = u32::try_from(applied.changes).unwrap_or(u32::MAX);
         result.zone = applied.zone;
         result.serial = applied.serial;
@@ -189,7 +241,7 @@ async fn run_sync<S>(
     {
         tracing::debug!(code = ?status.code(), message = status.message(), "sync stream ended");
         // The client may already be gone; then there is nobody to tell.
-        let _ = tx.send(Err(status)).await;
+        send_counted(&store, &tx, Err(status)).await;
     }
 }
 
@@ -262,7 +314,8 @@ impl SyncSession {
                         ZoneEvent::Update(batch) => Kind::Update(batch.to_update()),
                     };
                     self.sent.insert(event.zone().to_owned(), event.serial());
-                    if tx.send(Ok(pb::SyncMessage { kind: Some(kind) })).await.is_err() {
+                    let message = Ok(pb::SyncMessage { kind: Some(kind) });
+                    if !send_counted(store, tx, message).await {
                         return Ok(());
                     }
                 }
@@ -319,8 +372,11 @@ mod tests {
     use tonic::Code;
     use zone_proto::zone::v1::change::Op;
 
+    use tokio_stream::wrappers::ReceiverStream;
+
     use super::*;
     use crate::identity::AuthenticatedUser;
+    use crate::zones::durable::BLOCKING_BATCH_CHANGES;
     use crate::zones::{StoreConfig, synthetic_zone};
 
     const ZONE: &str = "example.test.";

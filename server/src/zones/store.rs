@@ -1,6 +1,6 @@
 //! The in-memory zone store: records per zone in DNS canonical order (RFC 4034 §6.1), atomic
 //! change batches with serials, a bounded history of applied batches (the IXFR source, RFC 1995)
-//! and a broadcast of every applied batch for followers.
+//! and a change signal followers wait on (they pull batches from the history, see `follow`).
 //!
 //! Concurrency: one `RwLock` per zone, never held across an `.await`. Readers that stream a whole
 //! zone take an [`ZoneSnapshot`]: owner-name nodes are `Arc`-shared with the live tree and written
@@ -14,15 +14,21 @@
 //! zone has exactly one SOA, at the apex: it can be edited but not created twice or deleted. Each
 //! applied batch sets the SOA serial to the new zone serial and records that as a final EDIT in
 //! the published changes, so followers that apply the changes keep an identical SOA.
+//!
+//! With a journal attached (`durable`), batches go through [`ZoneStore::push`] instead: validated
+//! by a dry run (`prepare`: apply, then roll back), made durable, then applied (`commit`); the
+//! synchronous [`ZoneStore::apply`] is refused so nothing bypasses the journal.
 
 use std::collections::btree_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hickory_proto::rr::{Name, RecordType};
-use tokio::sync::broadcast;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::watch;
 use zone_proto::zone::v1 as pb;
 use zone_proto::zone::v1::change::Op;
 
@@ -39,8 +45,9 @@ pub struct StoreConfig {
     /// Changes kept per zone across those batches, so a few huge batches cannot pin unbounded
     /// memory. Default 1 000 000.
     pub history_changes: usize,
-    /// Batches buffered for followers (all zones) before a slow one lags and must catch up from
-    /// the history. Default 1024.
+    /// Read-ahead of one follower: the most history batches it takes (and holds) at a time, so
+    /// a follower's memory is bounded whatever its lag. (The name is historical: followers used
+    /// to share a broadcast ring of this size.) Default 1024.
     pub broadcast_capacity: usize,
 }
 
@@ -81,6 +88,21 @@ pub struct AppliedBatch {
 }
 
 impl AppliedBatch {
+    /// A batch as a journal hands it back: `changes` in canonical form, as
+    /// [`changes`](Self::changes) returned them when it was applied.
+    pub fn new(zone: impl Into<Arc<str>>, serial: u32, changes: Vec<pb::Change>) -> Self {
+        Self {
+            zone: zone.into(),
+            serial,
+            changes,
+        }
+    }
+
+    /// The batch of a `ZoneUpdate` (the journal's encoding of a batch).
+    pub fn from_update(update: pb::ZoneUpdate) -> Self {
+        Self::new(update.zone, update.serial, update.changes)
+    }
+
     pub fn zone(&self) -> &str {
         &self.zone
     }
@@ -244,7 +266,29 @@ pub struct ZoneStore {
 struct Inner {
     config: StoreConfig,
     zones: RwLock<HashMap<Arc<str>, Arc<ZoneCell>>>,
-    events: broadcast::Sender<Arc<AppliedBatch>>,
+    /// The durable journal, once attached (`durable`).
+    journal: OnceLock<super::durable::Attached>,
+    fanout: FanoutCounters,
+}
+
+/// Gauges of what followers and Sync streams hold in memory (see [`ZoneStore::fanout_stats`]).
+#[derive(Debug, Default)]
+pub(crate) struct FanoutCounters {
+    pub(crate) followers: AtomicUsize,
+    pub(crate) pending_events: AtomicUsize,
+    pub(crate) queued_messages: AtomicUsize,
+}
+
+/// What followers and Sync streams hold in memory right now, summed over all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct FanoutStats {
+    /// Live followers (one per Sync stream).
+    pub followers: usize,
+    /// Events followers have read from the history or the journal but not handed out yet.
+    pub pending_events: usize,
+    /// Sync messages encoded and queued for the transport but not taken by it yet.
+    pub queued_messages: usize,
 }
 
 impl Default for Inner {
@@ -255,11 +299,11 @@ impl Default for Inner {
 
 impl Inner {
     fn new(config: StoreConfig) -> Self {
-        let (events, _) = broadcast::channel(config.broadcast_capacity.max(1));
         Self {
             config,
             zones: RwLock::default(),
-            events,
+            journal: OnceLock::new(),
+            fanout: FanoutCounters::default(),
         }
     }
 }
@@ -417,30 +461,18 @@ impl ZoneStore {
 
     /// Applies one batch atomically: every change is validated and applied in order, and on any
     /// error the zone is left exactly as it was. On success the serial grows by one, the batch
-    /// joins the history and is published to followers.
+    /// joins the history and followers are woken.
+    ///
+    /// Refused ([`StoreError::JournalAttached`]) once a journal is attached: use
+    /// [`ZoneStore::push`], which makes the batch durable first.
     pub fn apply(&self, batch: &pb::ChangeBatch) -> Result<Applied, StoreError> {
+        if self.inner.journal.get().is_some() {
+            return Err(StoreError::JournalAttached);
+        }
         let cell = self.cell(&batch.zone)?;
-        if batch.changes.is_empty() {
-            return Err(StoreError::invalid("changes", "empty change batch"));
-        }
-        // Parse outside the lock: it is the expensive part and needs only the immutable origin.
-        let ops = batch
-            .changes
-            .iter()
-            .enumerate()
-            .map(|(index, change)| parse_change(index, change, &cell.origin))
-            .collect::<Result<Vec<_>, _>>()?;
-
+        let ops = parse_batch(batch, &cell)?;
         let mut state = write(&cell.state);
-        if let Some(expected) = batch.expected_serial
-            && expected != state.serial
-        {
-            return Err(StoreError::SerialMismatch {
-                zone: cell.name.to_string(),
-                expected,
-                actual: state.serial,
-            });
-        }
+        check_expected_serial(&cell, &state, batch)?;
         state.snapshot.take();
         let mut changes = state.apply_ops(ops)?;
         let serial = state.serial.wrapping_add(1);
@@ -453,10 +485,7 @@ impl ZoneStore {
             serial,
             changes,
         });
-        state.remember(Arc::clone(&applied), &self.inner.config);
-        // Sent under the zone lock, so followers see each zone's batches in serial order. An
-        // error only means nobody follows right now.
-        let _ = self.inner.events.send(applied);
+        self.publish(&cell, &mut state, applied);
         Ok(Applied {
             zone: cell.name.to_string(),
             serial,
@@ -464,20 +493,232 @@ impl ZoneStore {
         })
     }
 
-    /// Receives every batch applied from now on, for all zones.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<AppliedBatch>> {
-        self.inner.events.subscribe()
+    /// Validates `batch` against the zone as it is now by applying it and rolling it back; the
+    /// result holds the canonical batch the journal records. The caller holds the zone's writer
+    /// lock, so the zone cannot change before [`commit`](Self::commit).
+    pub(crate) fn prepare(
+        &self,
+        cell: &Arc<ZoneCell>,
+        batch: &pb::ChangeBatch,
+    ) -> Result<Prepared, StoreError> {
+        let ops = parse_batch(batch, cell)?;
+        let mut state = write(&cell.state);
+        check_expected_serial(cell, &state, batch)?;
+        // The journal keys batches by serial, so serials must not wrap (RFC 1982 arithmetic is
+        // not supported on the durable path).
+        let Some(serial) = state.serial.checked_add(1) else {
+            return Err(StoreError::SerialExhausted(cell.name.to_string()));
+        };
+        let (mut changes, undo) = state.apply_logged(ops.clone())?;
+        let soa_edit = state.soa_serial_change(serial);
+        state.rollback(undo);
+        changes.extend(soa_edit.map(|(change, _)| change));
+        Ok(Prepared {
+            cell: Arc::clone(cell),
+            ops,
+            base_serial: state.serial,
+            batch: Arc::new(AppliedBatch {
+                zone: cell.name.clone(),
+                serial,
+                changes,
+            }),
+            sent_changes: batch.changes.len(),
+        })
     }
 
-    /// The batches after `serial`, or the whole zone when `serial` is 0, too old or ahead of
-    /// the zone (a follower whose state cannot be continued starts over).
-    pub(crate) fn catch_up(&self, cell: &ZoneCell, serial: u32) -> ZoneChanges {
-        let state = read(&cell.state);
-        if serial == 0 || serial > state.serial {
-            ZoneChanges::Full(state.snapshot(&cell.name))
-        } else {
-            state.changes_since(&cell.name, serial)
+    /// Applies a batch [`prepare`](Self::prepare)d while the writer lock was held throughout.
+    pub(crate) fn commit(&self, prepared: Prepared) -> Result<Applied, StoreError> {
+        let Prepared {
+            cell,
+            ops,
+            base_serial,
+            batch,
+            sent_changes,
+        } = prepared;
+        let mut state = write(&cell.state);
+        if state.serial != base_serial {
+            return Err(StoreError::Internal(format!(
+                "zone `{}` moved from serial {base_serial} to {} while a batch was being journaled",
+                cell.name, state.serial
+            )));
         }
+        state.snapshot.take();
+        state
+            .apply_ops(ops)
+            .map_err(|e| StoreError::Internal(format!("a validated batch failed to apply: {e}")))?;
+        state.set_soa_serial(batch.serial);
+        state.serial = batch.serial;
+        let serial = batch.serial;
+        self.publish(&cell, &mut state, batch);
+        Ok(Applied {
+            zone: cell.name.to_string(),
+            serial,
+            changes: sent_changes,
+        })
+    }
+
+    /// Applies a batch exactly as the journal recorded it (canonical changes, SOA serial EDIT
+    /// included); the zone must be at `batch.serial - 1`.
+    pub(crate) fn replay(
+        &self,
+        cell: &ZoneCell,
+        batch: Arc<AppliedBatch>,
+    ) -> Result<(), StoreError> {
+        let ops = batch
+            .changes
+            .iter()
+            .enumerate()
+            .map(|(index, change)| parse_change(index, change, &cell.origin))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut state = write(&cell.state);
+        if u64::from(state.serial) + 1 != u64::from(batch.serial) {
+            return Err(StoreError::Internal(format!(
+                "journal batch {} of zone `{}` does not follow serial {}",
+                batch.serial, cell.name, state.serial
+            )));
+        }
+        state.snapshot.take();
+        state.apply_ops(ops)?;
+        state.serial = batch.serial;
+        self.publish(cell, &mut state, batch);
+        Ok(())
+    }
+
+    /// Replaces a zone's records by `records` at `serial` (a journal snapshot); the history is
+    /// cleared, since it described the replaced records.
+    pub(crate) fn replace_records(
+        &self,
+        cell: &ZoneCell,
+        serial: u32,
+        records: &[pb::Record],
+    ) -> Result<(), StoreError> {
+        let mut fresh = ZoneState::new(NameKey::of(&cell.origin));
+        for (index, record) in records.iter().enumerate() {
+            let record = ZoneRecord::parse(record, &cell.origin).map_err(|e| {
+                StoreError::invalid(format!("snapshot.records[{index}].{}", e.field), e.reason)
+            })?;
+            fresh.insert(Entry::new(record));
+        }
+        if fresh.soa().is_none() {
+            return Err(StoreError::invalid(
+                "snapshot.records",
+                "no SOA record at the apex",
+            ));
+        }
+        fresh.serial = serial;
+        *write(&cell.state) = fresh;
+        cell.notify();
+        Ok(())
+    }
+
+    /// Sets a zone's serial (and SOA serial) without recording a batch: used when a journal is
+    /// rebased so the zone's serials stay above every serial published before.
+    pub(crate) fn force_serial(&self, cell: &ZoneCell, serial: u32) {
+        let mut state = write(&cell.state);
+        state.snapshot.take();
+        state.set_soa_serial(serial);
+        state.serial = serial;
+        state.history.clear();
+        state.history_changes = 0;
+        cell.notify();
+    }
+
+    /// SHA-256 over the zone's records in transfer order, one `name ttl type rdata` line each: the
+    /// identity of the zone files a journal was started on.
+    pub(crate) fn digest(&self, cell: &ZoneCell) -> ([u8; 32], u32) {
+        let state = read(&cell.state);
+        let mut hasher = Sha256::new();
+        for node in state.nodes.values() {
+            for rr in &node.rrs {
+                hasher.update(format!(
+                    "{} {} {} {}\n",
+                    node.name, rr.ttl, rr.rtype, rr.rdata
+                ));
+            }
+        }
+        (hasher.finalize().into(), state.serial)
+    }
+
+    /// Records the batch in the history and wakes the zone's followers; called under the zone
+    /// lock.
+    fn publish(&self, cell: &ZoneCell, state: &mut ZoneState, batch: Arc<AppliedBatch>) {
+        state.remember(batch, &self.inner.config);
+        cell.notify();
+    }
+
+    /// What a follower at `position` reads next from memory: at most `limit` batches from the
+    /// history, a snapshot (position 0 or ahead of the zone), or nothing when current.
+    pub(crate) fn follow_step(&self, cell: &ZoneCell, position: u32, limit: usize) -> FollowStep {
+        let state = read(&cell.state);
+        if position == state.serial {
+            return FollowStep::Current;
+        }
+        if position == 0 || position > state.serial {
+            return FollowStep::Snapshot(state.snapshot(&cell.name));
+        }
+        match state.history.front() {
+            Some(first) if u64::from(first.serial) <= u64::from(position) + 1 => {
+                let skip = usize::try_from(u64::from(position) + 1 - u64::from(first.serial))
+                    .unwrap_or(usize::MAX);
+                let batches = state
+                    .history
+                    .iter()
+                    .skip(skip)
+                    .take(limit.max(1))
+                    .cloned()
+                    .collect();
+                FollowStep::Batches(batches)
+            }
+            _ => FollowStep::BeyondHistory {
+                current: state.serial,
+            },
+        }
+    }
+
+    /// The current snapshot of a zone cell.
+    pub(crate) fn cell_snapshot(&self, cell: &ZoneCell) -> Arc<ZoneSnapshot> {
+        read(&cell.state).snapshot(&cell.name)
+    }
+
+    /// The current serial of a zone cell.
+    pub(crate) fn cell_serial(&self, cell: &ZoneCell) -> u32 {
+        read(&cell.state).serial
+    }
+
+    /// Every zone, sorted by name.
+    pub(crate) fn cells(&self) -> Vec<Arc<ZoneCell>> {
+        let mut cells: Vec<_> = read(&self.inner.zones).values().cloned().collect();
+        cells.sort_by(|a, b| a.name.cmp(&b.name));
+        cells
+    }
+
+    /// The configured follower read-ahead.
+    pub(crate) fn read_ahead(&self) -> usize {
+        self.inner.config.broadcast_capacity.max(1)
+    }
+
+    /// What followers and Sync streams buffer right now.
+    pub fn fanout_stats(&self) -> FanoutStats {
+        let fanout = &self.inner.fanout;
+        FanoutStats {
+            followers: fanout.followers.load(Ordering::Relaxed),
+            pending_events: fanout.pending_events.load(Ordering::Relaxed),
+            queued_messages: fanout.queued_messages.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The attached journal and its options.
+    pub(crate) fn attached(&self) -> Option<&super::durable::Attached> {
+        self.inner.journal.get()
+    }
+
+    /// Attaches a journal; fails when one is attached already.
+    pub(crate) fn set_attached(&self, attached: super::durable::Attached) -> bool {
+        self.inner.journal.set(attached).is_ok()
+    }
+
+    pub(crate) fn fanout(&self) -> &FanoutCounters {
+        &self.inner.fanout
     }
 
     pub(crate) fn cell(&self, zone: &str) -> Result<Arc<ZoneCell>, StoreError> {
@@ -502,12 +743,90 @@ fn zone_key(zone: &str) -> Result<String, StoreError> {
     Ok(key)
 }
 
+fn parse_batch(batch: &pb::ChangeBatch, cell: &ZoneCell) -> Result<Vec<ChangeOp>, StoreError> {
+    if batch.changes.is_empty() {
+        return Err(StoreError::invalid("changes", "empty change batch"));
+    }
+    // Parsing is the expensive part and needs only the immutable origin: no lock.
+    batch
+        .changes
+        .iter()
+        .enumerate()
+        .map(|(index, change)| parse_change(index, change, &cell.origin))
+        .collect()
+}
+
+fn check_expected_serial(
+    cell: &ZoneCell,
+    state: &ZoneState,
+    batch: &pb::ChangeBatch,
+) -> Result<(), StoreError> {
+    match batch.expected_serial {
+        Some(expected) if expected != state.serial => Err(StoreError::SerialMismatch {
+            zone: cell.name.to_string(),
+            expected,
+            actual: state.serial,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A batch validated by [`ZoneStore::prepare`], not applied yet.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    cell: Arc<ZoneCell>,
+    ops: Vec<ChangeOp>,
+    base_serial: u32,
+    /// The canonical batch as it will be journaled and published.
+    pub(crate) batch: Arc<AppliedBatch>,
+    sent_changes: usize,
+}
+
+impl Prepared {
+    /// The serial the zone is at before this batch.
+    pub(crate) fn base_serial(&self) -> u32 {
+        self.base_serial
+    }
+}
+
+/// See [`ZoneStore::follow_step`].
+#[derive(Debug)]
+pub(crate) enum FollowStep {
+    Current,
+    Snapshot(Arc<ZoneSnapshot>),
+    Batches(Vec<Arc<AppliedBatch>>),
+    /// The history does not reach back to the position; the zone is at `current`.
+    BeyondHistory {
+        current: u32,
+    },
+}
+
 /// A zone: immutable identity outside the lock, mutable state inside.
 #[derive(Debug)]
 pub(crate) struct ZoneCell {
     pub(crate) name: Arc<str>,
     origin: Name,
     state: RwLock<ZoneState>,
+    /// Serializes journaled writers from validation to commit (held across the journal append).
+    pub(crate) writer: tokio::sync::Mutex<()>,
+    /// Serial of the zone's latest journal snapshot (or its base when none).
+    pub(crate) compacted_at: AtomicU32,
+    /// A compaction is running for this zone.
+    pub(crate) compacting: AtomicBool,
+    /// Bumped after every change; the zone's followers wait on it (a version, not a queue, so
+    /// a follower that does not read costs nothing here).
+    changed: watch::Sender<u64>,
+}
+
+impl ZoneCell {
+    fn notify(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that sees a new version after every change of this zone.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
 }
 
 impl ZoneCell {
@@ -633,7 +952,7 @@ impl Entry {
 }
 
 /// A parsed change of a batch.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum ChangeOp {
     Create(Entry),
     Delete(Entry),
@@ -778,25 +1097,37 @@ impl ZoneState {
 
     /// Applies all changes or none; returns them in canonical form (stored TTLs for removals).
     fn apply_ops(&mut self, ops: Vec<ChangeOp>) -> Result<Vec<pb::Change>, StoreError> {
+        self.apply_logged(ops).map(|(changes, _)| changes)
+    }
+
+    /// Like `apply_ops`, also returning how to undo the applied changes.
+    fn apply_logged(
+        &mut self,
+        ops: Vec<ChangeOp>,
+    ) -> Result<(Vec<pb::Change>, Vec<Undo>), StoreError> {
         let mut undo = Vec::new();
         let mut changes = Vec::with_capacity(ops.len() + 1);
         for (index, op) in ops.into_iter().enumerate() {
             match self.apply_op(index, op, &mut undo) {
                 Ok(change) => changes.push(change),
                 Err(err) => {
-                    for step in undo.into_iter().rev() {
-                        match step {
-                            Undo::Remove { key, rtype, rdata } => {
-                                self.remove(&key, rtype, &rdata);
-                            }
-                            Undo::Restore(entry) => self.insert(entry),
-                        }
-                    }
+                    self.rollback(undo);
                     return Err(err);
                 }
             }
         }
-        Ok(changes)
+        Ok((changes, undo))
+    }
+
+    fn rollback(&mut self, undo: Vec<Undo>) {
+        for step in undo.into_iter().rev() {
+            match step {
+                Undo::Remove { key, rtype, rdata } => {
+                    self.remove(&key, rtype, &rdata);
+                }
+                Undo::Restore(entry) => self.insert(entry),
+            }
+        }
     }
 
     fn apply_op(
@@ -881,20 +1212,28 @@ impl ZoneState {
         Ok(record)
     }
 
-    /// Writes `serial` into the SOA; returns the EDIT describing it, if the SOA changed.
-    fn set_soa_serial(&mut self, serial: u32) -> Option<pb::Change> {
+    /// The EDIT that would write `serial` into the SOA, with the new SOA rdata; `None` when the
+    /// SOA already carries it.
+    fn soa_serial_change(&self, serial: u32) -> Option<(pb::Change, String)> {
         let old = self.soa()?;
         let rdata = soa_with_serial(&old.rdata, serial)?;
         if rdata == *old.rdata {
             return None;
         }
-        let name = self.nodes.get(&self.apex)?.name.clone();
-        let previous = old.to_proto(&name);
+        let name = &self.nodes.get(&self.apex)?.name;
+        let previous = old.to_proto(name);
+        let record = proto_record(name, old.rtype, old.ttl, &rdata);
+        Some((change(Op::Edit, record, Some(previous)), rdata))
+    }
+
+    /// Writes `serial` into the SOA; returns the EDIT describing it, if the SOA changed.
+    fn set_soa_serial(&mut self, serial: u32) -> Option<pb::Change> {
+        let (change, rdata) = self.soa_serial_change(serial)?;
         let node = Arc::make_mut(self.nodes.get_mut(&self.apex)?);
         let soa = node.rrs.first_mut()?;
         // The SOA sorts first by type alone, so changing its rdata keeps the order.
         soa.rdata = rdata.into_boxed_str();
-        Some(change(Op::Edit, soa.to_proto(&name), Some(previous)))
+        Some(change)
     }
 
     fn remember(&mut self, batch: Arc<AppliedBatch>, config: &StoreConfig) {
@@ -971,6 +1310,10 @@ fn build_zone(text: &str, rule: OriginRule, path: &Path) -> Result<ZoneCell, Sto
         name: name_text(&origin).into(),
         origin,
         state: RwLock::new(state),
+        writer: tokio::sync::Mutex::new(()),
+        compacted_at: AtomicU32::new(0),
+        compacting: AtomicBool::new(false),
+        changed: watch::Sender::new(0),
     })
 }
 

@@ -44,6 +44,7 @@ struct Config {
     connect_timeout: Duration,
     max_field_section_size: u64,
     early_data: bool,
+    quic: quic::QuicSettings,
 }
 
 #[derive(Clone)]
@@ -99,6 +100,7 @@ impl H3Connection {
             .keep_alive_interval
             .or(endpoint.keep_alive_interval);
         let client_config = quic::client_config(tls, &settings)?;
+        let quic_settings = settings;
         Ok(H3Connection {
             config: Arc::new(Config {
                 host: endpoint
@@ -112,6 +114,7 @@ impl H3Connection {
                 connect_timeout: endpoint.connect_timeout,
                 max_field_section_size: 16 * 1024,
                 early_data: endpoint.tls.early_data,
+                quic: quic_settings,
             }),
             endpoint: Mutex::new(None),
             slot: Slot::new(),
@@ -161,7 +164,7 @@ impl H3Connection {
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let ep = quinn::Endpoint::client(bind)
+        let ep = quic::endpoint(bind, None, &self.config.quic)
             .map_err(|e| Error::with(Kind::Io, e).context(format!("bind UDP {bind}")))?;
         *guard = Some(ep.clone());
         Ok(ep)

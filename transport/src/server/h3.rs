@@ -38,8 +38,12 @@ pub(crate) struct H3Listener {
 }
 
 impl H3Listener {
-    pub(crate) fn bind(addr: SocketAddr, config: quinn::ServerConfig) -> Result<Self, Error> {
-        let endpoint = quinn::Endpoint::server(config, addr)
+    pub(crate) fn bind(
+        addr: SocketAddr,
+        config: quinn::ServerConfig,
+        settings: &crate::quic::QuicSettings,
+    ) -> Result<Self, Error> {
+        let endpoint = crate::quic::endpoint(addr, Some(config), settings)
             .map_err(|e| Error::with(Kind::Io, e).context(format!("bind UDP {addr}")))?;
         let local_addr = endpoint
             .local_addr()
@@ -334,17 +338,19 @@ async fn serve_request(
         tracing::debug!(error = %err, "sending response headers failed");
         return;
     }
-    tokio::select! {
-        () = write_body(&mut send, body) => {
-            // Stay until the client has acknowledged the whole response (quinn's `stopped`
-            // resolves then): closing the connection — graceful shutdown does once the last
-            // request is done — discards stream data still unacknowledged.
-            let _ = tokio::time::timeout(DELIVERY_WAIT, stopped).await;
-        }
+    let finished = tokio::select! {
+        finished = write_body(&mut send, body) => finished,
         () = &mut stopped => {
             tracing::debug!("client cancelled the call during the response");
             send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+            return;
         }
+    };
+    if finished {
+        // Stay until the client has acknowledged the whole response (quinn's `stopped` resolves
+        // then): closing the connection — graceful shutdown does once the last request is done —
+        // discards stream data still unacknowledged.
+        let _ = tokio::time::timeout(DELIVERY_WAIT, stopped).await;
     }
 }
 
@@ -370,7 +376,8 @@ fn connection_specific_field(headers: &http::HeaderMap) -> Option<&'static str> 
 
 /// Writes the response body: each chunk as one DATA frame, trailers as the trailing HEADERS, then
 /// FIN. A failed write means the client stopped the stream; dropping `body` then cancels the handler.
-async fn write_body<S>(send: &mut ServerStream<S>, mut body: Body)
+/// Returns whether the response was finished (so its delivery is worth waiting for).
+async fn write_body<S>(send: &mut ServerStream<S>, mut body: Body) -> bool
 where
     S: h3::quic::SendStream<Bytes>,
 {
@@ -389,7 +396,7 @@ where
                 let _ = status.add_header(&mut trailers);
                 if let Err(err) = send.send_trailers(trailers).await {
                     tracing::debug!(error = %err, "sending error trailers failed");
-                    return;
+                    return false;
                 }
                 break;
             }
@@ -397,10 +404,14 @@ where
         };
         if let Err(err) = result {
             tracing::debug!(error = %err, "response stream closed by the client");
-            return;
+            return false;
         }
     }
-    if let Err(err) = send.finish().await {
-        tracing::debug!(error = %err, "finishing response stream failed");
+    match send.finish().await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::debug!(error = %err, "finishing response stream failed");
+            false
+        }
     }
 }

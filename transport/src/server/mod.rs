@@ -254,7 +254,7 @@ impl Server {
                     tls.max_early_data_size = u32::MAX;
                 }
                 let config = crate::quic::server_config(tls, &quic)?;
-                Some(h3::H3Listener::bind(addr, config)?)
+                Some(h3::H3Listener::bind(addr, config, &quic)?)
             }
             _ => None,
         };

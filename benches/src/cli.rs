@@ -1,0 +1,210 @@
+//! Command line of `zone-bench` (design §8) and the run settings derived from it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Side-by-side gRPC benchmarks over HTTP/2 and HTTP/3 (ours) and HTTP/3 (tonic-h3), on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "zone-bench", version, about)]
+pub struct Args {
+    /// Short run (a few repetitions of short cases); finishes in under two minutes.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Smallest possible run for CI smoke tests (implies --quick); figures are meaningless.
+    #[arg(long, hide = true)]
+    pub tiny: bool,
+
+    /// Run only these scenarios (exact names, or a prefix such as `unary`); default all.
+    #[arg(long = "scenario", value_name = "NAME", num_args = 1..)]
+    pub scenarios: Vec<String>,
+
+    /// Directory for report.md, results.json and the SVG plots.
+    #[arg(long, value_name = "DIR", default_value = "target/zone-bench")]
+    pub out: PathBuf,
+
+    /// Run the scenarios through the impaired-network lab.
+    #[arg(long)]
+    pub netlab: bool,
+
+    /// Measured repetitions per scenario and transport (after one discarded warm-up round).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub reps: Option<u32>,
+
+    /// Time bound of one measured case, in seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(0.01..=600.0).contains(&secs) {
+        return Err(format!("{secs} s is outside 0.01..=600 s"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Which preset the settings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Full,
+    Quick,
+    Tiny,
+}
+
+/// Sizes and bounds of one run. Every load loop stops at `duration` or `max_ops`, whichever
+/// comes first, and every case is abandoned after `case_timeout`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    pub profile: Profile,
+    /// Measured rounds per scenario (each round runs every transport once).
+    pub reps: usize,
+    /// Discarded rounds before the measured ones.
+    pub warmup_rounds: usize,
+    #[serde(serialize_with = "secs")]
+    pub duration: Duration,
+    #[serde(serialize_with = "secs")]
+    pub warmup_duration: Duration,
+    /// Upper bound on operations (calls, transfers, round trips) of one case.
+    pub max_ops: u64,
+    /// Upper bound on fresh connections in the set-up scenario.
+    pub max_connects: u64,
+    /// Records of the synthetic zone that `transfer-small` streams.
+    pub zone_records: usize,
+    /// 64 KiB messages per `StreamingOutputCall` in `stream-64k`.
+    pub stream_messages: usize,
+    /// Batches per `PushChanges` call and changes per batch in `push`.
+    pub push_batches: usize,
+    pub push_changes: usize,
+    #[serde(serialize_with = "secs")]
+    pub case_timeout: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Settings {
+    /// The preset selected by `--quick`/`--tiny`, with `--reps`/`--duration` applied.
+    pub fn from_args(args: &Args) -> Settings {
+        let mut s = if args.tiny {
+            Settings {
+                profile: Profile::Tiny,
+                reps: 1,
+                warmup_rounds: 1,
+                duration: Duration::from_millis(100),
+                warmup_duration: Duration::from_millis(50),
+                max_ops: 2_000,
+                max_connects: 3,
+                zone_records: 2_000,
+                stream_messages: 16,
+                push_batches: 4,
+                push_changes: 16,
+                case_timeout: Duration::ZERO,
+            }
+        } else if args.quick {
+            Settings {
+                profile: Profile::Quick,
+                reps: 3,
+                warmup_rounds: 1,
+                duration: Duration::from_millis(500),
+                warmup_duration: Duration::from_millis(250),
+                max_ops: 1_000_000,
+                max_connects: 40,
+                zone_records: 20_000,
+                stream_messages: 128,
+                push_batches: 8,
+                push_changes: 50,
+                case_timeout: Duration::ZERO,
+            }
+        } else {
+            Settings {
+                profile: Profile::Full,
+                reps: 5,
+                warmup_rounds: 1,
+                duration: Duration::from_secs(2),
+                warmup_duration: Duration::from_secs(1),
+                max_ops: 5_000_000,
+                max_connects: 300,
+                zone_records: 100_000,
+                stream_messages: 256,
+                push_batches: 16,
+                push_changes: 50,
+                case_timeout: Duration::ZERO,
+            }
+        };
+        if let Some(reps) = args.reps {
+            s.reps = reps as usize;
+        }
+        if let Some(d) = args.duration {
+            s.duration = d;
+            s.warmup_duration = d / 2;
+        }
+        // A case runs at most two timed phases (auth: off and on) plus set-up; a hang is cut off
+        // well before it could stall the whole run.
+        let slack = match s.profile {
+            Profile::Full => Duration::from_secs(20),
+            Profile::Quick => Duration::from_secs(8),
+            Profile::Tiny => Duration::from_secs(5),
+        };
+        s.case_timeout = s.duration * 2 + slack;
+        s
+    }
+
+    /// Time bound of a case in round `round` (warm-up rounds are shorter).
+    pub fn duration_for(&self, round: usize) -> Duration {
+        if round < self.warmup_rounds {
+            self.warmup_duration
+        } else {
+            self.duration
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_flag_takes_several_names_and_repeats() {
+        let args = Args::try_parse_from([
+            "zone-bench",
+            "--scenario",
+            "unary-64b-c1",
+            "push",
+            "--scenario",
+            "connect",
+        ])
+        .unwrap();
+        assert_eq!(args.scenarios, ["unary-64b-c1", "push", "connect"]);
+    }
+
+    #[test]
+    fn overrides_apply_to_the_preset() {
+        let args =
+            Args::try_parse_from(["zone-bench", "--quick", "--reps", "7", "--duration", "0.3"])
+                .unwrap();
+        let s = Settings::from_args(&args);
+        assert_eq!(s.profile, Profile::Quick);
+        assert_eq!(s.reps, 7);
+        assert_eq!(s.duration, Duration::from_millis(300));
+        assert!(s.case_timeout > s.duration * 2);
+    }
+
+    #[test]
+    fn bad_numbers_are_refused() {
+        assert!(Args::try_parse_from(["zone-bench", "--reps", "0"]).is_err());
+        assert!(Args::try_parse_from(["zone-bench", "--duration", "-1"]).is_err());
+        assert!(Args::try_parse_from(["zone-bench", "--duration", "abc"]).is_err());
+    }
+}

@@ -1,0 +1,216 @@
+//! The performance goals of issue #5, checked against a run's medians and reported as pass/miss
+//! lines. They are never assertions: a slow machine must not fail a build.
+
+use crate::results::{Goal, ScenarioResult};
+use crate::stats::ratio;
+use crate::target::Wire;
+
+/// A figure derived from two medians.
+enum Figure {
+    /// `metric` of `scenario`: wire `a` over wire `b`.
+    Wires {
+        scenario: &'static str,
+        metric: &'static str,
+        a: Wire,
+        b: Wire,
+    },
+    /// `metric` on `wire`: scenario `a` over scenario `b`.
+    Scenarios {
+        a: &'static str,
+        b: &'static str,
+        metric: &'static str,
+        wire: Wire,
+    },
+}
+
+struct Spec {
+    name: &'static str,
+    figure: Figure,
+    at_least: bool,
+    threshold: f64,
+}
+
+const GOALS: &[Spec] = &[
+    Spec {
+        name: "loopback server-stream throughput H3/H2 (stream-64k Gbit/s)",
+        figure: Figure::Wires {
+            scenario: "stream-64k",
+            metric: "gbit_s",
+            a: Wire::H3,
+            b: Wire::H2,
+        },
+        at_least: true,
+        threshold: 0.8,
+    },
+    Spec {
+        name: "unary c=1 p50 latency H3/H2 (unary-64b-c1)",
+        figure: Figure::Wires {
+            scenario: "unary-64b-c1",
+            metric: "p50_us",
+            a: Wire::H3,
+            b: Wire::H2,
+        },
+        at_least: false,
+        threshold: 1.0,
+    },
+    Spec {
+        name: "throughput ours/tonic-h3 (stream-64k Gbit/s)",
+        figure: Figure::Wires {
+            scenario: "stream-64k",
+            metric: "gbit_s",
+            a: Wire::H3,
+            b: Wire::Peer,
+        },
+        at_least: true,
+        threshold: 1.3,
+    },
+    Spec {
+        name: "unary c=32 rate ours/tonic-h3 (unary-64b-c32)",
+        figure: Figure::Wires {
+            scenario: "unary-64b-c32",
+            metric: "rate",
+            a: Wire::H3,
+            b: Wire::Peer,
+        },
+        at_least: true,
+        threshold: 1.3,
+    },
+    Spec {
+        name: "H3 unary rate c=256 / c=32",
+        figure: Figure::Scenarios {
+            a: "unary-64b-c256",
+            b: "unary-64b-c32",
+            metric: "rate",
+            wire: Wire::H3,
+        },
+        at_least: true,
+        threshold: 1.0,
+    },
+    Spec {
+        name: "H2 unary rate c=256 / c=32",
+        figure: Figure::Scenarios {
+            a: "unary-64b-c256",
+            b: "unary-64b-c32",
+            metric: "rate",
+            wire: Wire::H2,
+        },
+        at_least: true,
+        threshold: 1.0,
+    },
+];
+
+fn median(results: &[ScenarioResult], scenario: &str, wire: Wire, metric: &str) -> Option<f64> {
+    results
+        .iter()
+        .find(|r| r.name == scenario)
+        .and_then(|r| r.median(wire, metric))
+}
+
+/// Every goal with its value from `results` (`pass: None` when a figure is missing).
+pub fn evaluate(results: &[ScenarioResult]) -> Vec<Goal> {
+    GOALS
+        .iter()
+        .map(|spec| {
+            let value = match spec.figure {
+                Figure::Wires {
+                    scenario,
+                    metric,
+                    a,
+                    b,
+                } => median(results, scenario, a, metric)
+                    .zip(median(results, scenario, b, metric))
+                    .and_then(|(x, y)| ratio(x, y)),
+                Figure::Scenarios { a, b, metric, wire } => median(results, a, wire, metric)
+                    .zip(median(results, b, wire, metric))
+                    .and_then(|(x, y)| ratio(x, y)),
+            };
+            Goal {
+                name: spec.name.to_string(),
+                comparison: if spec.at_least { ">=" } else { "<=" },
+                threshold: spec.threshold,
+                value,
+                pass: value.map(|v| {
+                    if spec.at_least {
+                        v >= spec.threshold
+                    } else {
+                        v <= spec.threshold
+                    }
+                }),
+            }
+        })
+        .collect()
+}
+
+/// `PASS`/`MISS`/`n/a` line of a goal.
+pub fn line(goal: &Goal) -> String {
+    let verdict = match goal.pass {
+        Some(true) => "PASS",
+        Some(false) => "MISS",
+        None => "n/a ",
+    };
+    let value = goal
+        .value
+        .map_or_else(|| "no figure".to_string(), |v| format!("{v:.2}"));
+    format!(
+        "{verdict}  {}: {value} (goal {} {:.2})",
+        goal.name, goal.comparison, goal.threshold
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::results::TransportResult;
+    use crate::scenarios::CATALOGUE;
+    use crate::stats::Summary;
+
+    fn result(name: &str, figures: &[(Wire, &'static str, f64)]) -> ScenarioResult {
+        let def = CATALOGUE.iter().find(|d| d.name == name).unwrap();
+        let transports = Wire::ALL
+            .into_iter()
+            .map(|wire| TransportResult {
+                wire,
+                samples: Vec::new(),
+                summary: figures
+                    .iter()
+                    .filter(|f| f.0 == wire)
+                    .map(|&(_, k, v)| (k, Summary::of(&[v]).unwrap()))
+                    .collect(),
+                latency: None,
+                error: None,
+            })
+            .collect();
+        ScenarioResult::new(def, transports)
+    }
+
+    #[test]
+    fn goals_compare_medians_and_report_missing_figures() {
+        let results = vec![
+            result(
+                "stream-64k",
+                &[
+                    (Wire::H2, "gbit_s", 10.0),
+                    (Wire::H3, "gbit_s", 7.0),
+                    (Wire::Peer, "gbit_s", 5.0),
+                ],
+            ),
+            result(
+                "unary-64b-c1",
+                &[(Wire::H2, "p50_us", 50.0), (Wire::H3, "p50_us", 45.0)],
+            ),
+        ];
+        let goals = evaluate(&results);
+        let by_name = |n: &str| goals.iter().find(|g| g.name.starts_with(n)).unwrap();
+        let g = by_name("loopback server-stream");
+        assert_eq!((g.value, g.pass), (Some(0.7), Some(false)));
+        assert!(line(g).starts_with("MISS"), "{}", line(g));
+        let g = by_name("unary c=1");
+        assert_eq!(g.pass, Some(true));
+        let g = by_name("throughput ours/tonic-h3");
+        assert_eq!((g.value, g.pass), (Some(1.4), Some(true)));
+        let g = by_name("H3 unary rate c=256");
+        assert_eq!((g.value, g.pass), (None, None));
+        assert!(line(g).starts_with("n/a"));
+    }
+}

@@ -1,0 +1,357 @@
+//! Human-readable output of a run: the terminal table (headline metrics, median ± spread, ratios)
+//! and `report.md` (every metric with min–max, notes, errors, goals, plots, run context).
+
+use std::fmt::Write as _;
+
+use crate::goals;
+use crate::results::{RunResults, ScenarioResult};
+use crate::scenarios::{Better, MetricSpec};
+use crate::stats::Summary;
+use crate::target::Wire;
+
+/// A number with precision that suits its size (`12,345`, `123`, `12.3`, `1.23`, `0.123`).
+pub fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return "—".to_string();
+    }
+    let a = v.abs();
+    if a == 0.0 {
+        "0".to_string()
+    } else if a >= 10_000.0 {
+        group_thousands(v.round() as i64)
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn group_thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+fn arrow(m: &MetricSpec) -> &'static str {
+    match m.better {
+        Better::Higher => " ↑",
+        Better::Lower => " ↓",
+        Better::Neither => "",
+    }
+}
+
+fn ratio_text(r: Option<f64>) -> String {
+    r.map_or_else(|| "—".to_string(), |r| format!("{r:.2}"))
+}
+
+/// `median ±spread%` for the terminal.
+fn short_cell(s: &Summary) -> String {
+    if s.n > 1 {
+        format!("{} ±{:.0}%", num(s.median), s.spread_pct())
+    } else {
+        num(s.median)
+    }
+}
+
+/// `median (min–max)` for report.md.
+fn long_cell(s: &Summary) -> String {
+    if s.n > 1 {
+        format!("{} ({}–{})", num(s.median), num(s.min), num(s.max))
+    } else {
+        num(s.median)
+    }
+}
+
+fn cell(result: &ScenarioResult, wire: Wire, key: &str, long: bool) -> String {
+    match result.transport(wire) {
+        None => "not run".to_string(),
+        Some(t) => match t.summary.get(key) {
+            Some(s) if long => long_cell(s),
+            Some(s) => short_cell(s),
+            None if t.error.is_some() => "error".to_string(),
+            None => "—".to_string(),
+        },
+    }
+}
+
+fn wires(run: &RunResults) -> Vec<Wire> {
+    run.wires.iter().map(|w| w.wire).collect()
+}
+
+/// Rows of plain text laid out in left-aligned columns.
+fn layout(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, text) in row.iter().enumerate() {
+            let pad = widths[c].saturating_sub(text.chars().count());
+            line.push_str(text);
+            line.extend(std::iter::repeat_n(' ', pad + 2));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The terminal table: headline metrics of every scenario, then errors and goals.
+pub fn terminal(run: &RunResults) -> String {
+    let wires = wires(run);
+    let mut header = vec!["scenario".to_string(), "metric".to_string()];
+    header.extend(wires.iter().map(|w| w.label().to_string()));
+    header.push("h3/h2".to_string());
+    header.push("ours/tonic-h3".to_string());
+    let mut rows = vec![header];
+    for result in &run.scenarios {
+        let mut first = true;
+        for m in result.metrics.iter().filter(|m| m.headline) {
+            let mut row = vec![
+                if first {
+                    result.name.to_string()
+                } else {
+                    String::new()
+                },
+                format!("{}{}", m.label, arrow(m)),
+            ];
+            first = false;
+            row.extend(wires.iter().map(|&w| cell(result, w, m.key, false)));
+            let r = result.ratios.get(m.key).copied().unwrap_or_default();
+            row.push(ratio_text(r.h3_over_h2));
+            row.push(ratio_text(r.ours_over_peer));
+            rows.push(row);
+        }
+    }
+    let mut out = layout(&rows);
+    out.push_str(
+        "\nmedian ±half-range over the measured repetitions; ratios are of medians \
+         (↑ higher is better, ↓ lower is better).\n",
+    );
+    let errors = error_lines(run);
+    if !errors.is_empty() {
+        out.push_str("\nerrors (recorded as results):\n");
+        for e in errors {
+            let _ = writeln!(out, "  {e}");
+        }
+    }
+    out.push_str("\ngoals (reported, not enforced):\n");
+    for g in &run.goals {
+        let _ = writeln!(out, "  {}", goals::line(g));
+    }
+    out
+}
+
+fn error_lines(run: &RunResults) -> Vec<String> {
+    run.scenarios
+        .iter()
+        .flat_map(|r| {
+            r.transports.iter().filter_map(move |t| {
+                t.error
+                    .as_ref()
+                    .map(|e| format!("{} over {}: {}", r.name, t.wire, one_line(e)))
+            })
+        })
+        .collect()
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Escapes the characters that would break a Markdown table cell.
+fn md(text: &str) -> String {
+    one_line(text).replace('|', "\\|")
+}
+
+/// `report.md`.
+pub fn markdown(run: &RunResults, plots: &[String]) -> String {
+    let wires = wires(run);
+    let mut out = String::new();
+    let _ = writeln!(out, "# zone-bench report\n");
+    let m = &run.machine;
+    let _ = writeln!(
+        out,
+        "- commit: `{}`",
+        run.git_commit.as_deref().unwrap_or("unknown")
+    );
+    let _ = writeln!(
+        out,
+        "- machine: {} CPUs, {}, kernel {}, {}/{}",
+        m.nproc,
+        m.cpu_model.as_deref().unwrap_or("unknown CPU"),
+        m.kernel.as_deref().unwrap_or("unknown"),
+        m.os,
+        m.arch
+    );
+    let _ = writeln!(out, "- build: {}", m.build);
+    if let Some([one, five, fifteen]) = m.load_average {
+        let _ = writeln!(
+            out,
+            "- load average at the end: {one:.2} {five:.2} {fifteen:.2} (other work on the \
+             machine skews every figure)"
+        );
+    }
+    if m.build == "debug" {
+        let _ = writeln!(
+            out,
+            "  (debug build: the figures say nothing about performance)"
+        );
+    }
+    let s = &run.settings;
+    let _ = writeln!(
+        out,
+        "- settings: {:?} profile, {} measured repetition(s) after {} warm-up round(s), \
+         {:.2} s per case (max {} operations), zone of {} records",
+        s.profile,
+        s.reps,
+        s.warmup_rounds,
+        s.duration.as_secs_f64(),
+        s.max_ops,
+        s.zone_records
+    );
+    let _ = writeln!(out, "- command: `{}`", run.command_line.join(" "));
+    let _ = writeln!(out, "- run time: {:.1} s\n", run.duration_s);
+    let _ = writeln!(
+        out,
+        "Client and servers run in one process on loopback; each round runs every transport \
+         once (interleaved), warm-up rounds are discarded. Cells are median (min–max) over the \
+         measured repetitions; ratios are of medians.\n"
+    );
+    for w in &run.wires {
+        let _ = writeln!(out, "- **{}**: {}", w.wire, w.description);
+    }
+    out.push('\n');
+
+    let _ = writeln!(out, "## Goals\n\nReported, never enforced.\n");
+    for g in &run.goals {
+        let _ = writeln!(out, "- {}", goals::line(g));
+    }
+    out.push('\n');
+
+    let _ = writeln!(out, "## Scenarios\n");
+    for result in &run.scenarios {
+        let _ = writeln!(out, "### {}\n\n{}\n", result.name, result.description);
+        let mut header = String::from("| metric |");
+        let mut rule = String::from("|---|");
+        for w in &wires {
+            let _ = write!(header, " {w} |");
+            rule.push_str("---:|");
+        }
+        header.push_str(" h3/h2 | ours/tonic-h3 |");
+        rule.push_str("---:|---:|");
+        let _ = writeln!(out, "{header}\n{rule}");
+        for metric in result.metrics {
+            let mut row = format!("| {}{} |", metric.label, arrow(metric));
+            for &w in &wires {
+                let _ = write!(row, " {} |", cell(result, w, metric.key, true));
+            }
+            let r = result.ratios.get(metric.key).copied().unwrap_or_default();
+            let _ = write!(
+                row,
+                " {} | {} |",
+                ratio_text(r.h3_over_h2),
+                ratio_text(r.ours_over_peer)
+            );
+            let _ = writeln!(out, "{row}");
+        }
+        out.push('\n');
+        let latency: Vec<_> = result
+            .transports
+            .iter()
+            .filter_map(|t| t.latency.as_ref().map(|l| (t.wire, l)))
+            .collect();
+        if !latency.is_empty() {
+            let _ = writeln!(
+                out,
+                "Latency over all measured repetitions (µs): {}\n",
+                latency
+                    .iter()
+                    .map(|(w, l)| format!(
+                        "{w} p50 {} / p90 {} / p99 {} / p99.9 {} / max {} ({} calls)",
+                        num(l.p50_us),
+                        num(l.p90_us),
+                        num(l.p99_us),
+                        num(l.p999_us),
+                        num(l.max_us),
+                        l.count
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+        for note in result.notes {
+            let _ = writeln!(out, "- {}", md(note));
+        }
+        for t in &result.transports {
+            if let Some(e) = &t.error {
+                let _ = writeln!(
+                    out,
+                    "- **{} error** (recorded as the result): {}",
+                    t.wire,
+                    md(e)
+                );
+            }
+        }
+        out.push('\n');
+    }
+
+    if !plots.is_empty() {
+        let _ = writeln!(out, "## Plots\n");
+        for p in plots {
+            let _ = writeln!(out, "![{p}]({p})\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_get_precision_by_size() {
+        assert_eq!(num(1_234_567.4), "1,234,567");
+        assert_eq!(num(12_345.0), "12,345");
+        assert_eq!(num(-12_345.0), "-12,345");
+        assert_eq!(num(123.4), "123");
+        assert_eq!(num(12.34), "12.3");
+        assert_eq!(num(1.234), "1.23");
+        assert_eq!(num(0.1234), "0.123");
+        assert_eq!(num(0.0), "0");
+        assert_eq!(num(f64::NAN), "—");
+    }
+
+    #[test]
+    fn columns_line_up() {
+        let rows = vec![
+            vec!["a".to_string(), "µs".to_string(), "x".to_string()],
+            vec!["long".to_string(), "1".to_string(), "y".to_string()],
+        ];
+        assert_eq!(layout(&rows), "a     µs  x\nlong  1   y\n");
+    }
+
+    #[test]
+    fn table_cells_cannot_break_markdown() {
+        assert_eq!(md("a | b\n c"), "a \\| b c");
+    }
+}

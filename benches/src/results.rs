@@ -1,0 +1,226 @@
+//! The results of a run as written to `results.json`: raw samples, summaries, ratios, goals, and
+//! where they were measured (machine, commit, command line, settings).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::cli::Settings;
+use crate::scenarios::{MetricSpec, ScenarioDef};
+use crate::stats::{LatencyDist, Summary, ratio};
+use crate::target::Wire;
+
+/// One wire's outcome in one scenario.
+#[derive(Debug, Serialize)]
+pub struct TransportResult {
+    pub wire: Wire,
+    /// Measured repetitions (warm-up excluded), metric → value.
+    pub samples: Vec<BTreeMap<&'static str, f64>>,
+    pub summary: BTreeMap<&'static str, Summary>,
+    /// All measured repetitions merged (latency scenarios only).
+    pub latency: Option<LatencyDist>,
+    /// Why the wire has no (or fewer) samples: a failure, hang or panic, recorded as a result.
+    pub error: Option<String>,
+}
+
+impl TransportResult {
+    pub fn median(&self, key: &str) -> Option<f64> {
+        self.summary.get(key).map(|s| s.median)
+    }
+}
+
+/// Plain ratios of medians; for "lower is better" metrics a ratio below 1 favours the numerator.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Ratios {
+    pub h3_over_h2: Option<f64>,
+    pub ours_over_peer: Option<f64>,
+}
+
+/// One scenario's outcome over every wire.
+#[derive(Debug, Serialize)]
+pub struct ScenarioResult {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub metrics: &'static [MetricSpec],
+    pub notes: &'static [&'static str],
+    pub transports: Vec<TransportResult>,
+    pub ratios: BTreeMap<&'static str, Ratios>,
+}
+
+impl ScenarioResult {
+    pub fn new(def: &'static ScenarioDef, transports: Vec<TransportResult>) -> Self {
+        let mut result = ScenarioResult {
+            name: def.name,
+            description: def.description,
+            metrics: def.metrics,
+            notes: def.notes,
+            transports,
+            ratios: BTreeMap::new(),
+        };
+        for metric in def.metrics.iter().filter(|m| m.ratios) {
+            let get = |w| result.median(w, metric.key);
+            let r = Ratios {
+                h3_over_h2: get(Wire::H3)
+                    .zip(get(Wire::H2))
+                    .and_then(|(a, b)| ratio(a, b)),
+                ours_over_peer: get(Wire::H3)
+                    .zip(get(Wire::Peer))
+                    .and_then(|(a, b)| ratio(a, b)),
+            };
+            result.ratios.insert(metric.key, r);
+        }
+        result
+    }
+
+    pub fn transport(&self, wire: Wire) -> Option<&TransportResult> {
+        self.transports.iter().find(|t| t.wire == wire)
+    }
+
+    pub fn median(&self, wire: Wire, key: &str) -> Option<f64> {
+        self.transport(wire).and_then(|t| t.median(key))
+    }
+}
+
+/// Where the run happened.
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu_model: Option<String>,
+    pub kernel: Option<String>,
+    pub os: &'static str,
+    pub arch: &'static str,
+    /// `debug` or `release`: debug figures are not performance figures.
+    pub build: &'static str,
+    /// 1-, 5- and 15-minute load averages when the run ended (other work on the machine
+    /// skews every figure).
+    pub load_average: Option<[f64; 3]>,
+}
+
+impl Machine {
+    pub fn detect() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        Machine {
+            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model: cpu_model(&cpuinfo),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+            os: std::env::consts::OS,
+            arch: std::env::consts::ARCH,
+            build: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+            load_average: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|s| load_average(&s)),
+        }
+    }
+}
+
+fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| matches!(k.trim(), "model name" | "Model" | "cpu model"))
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn load_average(text: &str) -> Option<[f64; 3]> {
+    let mut fields = text.split_whitespace().map(str::parse::<f64>);
+    Some([
+        fields.next()?.ok()?,
+        fields.next()?.ok()?,
+        fields.next()?.ok()?,
+    ])
+}
+
+/// The checked-out commit of the repository this binary was built from (`git rev-parse HEAD`),
+/// with `-dirty` when the work tree has changes; `None` without git or outside a repository.
+pub fn git_commit() -> Option<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let head = run(&["rev-parse", "HEAD"]).filter(|h| !h.is_empty())?;
+    let dirty =
+        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{head}-dirty") } else { head })
+}
+
+/// A goal of the issue, checked against the results (reported, never asserted).
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    pub name: String,
+    /// `>=` or `<=`.
+    pub comparison: &'static str,
+    pub threshold: f64,
+    pub value: Option<f64>,
+    /// `None` when the figures needed are missing.
+    pub pass: Option<bool>,
+}
+
+/// Everything `results.json` holds.
+#[derive(Debug, Serialize)]
+pub struct RunResults {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub started_unix_s: u64,
+    pub duration_s: f64,
+    pub command_line: Vec<String>,
+    pub git_commit: Option<String>,
+    pub machine: Machine,
+    pub settings: Settings,
+    pub wires: Vec<WireInfo>,
+    pub scenarios: Vec<ScenarioResult>,
+    pub goals: Vec<Goal>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WireInfo {
+    pub wire: Wire,
+    pub description: &'static str,
+}
+
+impl WireInfo {
+    pub fn of(wire: Wire) -> Self {
+        WireInfo {
+            wire,
+            description: wire.describe(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_model_comes_from_the_first_model_name_line() {
+        let text = "processor\t: 0\nvendor_id\t: X\nmodel name\t: Example CPU @ 2.0GHz\n\
+                    processor\t: 1\nmodel name\t: Example CPU @ 2.0GHz\n";
+        assert_eq!(cpu_model(text).as_deref(), Some("Example CPU @ 2.0GHz"));
+        assert_eq!(cpu_model("processor : 0\n"), None);
+    }
+
+    #[test]
+    fn load_average_reads_the_first_three_fields() {
+        assert_eq!(
+            load_average("0.52 1.10 2.00 3/345 12345\n"),
+            Some([0.52, 1.10, 2.00])
+        );
+        assert_eq!(load_average("garbage"), None);
+    }
+}

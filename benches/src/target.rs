@@ -1,0 +1,261 @@
+//! Where scenarios send their calls: the [`Wire`]s under comparison, the [`Target`] servers (in this
+//! process, or started elsewhere such as in the netlab namespaces) and [`AnyChannel`], one client
+//! channel type over all wires so every scenario is written once.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::{Either, MapErr, MapOk};
+use futures::{FutureExt as _, TryFutureExt as _};
+use grpc_h3::{Endpoint, Transport};
+use http::{Request, Response};
+use tonic::Status;
+use tonic::body::Body;
+use tower::Service;
+
+use crate::peer::{PeerChannel, PeerConnector};
+
+/// Boxed error of [`AnyChannel`] (what tonic's generated clients accept).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One side of the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum Wire {
+    /// grpc-h3 with `Transport::H2`: HTTP/2 over TLS on hyper, as tonic's transport does.
+    #[serde(rename = "h2")]
+    H2,
+    /// grpc-h3 with `Transport::H3`: our HTTP/3 over quinn.
+    #[serde(rename = "h3")]
+    H3,
+    /// tonic-h3 0.0.6 (h3-quinn), its own server and client: the comparison peer.
+    #[serde(rename = "tonic-h3")]
+    Peer,
+}
+
+impl Wire {
+    /// Run order inside one round (the rounds interleave h2, h3, peer, h2, h3, peer, ...).
+    pub const ALL: [Wire; 3] = [Wire::H2, Wire::H3, Wire::Peer];
+
+    /// Short label used in tables, JSON and plots.
+    pub fn label(self) -> &'static str {
+        match self {
+            Wire::H2 => "h2",
+            Wire::H3 => "h3",
+            Wire::Peer => "tonic-h3",
+        }
+    }
+
+    /// One-line description for the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Wire::H2 => "HTTP/2 + TLS (grpc-h3 Transport::H2, hyper)",
+            Wire::H3 => "HTTP/3 (grpc-h3 Transport::H3, quinn + h3)",
+            Wire::Peer => "HTTP/3 (tonic-h3 0.0.6 server and client, h3-quinn)",
+        }
+    }
+
+    /// Whether a failure on this wire is a recorded result rather than a failed run.
+    pub fn is_peer(self) -> bool {
+        self == Wire::Peer
+    }
+}
+
+impl fmt::Display for Wire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Server addresses of one service set.
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    /// grpc-h3 server, TCP (HTTP/2).
+    pub h2: SocketAddr,
+    /// grpc-h3 server, UDP (HTTP/3).
+    pub h3: SocketAddr,
+    /// tonic-h3 server, UDP; absent when the peer is not run.
+    pub peer: Option<SocketAddr>,
+}
+
+impl Addrs {
+    pub fn of(&self, wire: Wire) -> Option<SocketAddr> {
+        match wire {
+            Wire::H2 => Some(self.h2),
+            Wire::H3 => Some(self.h3),
+            Wire::Peer => self.peer,
+        }
+    }
+}
+
+/// The servers behind the per-RPC auth layer and the credentials to present.
+#[derive(Clone)]
+pub struct AuthTarget {
+    pub addrs: Addrs,
+    /// Value of the `authorization` header (`Basic base64(user:password)`).
+    pub authorization: String,
+    /// Reads how many argon2 verifications the servers' auth layers have run (in-process servers
+    /// only), to show that the auth scenario measures the cached path, not argon2.
+    pub argon2_runs: Option<Arc<dyn Fn() -> u64 + Send + Sync>>,
+}
+
+impl fmt::Debug for AuthTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthTarget")
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which server set a channel goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerSet {
+    Plain,
+    Auth,
+}
+
+/// Everything a scenario needs to reach the servers, wherever they run. The in-process runner
+/// builds one from [`crate::servers::LocalServers`]; the netlab builds one from servers it starts
+/// inside its namespaces, and the same scenarios then run over the impaired link.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub plain: Addrs,
+    pub auth: Option<AuthTarget>,
+    /// CA certificate (PEM) that signed the servers' certificates.
+    pub ca_pem: Vec<u8>,
+    /// Name verified against the server certificate.
+    pub server_name: String,
+}
+
+impl Target {
+    /// Whether `wire` can be run against this target.
+    pub fn has(&self, wire: Wire) -> bool {
+        self.plain.of(wire).is_some()
+    }
+
+    /// A connector to `service` over `wire` with a TLS session cache of its own.
+    pub fn connector(&self, wire: Wire, service: ServerSet) -> anyhow::Result<Connector> {
+        let addrs = match service {
+            ServerSet::Plain => &self.plain,
+            ServerSet::Auth => {
+                &self
+                    .auth
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("this target has no auth servers"))?
+                    .addrs
+            }
+        };
+        let addr = addrs
+            .of(wire)
+            .ok_or_else(|| anyhow::anyhow!("this target has no {wire} server"))?;
+        Ok(match wire {
+            Wire::H2 | Wire::H3 => {
+                let transport = if wire == Wire::H2 {
+                    Transport::H2
+                } else {
+                    Transport::H3
+                };
+                let endpoint = Endpoint::new(format!("https://{addr}"))?
+                    .transport(transport)
+                    .server_name(self.server_name.clone())
+                    .ca_certificate_pem(&self.ca_pem)?;
+                Connector::Ours(Box::new(endpoint))
+            }
+            Wire::Peer => {
+                Connector::Peer(PeerConnector::new(addr, &self.ca_pem, &self.server_name)?)
+            }
+        })
+    }
+
+    /// A channel to `service` over `wire` from a fresh connector: a full handshake. The tonic-h3
+    /// channel connects lazily, on its first call; scenarios make one untimed call before
+    /// measuring.
+    pub async fn connect(&self, wire: Wire, service: ServerSet) -> anyhow::Result<AnyChannel> {
+        self.connector(wire, service)?.connect().await
+    }
+
+    /// The `authorization` value for calls to the auth servers.
+    pub fn authorization(&self) -> Option<&str> {
+        self.auth.as_ref().map(|a| a.authorization.as_str())
+    }
+}
+
+/// Makes channels to one server over one wire; channels of one connector share a TLS session
+/// cache, so all but the first may resume their handshake.
+#[derive(Debug, Clone)]
+pub enum Connector {
+    Ours(Box<Endpoint>),
+    Peer(PeerConnector),
+}
+
+impl Connector {
+    /// A new channel (new socket, new connection; tonic-h3's connects on its first call).
+    pub async fn connect(&self) -> anyhow::Result<AnyChannel> {
+        Ok(match self {
+            Connector::Ours(endpoint) => AnyChannel::Ours((**endpoint).clone().connect().await?),
+            Connector::Peer(peer) => AnyChannel::Peer(peer.channel()?),
+        })
+    }
+}
+
+/// A client channel over any [`Wire`]: tonic-generated clients take it like a tonic `Channel`.
+///
+/// Ours passes through untouched (its responses already carry `tonic::body::Body`); the peer's
+/// response body is wrapped into `tonic::body::Body`, which is exactly what tonic does with any
+/// foreign body (one allocation per response).
+#[derive(Clone)]
+pub enum AnyChannel {
+    Ours(grpc_h3::Channel),
+    Peer(PeerChannel),
+}
+
+impl fmt::Debug for AnyChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnyChannel::Ours(c) => f.debug_tuple("Ours").field(c).finish(),
+            AnyChannel::Peer(_) => f.write_str("Peer(tonic-h3)"),
+        }
+    }
+}
+
+type OursFuture = <grpc_h3::Channel as Service<Request<Body>>>::Future;
+type PeerFuture = <PeerChannel as Service<Request<Body>>>::Future;
+type PeerResponse = <PeerChannel as Service<Request<Body>>>::Response;
+
+fn boxed_status(status: Status) -> BoxError {
+    Box::new(status)
+}
+
+fn peer_response(response: PeerResponse) -> Response<Body> {
+    response.map(Body::new)
+}
+
+impl Service<Request<Body>> for AnyChannel {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = Either<
+        MapErr<OursFuture, fn(Status) -> BoxError>,
+        MapOk<PeerFuture, fn(PeerResponse) -> Response<Body>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match self {
+            AnyChannel::Ours(c) => c.poll_ready(cx).map_err(boxed_status),
+            AnyChannel::Peer(c) => c.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        match self {
+            AnyChannel::Ours(c) => c
+                .call(request)
+                .map_err(boxed_status as fn(Status) -> BoxError)
+                .left_future(),
+            AnyChannel::Peer(c) => c
+                .call(request)
+                .map_ok(peer_response as fn(PeerResponse) -> Response<Body>)
+                .right_future(),
+        }
+    }
+}
