@@ -231,13 +231,14 @@ impl H3Connection {
         let (parts, body) = req.into_parts();
         let head = Request::from_parts(parts, ());
         let live = self.live().await?;
+        // A unary request is complete at once: it is then written inline, without a pump task.
+        let (ready, rest) = take_ready(body)?;
         let Some(handshake) = live.handshake_pending() else {
             return self
-                .send_on(live, head, Replay::streaming(Vec::new(), body))
+                .send_on(live, head, Replay::from_parts(ready, rest))
                 .await
                 .map_err(Refused::into_status);
         };
-        let (ready, rest) = take_ready(body)?;
         let Some(copy) =
             (rest.is_none() && ready_len(&ready) <= EARLY_DATA_LIMIT).then(|| ready.clone())
         else {
@@ -300,15 +301,21 @@ impl H3Connection {
             }
             Err(err) => return Err(Refused::Failed(status_from_h3(&err))),
         };
-        let (send, mut recv) = stream.split();
+        let (mut send, mut recv) = stream.split();
         // A request body that fails (the caller cancelled, or encoding failed) fails the call with
         // its status, as on HTTP/2.
         let (failed_tx, failed) = oneshot::channel();
         // Fused: a receiver polled after it completed panics, a fused one stays pending.
         let mut failed = failed.fuse();
-        // h3 closes the connection when its last SendRequest is dropped: the call keeps one, so
-        // in-flight calls outlive the Channel handles (as they do on HTTP/2).
-        tokio::spawn(pump_request(send, body, live.send.clone(), failed_tx));
+        if body.is_complete() {
+            // Everything is in hand: write it here (one task per call is enough).
+            drop(failed_tx);
+            write_complete(&mut send, body).await;
+        } else {
+            // h3 closes the connection when its last SendRequest is dropped: the call keeps one,
+            // so in-flight calls outlive the Channel handles (as they do on HTTP/2).
+            tokio::spawn(pump_request(send, body, live.send.clone(), failed_tx));
+        }
         let head = {
             let mut head = pin!(recv.recv_response());
             loop {
@@ -428,12 +435,6 @@ struct Replay {
 }
 
 impl Replay {
-    fn streaming(ready: Vec<ReadyFrame>, rest: RequestBody) -> Self {
-        Replay {
-            ready: ready.into(),
-            rest: Some(rest),
-        }
-    }
     fn complete(ready: Vec<ReadyFrame>) -> Self {
         Replay {
             ready: ready.into(),
@@ -445,6 +446,11 @@ impl Replay {
             ready: ready.into(),
             rest,
         }
+    }
+
+    /// All of the body is in `ready` (nothing left to wait for).
+    fn is_complete(&self) -> bool {
+        self.rest.is_none()
     }
 
     async fn frame(&mut self) -> Option<Result<Frame<Bytes>, crate::error::BoxError>> {
@@ -481,6 +487,39 @@ fn refused_before_sending(err: &h3::error::StreamError) -> bool {
         err,
         StreamError::RemoteClosing | StreamError::ConnectionError(_)
     )
+}
+
+/// Writes a request body that is complete in memory, then FIN. A failed write means the server
+/// answered or reset already; the response side reports what happened. Dropped midway (the call
+/// was cancelled), the stream is reset rather than left to look complete.
+async fn write_complete(send: &mut SendHalf, mut body: Replay) {
+    struct ResetUnlessDone<'a>(&'a mut SendHalf, bool);
+    impl Drop for ResetUnlessDone<'_> {
+        fn drop(&mut self) {
+            if !self.1 {
+                self.0.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+            }
+        }
+    }
+    let mut guard = ResetUnlessDone(send, false);
+    let send = &mut *guard.0;
+    while let Some(Ok(frame)) = body.frame().await {
+        let result = match frame.into_data() {
+            Ok(data) => send.send_data(data).await,
+            Err(frame) => match frame.into_trailers() {
+                Ok(trailers) => send.send_trailers(trailers).await,
+                Err(_) => Ok(()),
+            },
+        };
+        if let Err(err) = result {
+            tracing::trace!(error = %err, "request write ended");
+            return;
+        }
+    }
+    if let Err(err) = send.finish().await {
+        tracing::trace!(error = %err, "finishing request stream failed");
+    }
+    guard.1 = true;
 }
 
 /// Streams the request body into the send half: DATA per chunk (no copy: `Bytes`), trailers if
