@@ -176,6 +176,7 @@ async fn serve_connection(
                         stops.clone(),
                         settings.early_data.clone(),
                         settings.handshake_timeout,
+                        stop.clone(),
                     ));
                 }
                 Ok(None) => break,
@@ -194,6 +195,13 @@ async fn serve_connection(
         }
     }
     while requests.join_next().await.is_some() {}
+    if draining {
+        // Responses that finished just before the drain began may still be unacknowledged, and
+        // closing discards them: give the client about two round trips (+ its ACK delay).
+        let grace = (conn.rtt() * 2 + std::time::Duration::from_millis(25))
+            .min(std::time::Duration::from_secs(1));
+        tokio::time::sleep(grace).await;
+    }
     conn.close(
         quinn::VarInt::from_u32(0x100),
         if draining { b"shutdown" } else { b"" },
@@ -235,6 +243,7 @@ async fn serve_request(
     stops: StreamSignals,
     early_data: Option<Arc<HashSet<String>>>,
     header_timeout: std::time::Duration,
+    draining: watch::Receiver<bool>,
 ) {
     // A stream that never completes its HEADERS (slowloris) must not hold a task forever.
     let (request, stream) =
@@ -346,10 +355,11 @@ async fn serve_request(
             return;
         }
     };
-    if finished {
-        // Stay until the client has acknowledged the whole response (quinn's `stopped` resolves
-        // then): closing the connection — graceful shutdown does once the last request is done —
-        // discards stream data still unacknowledged.
+    if finished && *draining.borrow() {
+        // During a drain, stay until the client has acknowledged the whole response (quinn's
+        // `stopped` resolves then): the connection closes once the last request is done, and
+        // closing discards unacknowledged stream data. Outside a drain this would only cost an
+        // extra wake-up per call.
         let _ = tokio::time::timeout(DELIVERY_WAIT, stopped).await;
     }
 }
