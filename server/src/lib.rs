@@ -5,4 +5,5 @@ pub mod auth;
 pub mod identity;
 pub mod interop;
 pub mod journal;
+pub mod process;
 pub mod zones;

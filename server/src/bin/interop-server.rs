@@ -1,7 +1,6 @@
 //! `interop-server`: serves grpc's interop `grpc.testing.TestService` and `grpc.health.v1.Health`
 //! over HTTP/3 (UDP) and HTTP/2 (TCP) on one port, for grpc interop clients (design §8).
 
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use grpc_h3::{Server, ServerTls, Transport};
 use zone_proto::grpc_testing::test_service_server::TestServiceServer;
 use zone_server::interop::{TestServiceImpl, test_service};
+use zone_server::process::{error_chain, print_ready, shutdown_signal};
 
 /// Serve grpc's interop TestService (plus grpc.health.v1.Health) over HTTP/3 and HTTP/2.
 ///
@@ -79,24 +79,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `outer: cause: root cause` on one line, skipping a cause whose text its parent already shows
-/// (several error types print their source in their own message).
-fn error_chain(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    let mut parent = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if !parent.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-        parent = text;
-    }
-    out
-}
-
 /// Resolves `--transport` against `--plaintext`: plaintext is HTTP/2 only (QUIC always uses TLS).
 fn transport(args: &Args) -> anyhow::Result<Transport> {
     match (args.plaintext, args.transport) {
@@ -143,45 +125,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
 
-    let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "READY h3={} h2={}",
-        show(bound.h3_addr()),
-        show(bound.h2_addr())
-    )
-    .and_then(|()| stdout.flush())
-    .context("cannot write the READY line to stdout")?;
-    drop(stdout);
+    print_ready(bound.h3_addr(), bound.h2_addr())
+        .context("cannot write the READY line to stdout")?;
 
     bound
         .serve_with_shutdown(shutdown_signal())
         .await
         .context("server failed")?;
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM, whichever comes first.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        // If the handler cannot be installed, only SIGTERM (or a kill) stops the server.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use tonic::server::NamedService;
 use zone_proto::zone::v1::zones_server::ZonesServer;
 use zone_server::auth::{AuthLayer, MethodPattern, Users};
 use zone_server::journal::{BasePolicy, JournalOptions, RedbJournal};
+use zone_server::process::{error_chain, print_ready, shutdown_signal};
 use zone_server::zones::{ZoneStore, ZonesService, synthetic_zone, zones_server};
 
 /// The example zones in `server/zones`, compiled in so the binary works from any directory.
@@ -206,23 +207,6 @@ fn init_logging() {
         .init();
 }
 
-/// `outer: cause: root cause` on one line, skipping a cause whose text its parent already shows.
-fn error_chain(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    let mut parent = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if !parent.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-        parent = text;
-    }
-    out
-}
-
 /// Checks option combinations; returns the transport to serve.
 fn check_serve_args(args: &ServeArgs) -> Result<Transport, String> {
     if args.plaintext && args.users.is_some() {
@@ -380,45 +364,14 @@ async fn run_server(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
 
-    let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "READY h3={} h2={}",
-        show(bound.h3_addr()),
-        show(bound.h2_addr())
-    )
-    .and_then(|()| stdout.flush())
-    .context("cannot write the READY line to stdout")?;
-    drop(stdout);
+    print_ready(bound.h3_addr(), bound.h2_addr())
+        .context("cannot write the READY line to stdout")?;
 
     bound
         .serve_with_shutdown(shutdown_signal())
         .await
         .context("server failed")?;
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM, whichever comes first.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        // If the handler cannot be installed, only SIGTERM (or a kill) stops the server.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }
 
 fn user(cmd: UserCommand) -> anyhow::Result<()> {
