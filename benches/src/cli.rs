@@ -85,6 +85,10 @@ pub struct Settings {
     /// Batches per `PushChanges` call and changes per batch in `push`.
     pub push_batches: usize,
     pub push_changes: usize,
+    /// Timed publishes per subscriber count in `edge-fanout` (1 and 64 subscribers).
+    pub fanout_publishes: usize,
+    /// Timed publishes to 1000 subscribers in `edge-fanout`.
+    pub fanout_publishes_1000: usize,
     #[serde(serialize_with = "secs")]
     pub case_timeout: Duration,
 }
@@ -109,6 +113,8 @@ impl Settings {
                 stream_messages: 16,
                 push_batches: 4,
                 push_changes: 16,
+                fanout_publishes: 20,
+                fanout_publishes_1000: 3,
                 case_timeout: Duration::ZERO,
             }
         } else if args.quick {
@@ -124,6 +130,8 @@ impl Settings {
                 stream_messages: 128,
                 push_batches: 8,
                 push_changes: 50,
+                fanout_publishes: 200,
+                fanout_publishes_1000: 10,
                 case_timeout: Duration::ZERO,
             }
         } else {
@@ -139,6 +147,8 @@ impl Settings {
                 stream_messages: 256,
                 push_batches: 16,
                 push_changes: 50,
+                fanout_publishes: 1000,
+                fanout_publishes_1000: 100,
                 case_timeout: Duration::ZERO,
             }
         };

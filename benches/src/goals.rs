@@ -21,6 +21,12 @@ enum Figure {
         metric: &'static str,
         wire: Wire,
     },
+    /// `metric` of `scenario` on `wire`, as measured.
+    Value {
+        scenario: &'static str,
+        metric: &'static str,
+        wire: Wire,
+    },
 }
 
 struct Spec {
@@ -97,6 +103,26 @@ const GOALS: &[Spec] = &[
         at_least: true,
         threshold: 1.0,
     },
+    Spec {
+        name: "edge fan-out p99 ms, 64 subscribers, h2 (edge-fanout)",
+        figure: Figure::Value {
+            scenario: "edge-fanout",
+            metric: "p99_ms_64",
+            wire: Wire::H2,
+        },
+        at_least: false,
+        threshold: 5.0,
+    },
+    Spec {
+        name: "edge fan-out p99 ms, 64 subscribers, h3 (edge-fanout)",
+        figure: Figure::Value {
+            scenario: "edge-fanout",
+            metric: "p99_ms_64",
+            wire: Wire::H3,
+        },
+        at_least: false,
+        threshold: 5.0,
+    },
 ];
 
 fn median(results: &[ScenarioResult], scenario: &str, wire: Wire, metric: &str) -> Option<f64> {
@@ -123,6 +149,11 @@ pub fn evaluate(results: &[ScenarioResult]) -> Vec<Goal> {
                 Figure::Scenarios { a, b, metric, wire } => median(results, a, wire, metric)
                     .zip(median(results, b, wire, metric))
                     .and_then(|(x, y)| ratio(x, y)),
+                Figure::Value {
+                    scenario,
+                    metric,
+                    wire,
+                } => median(results, scenario, wire, metric),
             };
             Goal {
                 name: spec.name.to_string(),
@@ -212,5 +243,15 @@ mod tests {
         let g = by_name("H3 unary rate c=256");
         assert_eq!((g.value, g.pass), (None, None));
         assert!(line(g).starts_with("n/a"));
+        let fanout = vec![result(
+            "edge-fanout",
+            &[(Wire::H2, "p99_ms_64", 7.5), (Wire::H3, "p99_ms_64", 2.0)],
+        )];
+        let goals = evaluate(&fanout);
+        let by_name = |n: &str| goals.iter().find(|g| g.name.contains(n)).unwrap();
+        let g = by_name("64 subscribers, h2");
+        assert_eq!((g.value, g.pass), (Some(7.5), Some(false)));
+        let g = by_name("64 subscribers, h3");
+        assert_eq!((g.value, g.pass), (Some(2.0), Some(true)));
     }
 }

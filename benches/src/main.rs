@@ -6,11 +6,13 @@
 //! `peer` (tonic-h3 adapter), `target` (where calls go; one channel type over all wires),
 //! `scenarios` (what is measured), `load` (bounded load loops), `cpu` (getrusage), `runner`
 //! (interleaved rounds, timeouts, progress), `panics` (where a case panicked), `stats`,
-//! `results` (JSON model), `goals`, `report`, `plots`.
+//! `results` (JSON model), `goals`, `report`, `plots`, `impaired` (`--netlab`: the subset over
+//! the impaired link of `zone_bench::netlab`).
 
 mod cli;
 mod cpu;
 mod goals;
+mod impaired;
 mod load;
 mod panics;
 mod peer;
@@ -45,7 +47,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.netlab {
-        return netlab();
+        return impaired::main(&args);
     }
     panics::install_hook();
     let selected = match scenarios::select(&args.scenarios) {
@@ -78,15 +80,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `--netlab`. The lab (`zone_bench::netlab`, its own module of this package) is not wired to the
-/// runner yet. Integration point: start the servers of [`servers::bench_store`] /
-/// [`servers::bench_users`] inside the lab's namespace, describe them as a [`target::Target`],
-/// and run [`Runner::run_scenario`] per impairment (without peer health).
-fn netlab() -> ExitCode {
-    eprintln!("netlab: not yet integrated");
-    ExitCode::from(2)
 }
 
 async fn run(args: Args, selected: Vec<&'static ScenarioDef>) -> anyhow::Result<ExitCode> {

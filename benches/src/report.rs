@@ -89,7 +89,7 @@ fn wires(run: &RunResults) -> Vec<Wire> {
 }
 
 /// Rows of plain text laid out in left-aligned columns.
-fn layout(rows: &[Vec<String>]) -> String {
+pub fn layout(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {

@@ -170,6 +170,7 @@ impl Runner {
         let mut accs: Vec<Acc> = self
             .wires
             .iter()
+            .filter(|w| !(def.ours_only && w.is_peer()))
             .map(|&wire| Acc {
                 wire,
                 samples: Vec::new(),

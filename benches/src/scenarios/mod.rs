@@ -6,6 +6,7 @@
 
 mod auth;
 mod calls;
+mod fanout;
 mod streams;
 
 use std::sync::Arc;
@@ -150,6 +151,15 @@ const AUTH: &[MetricSpec] = &[
     m("argon2_runs", "argon2 runs", Better::Neither, false),
 ];
 
+const FANOUT: &[MetricSpec] = &[
+    m("p50_ms_1", "1 sub p50 ms", Better::Lower, true),
+    m("p99_ms_1", "1 sub p99 ms", Better::Lower, true),
+    m("p50_ms_64", "64 subs p50 ms", Better::Lower, true),
+    m("p99_ms_64", "64 subs p99 ms", Better::Lower, true),
+    m("p50_ms_1000", "1000 subs p50 ms", Better::Lower, true),
+    m("p99_ms_1000", "1000 subs p99 ms", Better::Lower, true),
+];
+
 /// What a scenario does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -167,6 +177,8 @@ pub enum Kind {
     Connect,
     /// Unary 64 B at c=32 against servers without and with the per-RPC auth layer.
     Auth,
+    /// `ZoneStore::push` on a journaled store → `Sync` subscribers: propagation latency.
+    EdgeFanout,
 }
 
 /// A scenario of the catalogue.
@@ -178,6 +190,8 @@ pub struct ScenarioDef {
     pub metrics: &'static [MetricSpec],
     /// Caveats printed with the results.
     pub notes: &'static [&'static str],
+    /// Measured over grpc-h3 (h2, h3) only, not the tonic-h3 peer.
+    pub ours_only: bool,
 }
 
 /// Every scenario, in run order.
@@ -191,6 +205,7 @@ pub static CATALOGUE: &[ScenarioDef] = &[
         },
         metrics: LATENCY,
         notes: &[],
+        ours_only: false,
     },
     ScenarioDef {
         name: "unary-64b-c32",
@@ -201,6 +216,7 @@ pub static CATALOGUE: &[ScenarioDef] = &[
         },
         metrics: LATENCY,
         notes: &[],
+        ours_only: false,
     },
     ScenarioDef {
         name: "unary-64b-c256",
@@ -211,6 +227,7 @@ pub static CATALOGUE: &[ScenarioDef] = &[
         },
         metrics: LATENCY,
         notes: &[],
+        ours_only: false,
     },
     ScenarioDef {
         name: "unary-64k-c32",
@@ -221,6 +238,7 @@ pub static CATALOGUE: &[ScenarioDef] = &[
         },
         metrics: LATENCY,
         notes: &[],
+        ours_only: false,
     },
     ScenarioDef {
         name: "transfer-small",
@@ -228,6 +246,7 @@ pub static CATALOGUE: &[ScenarioDef] = &[
         kind: Kind::Transfer,
         metrics: TRANSFER,
         notes: &["CPU is the whole process (client and server together), from getrusage."],
+        ours_only: false,
     },
     ScenarioDef {
         name: "stream-64k",
@@ -235,6 +254,7 @@ pub static CATALOGUE: &[ScenarioDef] = &[
         kind: Kind::ServerStream,
         metrics: STREAM,
         notes: &["CPU is the whole process (client and server together), from getrusage."],
+        ours_only: false,
     },
     ScenarioDef {
         name: "push",
@@ -242,6 +262,7 @@ pub static CATALOGUE: &[ScenarioDef] = &[
         kind: Kind::Push,
         metrics: PUSH,
         notes: &[],
+        ours_only: false,
     },
     ScenarioDef {
         name: "pingpong",
@@ -249,6 +270,7 @@ pub static CATALOGUE: &[ScenarioDef] = &[
         kind: Kind::PingPong,
         metrics: PING_PONG,
         notes: &[],
+        ours_only: false,
     },
     ScenarioDef {
         name: "connect",
@@ -263,6 +285,7 @@ pub static CATALOGUE: &[ScenarioDef] = &[
              connection fetched a ticket; PSK resumption without 0-RTT. Neither client API says \
              whether a given handshake resumed; the time difference shows it.",
         ],
+        ours_only: false,
     },
     ScenarioDef {
         name: "auth",
@@ -279,6 +302,26 @@ pub static CATALOGUE: &[ScenarioDef] = &[
             "tonic-h3 has no grpc_h3::ConnectionInfo; an adapter inserts it (QUIC is always TLS) \
              in front of the same AuthLayer.",
         ],
+        ours_only: false,
+    },
+    ScenarioDef {
+        name: "edge-fanout",
+        description: "Edge push fan-out: ZoneStore::push (MemoryJournal attached) → every Sync \
+                      subscriber received the batch; 1, 64 and 1000 subscribers",
+        kind: Kind::EdgeFanout,
+        metrics: FANOUT,
+        notes: &[
+            "Each case starts its own grpc-h3 server (h2 and h3 on one port) over a store with \
+             a MemoryJournal attached, so every push is journaled before it is published (no \
+             disk: the figure is propagation, not fsync).",
+            "Subscribers are raw Sync streams, 64 per connection (1000 subscribers = 16 \
+             connections), subscribed at the zone's current serial; they do not ack.",
+            "One publisher: the clock starts before ZoneStore::push and stops when a \
+             subscriber's stream yields that serial; the next push waits until every \
+             subscriber has it (latency without queueing). Quick/tiny runs push to 1000 \
+             subscribers only a few times.",
+        ],
+        ours_only: true,
     },
 ];
 
@@ -342,6 +385,7 @@ pub async fn run(def: &'static ScenarioDef, case: Case) -> anyhow::Result<Sample
         Kind::ServerStream => streams::server_stream(&case).await,
         Kind::Push => streams::push(&case).await,
         Kind::Auth => auth::auth(&case).await,
+        Kind::EdgeFanout => fanout::edge_fanout(&case).await,
     }
 }
 

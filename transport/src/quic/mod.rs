@@ -77,6 +77,11 @@ pub struct QuicSettings {
     pub segmentation_offload: bool,
     /// SO_RCVBUF / SO_SNDBUF of the UDP socket in bytes; default 4 MiB (capped by the kernel).
     pub udp_buffer_size: usize,
+    /// Largest UDP payload path-MTU discovery (RFC 9000 §14.3) probes for; default 65527 (the
+    /// UDP maximum), so paths with a large MTU — loopback, jumbo frames — use it. quinn's own
+    /// default, 1452, caps every path at Ethernet size. Probing higher than a path allows only
+    /// loses the probes (quinn: "safe to use an arbitrarily high upper bound").
+    pub mtu_upper_bound: u16,
 }
 
 impl Default for QuicSettings {
@@ -91,6 +96,7 @@ impl Default for QuicSettings {
             congestion: CongestionControl::Cubic,
             segmentation_offload: true,
             udp_buffer_size: 4 * 1024 * 1024,
+            mtu_upper_bound: 65_527,
         }
     }
 }
@@ -107,6 +113,9 @@ impl QuicSettings {
             .max_idle_timeout(Some(idle))
             .keep_alive_interval(self.keep_alive_interval)
             .enable_segmentation_offload(self.segmentation_offload);
+        let mut mtu = quinn::MtuDiscoveryConfig::default();
+        mtu.upper_bound(self.mtu_upper_bound);
+        t.mtu_discovery_config(Some(mtu));
         match self.congestion {
             CongestionControl::Cubic => {
                 t.congestion_controller_factory(Arc::new(CubicConfig::default()))

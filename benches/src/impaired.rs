@@ -1,0 +1,916 @@
+//! `zone-bench --netlab`: unary latency and server-stream throughput over the impaired link of
+//! [`zone_bench::netlab`] (issue #5 item 3), across a grid of round-trip times and loss rates,
+//! for HTTP/2 and HTTP/3 (Cubic and BBR).
+//!
+//! Servers run in namespace `b` on a runtime of their own, clients in namespace `a` (one thread
+//! per grid point); the lab's router between them delays each direction by RTT/2 and drops
+//! packets at the given rate. Every measurement opens a fresh connection, makes one untimed call
+//! and is bounded in time; a failure or hang becomes the cell's error text.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use dev_certs::DevCerts;
+use grpc_h3::{Channel, CongestionControl, Endpoint, QuicSettings, Server, ServerTls, Transport};
+use serde::Serialize;
+use tokio::sync::oneshot;
+use zone_bench::netlab::{Impairment, Lab};
+use zone_proto::grpc_testing::test_service_client::TestServiceClient;
+use zone_proto::grpc_testing::{
+    Payload, ResponseParameters, SimpleRequest, StreamingOutputCallRequest,
+};
+use zone_server::interop::test_service;
+
+use crate::cli::{Args, Profile};
+use crate::goals;
+use crate::load::{Budget, Op, Work, closed_loop};
+use crate::report::{layout, num};
+use crate::results::{self, Goal, Machine};
+use crate::stats::ratio;
+
+/// Payload of the unary calls.
+const SMALL: usize = 64;
+/// Message size of the server stream.
+const LARGE: usize = 64 * 1024;
+/// Messages per `StreamingOutputCall` (the reader stops at the time bound, not the end).
+const STREAM_MESSAGES: usize = 256;
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// One side of the comparison on the impaired link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NetWire {
+    #[serde(rename = "h2")]
+    H2,
+    /// HTTP/3, Cubic on both ends (the default).
+    #[serde(rename = "h3")]
+    H3,
+    /// HTTP/3, BBR on both ends.
+    #[serde(rename = "h3-bbr")]
+    H3Bbr,
+}
+
+impl NetWire {
+    fn label(self) -> &'static str {
+        match self {
+            NetWire::H2 => "h2",
+            NetWire::H3 => "h3",
+            NetWire::H3Bbr => "h3-bbr",
+        }
+    }
+
+    /// BBR is compared with Cubic under loss only.
+    fn at(loss_pct: f64) -> Vec<NetWire> {
+        if loss_pct > 0.0 {
+            vec![NetWire::H2, NetWire::H3, NetWire::H3Bbr]
+        } else {
+            vec![NetWire::H2, NetWire::H3]
+        }
+    }
+}
+
+/// Grid and bounds of a lab run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabSettings {
+    pub profile: Profile,
+    pub rtts_ms: Vec<u64>,
+    pub losses_pct: Vec<f64>,
+    /// Time bound of one measurement (one scenario, one wire, one grid point).
+    pub duration_s: f64,
+}
+
+impl LabSettings {
+    fn from_args(args: &Args) -> LabSettings {
+        // c=1 at 50 ms RTT makes ~20 calls a second: p99 needs seconds of samples.
+        let (profile, rtts_ms, losses_pct, duration) = if args.tiny {
+            (Profile::Tiny, vec![50], vec![1.0, 5.0], 0.3)
+        } else if args.quick {
+            (Profile::Quick, vec![0, 50], vec![0.0, 1.0, 5.0], 2.0)
+        } else {
+            (
+                Profile::Full,
+                vec![0, 20, 50, 100],
+                vec![0.0, 1.0, 5.0],
+                5.0,
+            )
+        };
+        LabSettings {
+            profile,
+            rtts_ms,
+            losses_pct,
+            duration_s: args.duration.map_or(duration, |d| d.as_secs_f64()),
+        }
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration_s)
+    }
+}
+
+/// Figures of one wire at one grid point.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub rtt_ms: u64,
+    pub loss_pct: f64,
+    pub wire: NetWire,
+    /// `c1_p50_ms`, `c1_p99_ms`, `c1_rate`, `c32_p99_ms`, `c32_rate`, `stream_mbit_s`.
+    pub metrics: BTreeMap<&'static str, f64>,
+    /// Errors of the measurements that failed (the others still count).
+    pub errors: Vec<String>,
+}
+
+/// What the lab's router did during one grid point (all wires), per direction.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkStats {
+    pub rtt_ms: u64,
+    pub loss_pct: f64,
+    /// Packets read from the sender side's TUN, and those dropped (any cause).
+    pub a_to_b_packets: u64,
+    pub a_to_b_dropped: u64,
+    pub b_to_a_packets: u64,
+    pub b_to_a_dropped: u64,
+}
+
+impl LinkStats {
+    fn line(&self) -> String {
+        let pct = |d: u64, n: u64| {
+            if n > 0 {
+                d as f64 * 100.0 / n as f64
+            } else {
+                0.0
+            }
+        };
+        format!(
+            "RTT {} ms, loss {} %: a→b {} packets, {:.2} % dropped; b→a {} packets, {:.2} % dropped",
+            self.rtt_ms,
+            num(self.loss_pct),
+            self.a_to_b_packets,
+            pct(self.a_to_b_dropped, self.a_to_b_packets),
+            self.b_to_a_packets,
+            pct(self.b_to_a_dropped, self.b_to_a_packets)
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct NetlabResults {
+    tool: &'static str,
+    version: &'static str,
+    started_unix_s: u64,
+    duration_s: f64,
+    command_line: Vec<String>,
+    git_commit: Option<String>,
+    machine: Machine,
+    settings: LabSettings,
+    points: Vec<Point>,
+    links: Vec<LinkStats>,
+    goals: Vec<Goal>,
+}
+
+/// Where the servers in namespace `b` listen.
+#[derive(Debug, Clone, Copy)]
+struct LabAddrs {
+    h2: SocketAddr,
+    h3_cubic: SocketAddr,
+    h3_bbr: SocketAddr,
+}
+
+fn quic(congestion: CongestionControl) -> QuicSettings {
+    let mut q = QuicSettings::default();
+    q.congestion = congestion;
+    q
+}
+
+type ServerThread = std::thread::JoinHandle<Result<(), String>>;
+
+/// Starts the servers on a thread in namespace `b`; returns their addresses once bound and the
+/// sender that stops them.
+fn start_servers(
+    lab: &Lab,
+    certs: &DevCerts,
+) -> anyhow::Result<(LabAddrs, oneshot::Sender<()>, ServerThread)> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<LabAddrs, String>>();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (cert, key) = (certs.server_cert_pem.clone(), certs.server_key_pem.clone());
+    let ip = lab.addr_b();
+    let thread = lab.spawn_in_b(move || -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            let bind = |congestion| {
+                let (cert, key) = (cert.clone(), key.clone());
+                async move {
+                    Server::builder()
+                        .tls(ServerTls::from_pem(&cert, &key)?)
+                        .transport(Transport::Auto)
+                        .quic_settings(quic(congestion))
+                        .drain_timeout(Duration::from_millis(500))
+                        .add_service(test_service())
+                        .bind(SocketAddr::from((ip, 0)))
+                        .await
+                }
+            };
+            let bound = async {
+                let cubic = bind(CongestionControl::Cubic).await?;
+                let bbr = bind(CongestionControl::Bbr).await?;
+                Ok::<_, grpc_h3::Error>((cubic, bbr))
+            }
+            .await;
+            let (cubic, bbr) = match bound {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("binding in namespace b: {e}")));
+                    return Err(e.to_string());
+                }
+            };
+            let addrs = match (cubic.h2_addr(), cubic.h3_addr(), bbr.h3_addr()) {
+                (Some(h2), Some(h3_cubic), Some(h3_bbr)) => LabAddrs {
+                    h2,
+                    h3_cubic,
+                    h3_bbr,
+                },
+                _ => {
+                    let _ = ready_tx.send(Err("a server did not bind TCP and UDP".into()));
+                    return Err("bind".into());
+                }
+            };
+            let (stop_bbr_tx, stop_bbr_rx) = oneshot::channel::<()>();
+            let bbr_task = tokio::spawn(bbr.serve_with_shutdown(async {
+                let _ = stop_bbr_rx.await;
+            }));
+            let _ = ready_tx.send(Ok(addrs));
+            let served = cubic
+                .serve_with_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            let _ = stop_bbr_tx.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(3), bbr_task).await;
+            served.map_err(|e| e.to_string())
+        })
+    })?;
+    let addrs = ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .map_err(|e| anyhow::anyhow!("servers in namespace b did not report: {e}"))?
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok((addrs, stop_tx, thread))
+}
+
+async fn connect(
+    wire: NetWire,
+    addrs: LabAddrs,
+    ca_pem: &[u8],
+) -> anyhow::Result<TestServiceClient<Channel>> {
+    let (addr, transport, congestion) = match wire {
+        NetWire::H2 => (addrs.h2, Transport::H2, CongestionControl::Cubic),
+        NetWire::H3 => (addrs.h3_cubic, Transport::H3, CongestionControl::Cubic),
+        NetWire::H3Bbr => (addrs.h3_bbr, Transport::H3, CongestionControl::Bbr),
+    };
+    let channel = Endpoint::new(format!("https://{addr}"))?
+        .transport(transport)
+        .quic_settings(quic(congestion))
+        .server_name("localhost")
+        .ca_certificate_pem(ca_pem)?
+        .connect()
+        .await?;
+    Ok(TestServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE))
+}
+
+struct Unary {
+    client: TestServiceClient<Channel>,
+    request: SimpleRequest,
+}
+
+impl Op for Unary {
+    async fn call(&mut self) -> anyhow::Result<Work> {
+        let response = self.client.unary_call(self.request.clone()).await?;
+        let got = response.into_inner().payload.map_or(0, |p| p.body.len());
+        anyhow::ensure!(
+            got == SMALL,
+            "response payload of {got} B, expected {SMALL}"
+        );
+        Ok(Work::default())
+    }
+}
+
+/// Unary 64 B calls from `concurrency` workers: (p50 ms, p99 ms, calls/s).
+async fn unary(
+    client: TestServiceClient<Channel>,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let request = SimpleRequest {
+        response_size: SMALL as i32,
+        payload: Some(Payload {
+            r#type: 0,
+            body: vec![0x5a; SMALL],
+        }),
+        ..SimpleRequest::default()
+    };
+    let mut first = Unary {
+        client: client.clone(),
+        request: request.clone(),
+    };
+    first.call().await.context("first call")?;
+    let ops = (0..concurrency)
+        .map(|_| Unary {
+            client: client.clone(),
+            request: request.clone(),
+        })
+        .collect();
+    let report = closed_loop(
+        ops,
+        Budget {
+            duration,
+            max_ops: 10_000_000,
+        },
+    )
+    .await?;
+    let ms = |q: f64| report.latency.value_at_quantile(q) as f64 / 1e6;
+    Ok((ms(0.5), ms(0.99), report.ops_per_sec()))
+}
+
+/// Server stream of 64 KiB messages read for `duration`, and at least until the first message
+/// (new calls when one ends): Mbit/s of payload.
+async fn stream(client: TestServiceClient<Channel>, duration: Duration) -> anyhow::Result<f64> {
+    let mut client = client;
+    let request = StreamingOutputCallRequest {
+        response_parameters: vec![
+            ResponseParameters {
+                size: LARGE as i32,
+                ..ResponseParameters::default()
+            };
+            STREAM_MESSAGES
+        ],
+        ..StreamingOutputCallRequest::default()
+    };
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + duration;
+    // Until the first message arrives the time bound does not apply (a short bound on a slow,
+    // lossy link would otherwise measure nothing); the caller's limit still does.
+    let first_deadline = deadline + Duration::from_secs(60);
+    let mut bytes = 0u64;
+    'calls: loop {
+        let until = if bytes == 0 { first_deadline } else { deadline };
+        let call = tokio::time::timeout_at(until, client.streaming_output_call(request.clone()));
+        let Ok(response) = call.await else {
+            break;
+        };
+        let mut messages = response?.into_inner();
+        loop {
+            let until = if bytes == 0 { first_deadline } else { deadline };
+            match tokio::time::timeout_at(until, messages.message()).await {
+                Err(_) => break 'calls,
+                Ok(Ok(Some(m))) => bytes += m.payload.map_or(0, |p| p.body.len()) as u64,
+                Ok(Ok(None)) => break,
+                Ok(Err(status)) => return Err(status.into()),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline && bytes > 0 {
+            break;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(bytes > 0, "no message");
+    Ok(bytes as f64 * 8.0 / secs / 1e6)
+}
+
+/// Every measurement of one wire at the current impairment, each bounded by `limit`.
+async fn measure_wire(
+    wire: NetWire,
+    addrs: LabAddrs,
+    ca_pem: &[u8],
+    duration: Duration,
+) -> (BTreeMap<&'static str, f64>, Vec<String>) {
+    let limit = duration * 2 + Duration::from_secs(15);
+    let mut metrics = BTreeMap::new();
+    let mut errors = Vec::new();
+    for concurrency in [1usize, 32] {
+        let work = async {
+            let client = connect(wire, addrs, ca_pem).await?;
+            unary(client, concurrency, duration).await
+        };
+        match tokio::time::timeout(limit, work).await {
+            Ok(Ok((p50, p99, rate))) if concurrency == 1 => {
+                metrics.extend([("c1_p50_ms", p50), ("c1_p99_ms", p99), ("c1_rate", rate)]);
+            }
+            Ok(Ok((_, p99, rate))) => {
+                metrics.extend([("c32_p99_ms", p99), ("c32_rate", rate)]);
+            }
+            Ok(Err(e)) => errors.push(format!("unary c={concurrency}: {e:#}")),
+            Err(_) => errors.push(format!("unary c={concurrency}: no result within {limit:?}")),
+        }
+    }
+    let work = async {
+        let client = connect(wire, addrs, ca_pem).await?;
+        stream(client, duration).await
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(Ok(mbit)) => {
+            metrics.insert("stream_mbit_s", mbit);
+        }
+        Ok(Err(e)) => errors.push(format!("stream: {e:#}")),
+        Err(_) => errors.push(format!("stream: no result within {limit:?}")),
+    }
+    (metrics, errors)
+}
+
+/// Runs one grid point's measurements on a thread in namespace `a`.
+fn run_point(
+    lab: &Lab,
+    addrs: LabAddrs,
+    ca_pem: &[u8],
+    rtt_ms: u64,
+    loss_pct: f64,
+    duration: Duration,
+) -> anyhow::Result<(Vec<Point>, LinkStats)> {
+    let link = |seed| Impairment {
+        delay: Duration::from_micros(rtt_ms * 500),
+        loss: loss_pct / 100.0,
+        seed,
+        ..Impairment::default()
+    };
+    lab.set(link(1), link(2))?;
+    let before = lab.stats();
+    let ca_pem = ca_pem.to_vec();
+    let thread = lab.spawn_in_a(move || -> Result<Vec<Point>, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(rt.block_on(async {
+            let mut points = Vec::new();
+            for wire in NetWire::at(loss_pct) {
+                let (metrics, errors) = measure_wire(wire, addrs, &ca_pem, duration).await;
+                for e in &errors {
+                    eprintln!(
+                        "zone-bench --netlab: RTT {rtt_ms} ms, loss {loss_pct} %, {}: {e}",
+                        wire.label()
+                    );
+                }
+                points.push(Point {
+                    rtt_ms,
+                    loss_pct,
+                    wire,
+                    metrics,
+                    errors,
+                });
+            }
+            points
+        }))
+    })?;
+    let points = thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the client thread panicked"))?
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let after = lab.stats();
+    let link = LinkStats {
+        rtt_ms,
+        loss_pct,
+        a_to_b_packets: after.a_to_b.received - before.a_to_b.received,
+        a_to_b_dropped: after.a_to_b.dropped() - before.a_to_b.dropped(),
+        b_to_a_packets: after.b_to_a.received - before.b_to_a.received,
+        b_to_a_dropped: after.b_to_a.dropped() - before.b_to_a.dropped(),
+    };
+    Ok((points, link))
+}
+
+fn figure(points: &[Point], rtt: u64, loss: f64, wire: NetWire, key: &str) -> Option<f64> {
+    points
+        .iter()
+        .find(|p| p.rtt_ms == rtt && p.loss_pct == loss && p.wire == wire)
+        .and_then(|p| p.metrics.get(key).copied())
+}
+
+fn wire_ratio(
+    points: &[Point],
+    rtt: u64,
+    loss: f64,
+    key: &str,
+    a: NetWire,
+    b: NetWire,
+) -> Option<f64> {
+    figure(points, rtt, loss, a, key)
+        .zip(figure(points, rtt, loss, b, key))
+        .and_then(|(x, y)| ratio(x, y))
+}
+
+/// The impaired-network goals of issue #5 (reported, never enforced).
+pub fn evaluate(points: &[Point]) -> Vec<Goal> {
+    let goal = |name: &str, value: Option<f64>, at_least: bool, threshold: f64| Goal {
+        name: name.to_string(),
+        comparison: if at_least { ">=" } else { "<=" },
+        threshold,
+        value,
+        pass: value.map(|v| {
+            if at_least {
+                v >= threshold
+            } else {
+                v <= threshold
+            }
+        }),
+    };
+    vec![
+        goal(
+            "1% loss, 50 ms RTT: unary c=1 p99 H3/H2",
+            wire_ratio(points, 50, 1.0, "c1_p99_ms", NetWire::H3, NetWire::H2),
+            false,
+            0.25,
+        ),
+        goal(
+            "5% loss, 50 ms RTT: stream throughput H3/H2",
+            wire_ratio(points, 50, 5.0, "stream_mbit_s", NetWire::H3, NetWire::H2),
+            true,
+            1.5,
+        ),
+        goal(
+            "5% loss, 50 ms RTT: stream throughput H3 (BBR)/H2",
+            wire_ratio(
+                points,
+                50,
+                5.0,
+                "stream_mbit_s",
+                NetWire::H3Bbr,
+                NetWire::H2,
+            ),
+            true,
+            1.5,
+        ),
+    ]
+}
+
+fn cell(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_string(), num)
+}
+
+fn ratio_cell(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_string(), |r| format!("{r:.2}"))
+}
+
+/// Rows of the grid table: absolute figures per wire and the ratios.
+fn rows(settings: &LabSettings, points: &[Point]) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        [
+            "RTT ms",
+            "loss %",
+            "c1 p99 ms h2",
+            "h3",
+            "h3-bbr",
+            "h3/h2",
+            "c32 p99 ms h2",
+            "h3",
+            "h3-bbr",
+            "h3/h2",
+            "c32 calls/s h2",
+            "h3",
+            "h3/h2",
+            "stream Mbit/s h2",
+            "h3",
+            "h3-bbr",
+            "h3/h2",
+            "bbr/cubic",
+        ]
+        .map(str::to_string)
+        .to_vec(),
+    ];
+    for &rtt in &settings.rtts_ms {
+        for &loss in &settings.losses_pct {
+            let f = |w, k| cell(figure(points, rtt, loss, w, k));
+            let r = |k, a, b| ratio_cell(wire_ratio(points, rtt, loss, k, a, b));
+            use NetWire::{H2, H3, H3Bbr};
+            rows.push(vec![
+                rtt.to_string(),
+                num(loss),
+                f(H2, "c1_p99_ms"),
+                f(H3, "c1_p99_ms"),
+                f(H3Bbr, "c1_p99_ms"),
+                r("c1_p99_ms", H3, H2),
+                f(H2, "c32_p99_ms"),
+                f(H3, "c32_p99_ms"),
+                f(H3Bbr, "c32_p99_ms"),
+                r("c32_p99_ms", H3, H2),
+                f(H2, "c32_rate"),
+                f(H3, "c32_rate"),
+                r("c32_rate", H3, H2),
+                f(H2, "stream_mbit_s"),
+                f(H3, "stream_mbit_s"),
+                f(H3Bbr, "stream_mbit_s"),
+                r("stream_mbit_s", H3, H2),
+                r("stream_mbit_s", H3Bbr, H3),
+            ]);
+        }
+    }
+    rows
+}
+
+fn terminal(
+    settings: &LabSettings,
+    points: &[Point],
+    links: &[LinkStats],
+    goals: &[Goal],
+) -> String {
+    let mut out = String::from("Impaired network (netlab; one-way delay = RTT/2 each way)\n");
+    out.push_str(&layout(&rows(settings, points)));
+    out.push_str("\nlink (router counters per grid point, all wires):\n");
+    for l in links {
+        let _ = writeln!(out, "  {}", l.line());
+    }
+    out.push_str("\ngoals (reported, not enforced):\n");
+    for g in goals {
+        let _ = writeln!(out, "  {}", goals::line(g));
+    }
+    out
+}
+
+/// The "Impaired network" section of report.md.
+pub fn markdown_section(
+    settings: &LabSettings,
+    points: &[Point],
+    links: &[LinkStats],
+    goals: &[Goal],
+    plots: &[String],
+) -> String {
+    let mut out = String::from("## Impaired network\n\n");
+    let _ = writeln!(
+        out,
+        "Servers in network namespace b, clients in namespace a, joined by the netlab's \
+         userspace TUN router: each direction delayed by RTT/2 and dropping packets at the \
+         given rate (seeded). h2 = grpc-h3 Transport::H2 (kernel TCP, its default congestion \
+         control); h3 = Transport::H3 with Cubic; h3-bbr = Transport::H3 with BBR on client and \
+         server (run under loss only). One measurement per cell, {:.1} s each, fresh connection, \
+         one untimed call first. c1/c32 = UnaryCall 64 B with 1/32 calls in flight; stream = \
+         StreamingOutputCall of 64 KiB messages read for the whole time bound (payload Mbit/s). \
+         Ratios: below 1 is better for p99, above 1 for throughput.\n",
+        settings.duration_s
+    );
+    let table = rows(settings, points);
+    for (i, row) in table.iter().enumerate() {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+        if i == 0 {
+            let _ = writeln!(out, "|{}", "---:|".repeat(row.len()));
+        }
+    }
+    out.push_str("\nLink counters per grid point (all wires):\n\n");
+    for l in links {
+        let _ = writeln!(out, "- {}", l.line());
+    }
+    out.push_str("\nGoals (reported, never enforced):\n\n");
+    for g in goals {
+        let _ = writeln!(out, "- {}", goals::line(g));
+    }
+    let errors: Vec<String> = points
+        .iter()
+        .flat_map(|p| {
+            p.errors.iter().map(move |e| {
+                format!(
+                    "RTT {} ms, loss {} %, {}: {}",
+                    p.rtt_ms,
+                    num(p.loss_pct),
+                    p.wire.label(),
+                    e
+                )
+            })
+        })
+        .collect();
+    if !errors.is_empty() {
+        out.push_str("\nErrors (recorded as results):\n\n");
+        for e in errors {
+            let _ = writeln!(out, "- {}", e.replace('|', "\\|").replace('\n', " "));
+        }
+    }
+    for p in plots {
+        let _ = writeln!(out, "\n![{p}]({p})");
+    }
+    out
+}
+
+/// Series for the plots: throughput vs loss (one line per wire and RTT), c=1 p99 vs RTT (one
+/// line per wire and loss).
+fn plot_all(
+    dir: &std::path::Path,
+    settings: &LabSettings,
+    points: &[Point],
+) -> anyhow::Result<Vec<String>> {
+    let wires = [NetWire::H2, NetWire::H3, NetWire::H3Bbr];
+    let mut throughput = Vec::new();
+    for wire in wires {
+        for &rtt in &settings.rtts_ms {
+            let line: Vec<(f64, f64)> = settings
+                .losses_pct
+                .iter()
+                .filter_map(|&l| figure(points, rtt, l, wire, "stream_mbit_s").map(|v| (l, v)))
+                .collect();
+            if !line.is_empty() {
+                throughput.push((format!("{} RTT {rtt} ms", wire.label()), line));
+            }
+        }
+    }
+    let mut p99 = Vec::new();
+    for wire in wires {
+        for &loss in &settings.losses_pct {
+            let line: Vec<(f64, f64)> = settings
+                .rtts_ms
+                .iter()
+                .filter_map(|&r| figure(points, r, loss, wire, "c1_p99_ms").map(|v| (r as f64, v)))
+                .collect();
+            if !line.is_empty() {
+                p99.push((format!("{} loss {} %", wire.label(), num(loss)), line));
+            }
+        }
+    }
+    let mut written = Vec::new();
+    if !throughput.is_empty() {
+        let file = "netlab-throughput-vs-loss.svg".to_string();
+        crate::plots::lines(
+            &dir.join(&file),
+            "Server-stream throughput vs loss",
+            "loss %",
+            "Mbit/s",
+            &throughput,
+        )?;
+        written.push(file);
+    }
+    if !p99.is_empty() {
+        let file = "netlab-p99-vs-rtt.svg".to_string();
+        crate::plots::lines(
+            &dir.join(&file),
+            "Unary c=1 p99 vs RTT",
+            "RTT ms",
+            "p99 ms",
+            &p99,
+        )?;
+        written.push(file);
+    }
+    Ok(written)
+}
+
+/// `--netlab`: exit 2 (a skip) when the lab cannot start here.
+pub fn main(args: &Args) -> ExitCode {
+    let lab = match Lab::start(Impairment::default(), Impairment::default()) {
+        Ok(lab) => lab,
+        Err(e) => {
+            let kind = if e.is_skip() {
+                "skipped"
+            } else {
+                "cannot start the lab"
+            };
+            eprintln!("zone-bench --netlab: {kind}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!("{}", lab.ready_line());
+    let outcome = run(&lab, args);
+    drop(lab);
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zone-bench --netlab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
+    let settings = LabSettings::from_args(args);
+    let started = Instant::now();
+    let started_unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let certs = DevCerts::generate().context("generating dev certificates")?;
+    let (addrs, stop, server_thread) = start_servers(lab, &certs)?;
+    let mut points = Vec::new();
+    let mut links = Vec::new();
+    let mut failure = None;
+    for &rtt in &settings.rtts_ms {
+        for &loss in &settings.losses_pct {
+            eprintln!("zone-bench --netlab: RTT {rtt} ms, loss {loss} % ...");
+            match run_point(lab, addrs, &certs.ca_pem, rtt, loss, settings.duration()) {
+                Ok((p, link)) => {
+                    points.extend(p);
+                    links.push(link);
+                }
+                Err(e) => {
+                    failure = Some(e.context(format!("RTT {rtt} ms, loss {loss} %")));
+                    break;
+                }
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+    }
+    // Servers stop on a perfect link, so their goodbyes are not lost.
+    let _ = lab.set(Impairment::default(), Impairment::default());
+    let _ = stop.send(());
+    let _ = server_thread.join();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+
+    let goals = evaluate(&points);
+    let out = &args.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let plots = plot_all(out, &settings, &points).unwrap_or_else(|e| {
+        eprintln!("zone-bench --netlab: plots skipped: {e:#}");
+        Vec::new()
+    });
+    let results = NetlabResults {
+        tool: "zone-bench --netlab",
+        version: env!("CARGO_PKG_VERSION"),
+        started_unix_s,
+        duration_s: started.elapsed().as_secs_f64(),
+        command_line: std::env::args().collect(),
+        git_commit: results::git_commit(),
+        machine: Machine::detect(),
+        settings: settings.clone(),
+        points: points.clone(),
+        links: links.clone(),
+        goals: goals.clone(),
+    };
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )
+    .with_context(|| format!("writing {}", out.join("results.json").display()))?;
+    let report = format!(
+        "# zone-bench report (netlab)\n\n- commit: `{}`\n- build: {}\n- command: `{}`\n- run time: {:.1} s\n\n{}",
+        results.git_commit.as_deref().unwrap_or("unknown"),
+        results.machine.build,
+        results.command_line.join(" "),
+        results.duration_s,
+        markdown_section(&settings, &points, &links, &goals, &plots)
+    );
+    std::fs::write(out.join("report.md"), report)
+        .with_context(|| format!("writing {}", out.join("report.md").display()))?;
+    print!("{}", terminal(&settings, &points, &links, &goals));
+    println!(
+        "\nwrote {} (report.md, results.json, {} plot(s)) in {:.1} s",
+        out.display(),
+        plots.len(),
+        results.duration_s
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn point(rtt_ms: u64, loss_pct: f64, wire: NetWire, figures: &[(&'static str, f64)]) -> Point {
+        Point {
+            rtt_ms,
+            loss_pct,
+            wire,
+            metrics: figures.iter().copied().collect(),
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn goals_use_the_right_grid_points() {
+        let points = vec![
+            point(50, 1.0, NetWire::H2, &[("c1_p99_ms", 400.0)]),
+            point(50, 1.0, NetWire::H3, &[("c1_p99_ms", 80.0)]),
+            point(50, 5.0, NetWire::H2, &[("stream_mbit_s", 10.0)]),
+            point(50, 5.0, NetWire::H3, &[("stream_mbit_s", 12.0)]),
+            // Other grid points must not be picked up.
+            point(0, 5.0, NetWire::H3Bbr, &[("stream_mbit_s", 99.0)]),
+        ];
+        let goals = evaluate(&points);
+        assert_eq!((goals[0].value, goals[0].pass), (Some(0.2), Some(true)));
+        assert_eq!((goals[1].value, goals[1].pass), (Some(1.2), Some(false)));
+        assert_eq!((goals[2].value, goals[2].pass), (None, None));
+    }
+
+    #[test]
+    fn table_has_one_row_per_grid_point_and_bbr_only_under_loss() {
+        let settings = LabSettings {
+            profile: Profile::Tiny,
+            rtts_ms: vec![0, 50],
+            losses_pct: vec![0.0, 5.0],
+            duration_s: 0.1,
+        };
+        let points = vec![
+            point(0, 0.0, NetWire::H2, &[("stream_mbit_s", 100.0)]),
+            point(0, 0.0, NetWire::H3, &[("stream_mbit_s", 50.0)]),
+        ];
+        let table = rows(&settings, &points);
+        assert_eq!(table.len(), 1 + 4);
+        assert_eq!(table[1][16], "0.50");
+        assert_eq!(table[2][16], "—");
+        assert_eq!(NetWire::at(0.0), [NetWire::H2, NetWire::H3]);
+        assert_eq!(NetWire::at(1.0).len(), 3);
+        let md = markdown_section(&settings, &points, &[], &evaluate(&points), &[]);
+        assert!(md.starts_with("## Impaired network"), "{md}");
+    }
+}

@@ -1,0 +1,333 @@
+//! Edge-push fan-out (issue #6): how long a published change batch takes to reach every `Sync`
+//! subscriber, for 1, 64 and 1000 subscribers.
+//!
+//! Each case starts its own grpc-h3 server over a store with a [`MemoryJournal`] attached (pushes
+//! take the durable path: validate, append, apply, wake followers), so the shared bench servers'
+//! load does not mix in. The publisher calls [`ZoneStore::push`] in-process; the clock starts
+//! before that call and stops when a subscriber's stream yields the batch's serial.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use dev_certs::DevCerts;
+use grpc_h3::{Channel, Endpoint, Server, ServerTls, Transport};
+use hdrhistogram::Histogram;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::ReceiverStream;
+use zone_proto::zone::v1::change::Op as ChangeOp;
+use zone_proto::zone::v1::sync_message::Kind as SyncKind;
+use zone_proto::zone::v1::zones_client::ZonesClient;
+use zone_proto::zone::v1::{Change, ChangeBatch, Record, Subscribe, SyncMessage, ZoneCursor};
+use zone_server::journal::{JournalOptions, MemoryJournal};
+use zone_server::zones::{ZoneStore, synthetic_zone, zones_server};
+
+use super::{Case, Sample};
+use crate::load::latency_histogram;
+use crate::target::Wire;
+
+/// The zone the publisher edits.
+const FANOUT_ZONE: &str = "fanout.example.";
+/// Subscribers sharing one connection.
+const PER_CHANNEL: usize = 64;
+/// Longest wait for every subscriber to receive one batch.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Subscriber counts and their metric keys (p50, p99).
+const COUNTS: [(usize, &str, &str); 3] = [
+    (1, "p50_ms_1", "p99_ms_1"),
+    (64, "p50_ms_64", "p99_ms_64"),
+    (1000, "p50_ms_1000", "p99_ms_1000"),
+];
+
+/// A received serial, its receive time (ns since the case's epoch).
+type Delivery = (u32, u64);
+
+struct FanoutServer {
+    addr: SocketAddr,
+    ca_pem: Vec<u8>,
+    store: ZoneStore,
+    shutdown: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), grpc_h3::Error>>,
+}
+
+async fn start_server(wire: Wire) -> anyhow::Result<FanoutServer> {
+    let certs = DevCerts::generate().context("generating dev certificates")?;
+    let store = ZoneStore::new();
+    let origin = FANOUT_ZONE.trim_end_matches('.');
+    store
+        .insert_zone_text(origin, &synthetic_zone(origin, 16, 3))
+        .context("loading the fan-out zone")?;
+    store
+        .attach_journal(MemoryJournal::new(), JournalOptions::default())
+        .await
+        .context("attaching the memory journal")?;
+    let bound = Server::builder()
+        .tls(ServerTls::from_pem(
+            &certs.server_cert_pem,
+            &certs.server_key_pem,
+        )?)
+        .transport(Transport::Auto)
+        .drain_timeout(Duration::from_millis(200))
+        .add_service(zones_server(store.clone()))
+        .bind(([127, 0, 0, 1], 0).into())
+        .await
+        .context("binding the fan-out server")?;
+    let addr = match wire {
+        Wire::H3 => bound.h3_addr(),
+        _ => bound.h2_addr(),
+    }
+    .context("the fan-out server did not bind")?;
+    let (shutdown, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(bound.serve_with_shutdown(async {
+        let _ = rx.await;
+    }));
+    Ok(FanoutServer {
+        addr,
+        ca_pem: certs.ca_pem,
+        store,
+        shutdown,
+        task,
+    })
+}
+
+impl FanoutServer {
+    async fn channel(&self, wire: Wire) -> anyhow::Result<Channel> {
+        let transport = if wire == Wire::H3 {
+            Transport::H3
+        } else {
+            Transport::H2
+        };
+        Ok(Endpoint::new(format!("https://{}", self.addr))?
+            .transport(transport)
+            .server_name("localhost")
+            .ca_certificate_pem(&self.ca_pem)?
+            .connect()
+            .await?)
+    }
+
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), self.task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+}
+
+/// Opens `count` Sync streams (at the zone's current serial), [`PER_CHANNEL`] per connection;
+/// each forwards every update's serial and receive time to `deliveries`.
+async fn subscribe(
+    server: &FanoutServer,
+    wire: Wire,
+    count: usize,
+    epoch: Instant,
+    deliveries: &mpsc::UnboundedSender<Delivery>,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let serial = server.store.zone(FANOUT_ZONE)?.serial;
+    let mut channel = None;
+    for i in 0..count {
+        if i % PER_CHANNEL == 0 {
+            channel = Some(server.channel(wire).await?);
+        }
+        let channel = channel.clone().context("no channel")?;
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(SyncMessage {
+            kind: Some(SyncKind::Subscribe(Subscribe {
+                zones: vec![ZoneCursor {
+                    zone: FANOUT_ZONE.to_string(),
+                    serial,
+                }],
+            })),
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("subscribe not sent"))?;
+        let mut updates = ZonesClient::new(channel)
+            .sync(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let deliveries = deliveries.clone();
+        tasks.spawn(async move {
+            // Held open: a half-close is allowed, but an open request is what an edge does.
+            let _requests = tx;
+            while let Some(message) = updates.message().await? {
+                if let Some(SyncKind::Update(update)) = message.kind {
+                    let at = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    if deliveries.send((update.serial, at)).is_err() {
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// Batch `n` of the publisher: creates one A record on even `n`, deletes it on odd.
+fn batch(n: u64) -> ChangeBatch {
+    let record = Record {
+        name: format!("f{}.{FANOUT_ZONE}", n / 2),
+        r#type: "A".to_string(),
+        class: String::new(),
+        ttl: 300,
+        rdata: format!("192.0.2.{}", 1 + (n / 2) % 254),
+    };
+    let op = if n.is_multiple_of(2) {
+        ChangeOp::Create
+    } else {
+        ChangeOp::Delete
+    };
+    ChangeBatch {
+        zone: FANOUT_ZONE.to_string(),
+        changes: vec![Change {
+            op: op as i32,
+            record: Some(record),
+            previous: None,
+        }],
+        expected_serial: None,
+    }
+}
+
+/// Publishes one batch and waits until all `count` subscribers have it; returns each
+/// subscriber's latency in ns.
+async fn publish_once(
+    store: &ZoneStore,
+    n: &AtomicU64,
+    count: usize,
+    epoch: Instant,
+    deliveries: &mut mpsc::UnboundedReceiver<Delivery>,
+) -> anyhow::Result<Vec<u64>> {
+    let sent = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let applied = store.push(batch(n.fetch_add(1, Ordering::Relaxed))).await?;
+    let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
+    let mut latencies = Vec::with_capacity(count);
+    while latencies.len() < count {
+        let (serial, at) = tokio::time::timeout_at(deadline, deliveries.recv())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "only {} of {count} subscribers received serial {} within {:?}",
+                    latencies.len(),
+                    applied.serial,
+                    DELIVERY_TIMEOUT
+                )
+            })?
+            .context("every subscriber stream ended")?;
+        anyhow::ensure!(
+            serial == applied.serial,
+            "subscriber got serial {serial}, expected {}",
+            applied.serial
+        );
+        latencies.push(at.saturating_sub(sent));
+    }
+    Ok(latencies)
+}
+
+/// p50 and p99 (ms) of `count` subscribers over up to `publishes` timed publishes within
+/// `duration` (at least one).
+async fn measure(
+    server: &FanoutServer,
+    wire: Wire,
+    count: usize,
+    publishes: usize,
+    duration: Duration,
+    n: &AtomicU64,
+) -> anyhow::Result<(f64, f64)> {
+    let epoch = Instant::now();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut tasks = JoinSet::new();
+    subscribe(server, wire, count, epoch, &tx, &mut tasks).await?;
+    drop(tx);
+    // Untimed: every stream is registered with the server once it has delivered a batch.
+    publish_once(&server.store, n, count, epoch, &mut rx)
+        .await
+        .context("first (untimed) publish")?;
+    let mut histogram: Histogram<u64> = latency_histogram()?;
+    let started = Instant::now();
+    for i in 0..publishes.max(1) {
+        if i > 0 && started.elapsed() >= duration {
+            break;
+        }
+        for ns in publish_once(&server.store, n, count, epoch, &mut rx).await? {
+            histogram.saturating_record(ns.max(1));
+        }
+    }
+    tasks.abort_all();
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1e6;
+    Ok((ms(0.5), ms(0.99)))
+}
+
+pub(super) async fn edge_fanout(case: &Case) -> anyhow::Result<Sample> {
+    anyhow::ensure!(!case.wire.is_peer(), "edge-fanout runs over grpc-h3 only");
+    let server = start_server(case.wire).await?;
+    let n = AtomicU64::new(0);
+    let mut metrics = Vec::new();
+    let mut outcome = Ok(());
+    for (count, p50, p99) in COUNTS {
+        let publishes = if count >= 1000 {
+            case.settings.fanout_publishes_1000
+        } else {
+            case.settings.fanout_publishes
+        };
+        match measure(
+            &server,
+            case.wire,
+            count,
+            publishes,
+            case.budget.duration,
+            &n,
+        )
+        .await
+        {
+            Ok((a, b)) => metrics.extend([(p50, a), (p99, b)]),
+            Err(e) => {
+                outcome = Err(e.context(format!("{count} subscriber(s)")));
+                break;
+            }
+        }
+    }
+    server.stop().await;
+    outcome?;
+    Ok(Sample {
+        metrics,
+        latency: None,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_create_then_delete_the_same_record() {
+        let (a, b) = (batch(4), batch(5));
+        assert_eq!(a.changes[0].op, ChangeOp::Create as i32);
+        assert_eq!(b.changes[0].op, ChangeOp::Delete as i32);
+        assert_eq!(a.changes[0].record, b.changes[0].record);
+        assert_ne!(a.changes[0].record, batch(6).changes[0].record);
+    }
+
+    #[tokio::test]
+    async fn every_subscriber_receives_every_publish_over_both_wires() {
+        for wire in [Wire::H2, Wire::H3] {
+            let server = start_server(wire).await.unwrap();
+            let n = AtomicU64::new(0);
+            let (p50, p99) = measure(&server, wire, 70, 5, Duration::from_secs(5), &n)
+                .await
+                .unwrap();
+            assert!(p50 > 0.0 && p99 >= p50, "{wire}: p50 {p50} p99 {p99}");
+            // One untimed and five timed publishes went through the journaled store.
+            assert_eq!(n.load(Ordering::Relaxed), 6);
+            let serial = server.store.zone(FANOUT_ZONE).unwrap().serial;
+            server.stop().await;
+            assert!(serial >= 6, "{serial}");
+        }
+    }
+}
