@@ -1,6 +1,11 @@
 //! `zone-bench --netlab`: unary latency and server-stream throughput over the impaired link of
 //! [`zone_bench::netlab`] (issue #5 item 3), across a grid of round-trip times and loss rates,
-//! for HTTP/2 and HTTP/3 (Cubic and BBR).
+//! for HTTP/2 and HTTP/3, each with Cubic and with BBR.
+//!
+//! The lab sets the TCP congestion controller of both namespaces explicitly before every HTTP/2
+//! measurement ([`Lab::set_tcp_congestion`]; new namespaces inherit the host's default, which
+//! may be BBR), so h2 and h3 are compared like for like: TCP Cubic with QUIC Cubic, TCP BBR with
+//! QUIC BBR.
 //!
 //! Servers run in namespace `b` on a runtime of their own, clients in namespace `a` (one thread
 //! per grid point); the lab's router between them delays each direction by RTT/2 and drops
@@ -43,8 +48,12 @@ const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// One side of the comparison on the impaired link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum NetWire {
+    /// HTTP/2 over kernel TCP with Cubic in both namespaces.
     #[serde(rename = "h2")]
     H2,
+    /// HTTP/2 over kernel TCP with BBR in both namespaces.
+    #[serde(rename = "h2-bbr")]
+    H2Bbr,
     /// HTTP/3, Cubic on both ends (the default).
     #[serde(rename = "h3")]
     H3,
@@ -57,15 +66,28 @@ impl NetWire {
     fn label(self) -> &'static str {
         match self {
             NetWire::H2 => "h2",
+            NetWire::H2Bbr => "h2-bbr",
             NetWire::H3 => "h3",
             NetWire::H3Bbr => "h3-bbr",
         }
     }
 
+    /// The congestion controller on both ends (kernel TCP for h2, quinn for h3).
+    fn congestion(self) -> &'static str {
+        match self {
+            NetWire::H2 | NetWire::H3 => "cubic",
+            NetWire::H2Bbr | NetWire::H3Bbr => "bbr",
+        }
+    }
+
+    fn is_tcp(self) -> bool {
+        matches!(self, NetWire::H2 | NetWire::H2Bbr)
+    }
+
     /// BBR is compared with Cubic under loss only.
     fn at(loss_pct: f64) -> Vec<NetWire> {
         if loss_pct > 0.0 {
-            vec![NetWire::H2, NetWire::H3, NetWire::H3Bbr]
+            vec![NetWire::H2, NetWire::H3, NetWire::H2Bbr, NetWire::H3Bbr]
         } else {
             vec![NetWire::H2, NetWire::H3]
         }
@@ -116,6 +138,9 @@ pub struct Point {
     pub rtt_ms: u64,
     pub loss_pct: f64,
     pub wire: NetWire,
+    /// Congestion controller of both ends: for h2 the TCP one read back from both lab
+    /// namespaces before measuring, for h3 the one configured in quinn.
+    pub congestion: String,
     /// `c1_p50_ms`, `c1_p99_ms`, `c1_rate`, `c32_p99_ms`, `c32_rate`, `stream_mbit_s`.
     pub metrics: BTreeMap<&'static str, f64>,
     /// Errors of the measurements that failed (the others still count).
@@ -164,10 +189,14 @@ struct NetlabResults {
     command_line: Vec<String>,
     git_commit: Option<String>,
     machine: Machine,
+    /// The host's `net.ipv4.tcp_congestion_control` (what the lab overrides), if readable.
+    host_tcp_congestion: Option<String>,
     settings: LabSettings,
     points: Vec<Point>,
     links: Vec<LinkStats>,
     goals: Vec<Goal>,
+    /// Cross-controller ratios, informational only (not like for like).
+    info: Vec<Goal>,
 }
 
 /// Where the servers in namespace `b` listen.
@@ -268,7 +297,8 @@ async fn connect(
     ca_pem: &[u8],
 ) -> anyhow::Result<TestServiceClient<Channel>> {
     let (addr, transport, congestion) = match wire {
-        NetWire::H2 => (addrs.h2, Transport::H2, CongestionControl::Cubic),
+        // The TCP controller is the namespaces' sysctl; the QUIC settings are unused for H2.
+        NetWire::H2 | NetWire::H2Bbr => (addrs.h2, Transport::H2, CongestionControl::Cubic),
         NetWire::H3 => (addrs.h3_cubic, Transport::H3, CongestionControl::Cubic),
         NetWire::H3Bbr => (addrs.h3_bbr, Transport::H3, CongestionControl::Bbr),
     };
@@ -440,38 +470,60 @@ fn run_point(
     };
     lab.set(link(1), link(2))?;
     let before = lab.stats();
-    let ca_pem = ca_pem.to_vec();
-    let thread = lab.spawn_in_a(move || -> Result<Vec<Point>, String> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(rt.block_on(async {
-            let mut points = Vec::new();
-            for wire in NetWire::at(loss_pct) {
-                let (metrics, errors) = measure_wire(wire, addrs, &ca_pem, duration).await;
-                for e in &errors {
+    let mut points = Vec::new();
+    for wire in NetWire::at(loss_pct) {
+        let congestion = if wire.is_tcp() {
+            match tcp_congestion(lab, wire.congestion()) {
+                Ok(c) => c,
+                Err(e) => {
                     eprintln!(
-                        "zone-bench --netlab: RTT {rtt_ms} ms, loss {loss_pct} %, {}: {e}",
+                        "zone-bench --netlab: RTT {rtt_ms} ms, loss {loss_pct} %, {}: {e:#}",
                         wire.label()
                     );
+                    points.push(Point {
+                        rtt_ms,
+                        loss_pct,
+                        wire,
+                        congestion: wire.congestion().to_string(),
+                        metrics: BTreeMap::new(),
+                        errors: vec![format!("{e:#}")],
+                    });
+                    continue;
                 }
-                points.push(Point {
-                    rtt_ms,
-                    loss_pct,
-                    wire,
-                    metrics,
-                    errors,
-                });
             }
-            points
-        }))
-    })?;
-    let points = thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the client thread panicked"))?
-        .map_err(|e| anyhow::anyhow!(e))?;
+        } else {
+            wire.congestion().to_string()
+        };
+        // A fresh thread and runtime per wire: the TCP controller applies to sockets created
+        // after the sysctl changed.
+        let ca_pem = ca_pem.to_vec();
+        let thread = lab.spawn_in_a(move || -> Result<_, String> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok(rt.block_on(measure_wire(wire, addrs, &ca_pem, duration)))
+        })?;
+        let (metrics, errors) = thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the client thread panicked"))?
+            .map_err(|e| anyhow::anyhow!(e))?;
+        for e in &errors {
+            eprintln!(
+                "zone-bench --netlab: RTT {rtt_ms} ms, loss {loss_pct} %, {}: {e}",
+                wire.label()
+            );
+        }
+        points.push(Point {
+            rtt_ms,
+            loss_pct,
+            wire,
+            congestion,
+            metrics,
+            errors,
+        });
+    }
     let after = lab.stats();
     let link = LinkStats {
         rtt_ms,
@@ -482,6 +534,25 @@ fn run_point(
         b_to_a_dropped: after.b_to_a.dropped() - before.b_to_a.dropped(),
     };
     Ok((points, link))
+}
+
+/// Puts TCP controller `name` in force in both namespaces and returns it as read back.
+fn tcp_congestion(lab: &Lab, name: &str) -> anyhow::Result<String> {
+    lab.set_tcp_congestion(name)
+        .context("setting the lab's TCP congestion control")?;
+    let (a, b) = lab.tcp_congestion()?;
+    anyhow::ensure!(
+        a == name && b == name,
+        "TCP congestion control reads back a={a}, b={b}, wanted {name}"
+    );
+    Ok(a)
+}
+
+/// The host's default TCP controller (initial namespace), for the record.
+fn host_tcp_congestion() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 fn figure(points: &[Point], rtt: u64, loss: f64, wire: NetWire, key: &str) -> Option<f64> {
@@ -519,33 +590,52 @@ pub fn evaluate(points: &[Point]) -> Vec<Goal> {
             }
         }),
     };
+    use NetWire::{H2, H2Bbr, H3, H3Bbr};
     vec![
         goal(
-            "1% loss, 50 ms RTT: unary c=1 p99 H3/H2",
-            wire_ratio(points, 50, 1.0, "c1_p99_ms", NetWire::H3, NetWire::H2),
+            "1% loss, 50 ms RTT: unary c=1 p99 H3/H2 (both Cubic)",
+            wire_ratio(points, 50, 1.0, "c1_p99_ms", H3, H2),
             false,
             0.25,
         ),
         goal(
-            "5% loss, 50 ms RTT: stream throughput H3/H2",
-            wire_ratio(points, 50, 5.0, "stream_mbit_s", NetWire::H3, NetWire::H2),
+            "5% loss, 50 ms RTT: stream throughput H3/H2 (both Cubic)",
+            wire_ratio(points, 50, 5.0, "stream_mbit_s", H3, H2),
             true,
             1.5,
         ),
         goal(
-            "5% loss, 50 ms RTT: stream throughput H3 (BBR)/H2",
-            wire_ratio(
-                points,
-                50,
-                5.0,
-                "stream_mbit_s",
-                NetWire::H3Bbr,
-                NetWire::H2,
-            ),
+            "5% loss, 50 ms RTT: stream throughput H3/H2 (both BBR)",
+            wire_ratio(points, 50, 5.0, "stream_mbit_s", H3Bbr, H2Bbr),
             true,
             1.5,
         ),
     ]
+}
+
+/// Cross-controller ratios, printed for information: QUIC BBR against TCP Cubic mixes the
+/// protocol's effect with the controller's, so it is no goal.
+pub fn informational(points: &[Point]) -> Vec<Goal> {
+    let value = wire_ratio(
+        points,
+        50,
+        5.0,
+        "stream_mbit_s",
+        NetWire::H3Bbr,
+        NetWire::H2,
+    );
+    vec![Goal {
+        name: "5% loss, 50 ms RTT: stream throughput H3 BBR / H2 Cubic (cross-controller)"
+            .to_string(),
+        comparison: ">=",
+        threshold: 1.5,
+        value,
+        pass: None,
+    }]
+}
+
+fn info_line(g: &Goal) -> String {
+    format!("{}: {} (informational)", g.name, ratio_cell(g.value))
 }
 
 fn cell(v: Option<f64>) -> String {
@@ -556,60 +646,63 @@ fn ratio_cell(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |r| format!("{r:.2}"))
 }
 
-/// Rows of the grid table: absolute figures per wire and the ratios.
-fn rows(settings: &LabSettings, points: &[Point]) -> Vec<Vec<String>> {
+/// The figures of the grid tables: key in [`Point::metrics`] and title.
+const TABLES: [(&str, &str); 4] = [
+    ("c1_p99_ms", "unary c=1 p99 ms"),
+    ("c32_p99_ms", "unary c=32 p99 ms"),
+    ("c32_rate", "unary c=32 calls/s"),
+    ("stream_mbit_s", "server stream Mbit/s"),
+];
+
+/// Rows of the grid table of one figure: each wire and the like-for-like ratios (plus the
+/// cross-controller one, for information).
+fn rows(settings: &LabSettings, points: &[Point], key: &str) -> Vec<Vec<String>> {
     let mut rows = vec![
         [
             "RTT ms",
             "loss %",
-            "c1 p99 ms h2",
-            "h3",
-            "h3-bbr",
-            "h3/h2",
-            "c32 p99 ms h2",
-            "h3",
-            "h3-bbr",
-            "h3/h2",
-            "c32 calls/s h2",
-            "h3",
-            "h3/h2",
-            "stream Mbit/s h2",
-            "h3",
-            "h3-bbr",
-            "h3/h2",
-            "bbr/cubic",
+            "h2 (TCP cubic)",
+            "h3 (QUIC cubic)",
+            "h3/h2 cubic",
+            "h2-bbr (TCP bbr)",
+            "h3-bbr (QUIC bbr)",
+            "h3/h2 bbr",
+            "h3-bbr/h2 (cross)",
         ]
         .map(str::to_string)
         .to_vec(),
     ];
     for &rtt in &settings.rtts_ms {
         for &loss in &settings.losses_pct {
-            let f = |w, k| cell(figure(points, rtt, loss, w, k));
-            let r = |k, a, b| ratio_cell(wire_ratio(points, rtt, loss, k, a, b));
-            use NetWire::{H2, H3, H3Bbr};
+            let f = |w| cell(figure(points, rtt, loss, w, key));
+            let r = |a, b| ratio_cell(wire_ratio(points, rtt, loss, key, a, b));
+            use NetWire::{H2, H2Bbr, H3, H3Bbr};
             rows.push(vec![
                 rtt.to_string(),
                 num(loss),
-                f(H2, "c1_p99_ms"),
-                f(H3, "c1_p99_ms"),
-                f(H3Bbr, "c1_p99_ms"),
-                r("c1_p99_ms", H3, H2),
-                f(H2, "c32_p99_ms"),
-                f(H3, "c32_p99_ms"),
-                f(H3Bbr, "c32_p99_ms"),
-                r("c32_p99_ms", H3, H2),
-                f(H2, "c32_rate"),
-                f(H3, "c32_rate"),
-                r("c32_rate", H3, H2),
-                f(H2, "stream_mbit_s"),
-                f(H3, "stream_mbit_s"),
-                f(H3Bbr, "stream_mbit_s"),
-                r("stream_mbit_s", H3, H2),
-                r("stream_mbit_s", H3Bbr, H3),
+                f(H2),
+                f(H3),
+                r(H3, H2),
+                f(H2Bbr),
+                f(H3Bbr),
+                r(H3Bbr, H2Bbr),
+                r(H3Bbr, H2),
             ]);
         }
     }
     rows
+}
+
+/// How the controllers were set, in words (for both outputs).
+fn congestion_note(host: Option<&str>) -> String {
+    format!(
+        "TCP congestion control set in both lab namespaces (congctl of the route to the peer; \
+         the namespace sysctl may only name the host's allowed controllers) before each h2 \
+         measurement and read back (h2 = cubic, h2-bbr = bbr; host default: {}); QUIC: quinn Cubic (h3) or BBR \
+         (h3-bbr) on client and server. Ratios compare like with like; h3-bbr/h2 (cross) is \
+         informational.",
+        host.unwrap_or("unknown")
+    )
 }
 
 fn terminal(
@@ -617,9 +710,15 @@ fn terminal(
     points: &[Point],
     links: &[LinkStats],
     goals: &[Goal],
+    info: &[Goal],
+    host: Option<&str>,
 ) -> String {
     let mut out = String::from("Impaired network (netlab; one-way delay = RTT/2 each way)\n");
-    out.push_str(&layout(&rows(settings, points)));
+    let _ = writeln!(out, "{}", congestion_note(host));
+    for (key, title) in TABLES {
+        let _ = writeln!(out, "\n{title}:");
+        out.push_str(&layout(&rows(settings, points, key)));
+    }
     out.push_str("\nlink (router counters per grid point, all wires):\n");
     for l in links {
         let _ = writeln!(out, "  {}", l.line());
@@ -627,6 +726,9 @@ fn terminal(
     out.push_str("\ngoals (reported, not enforced):\n");
     for g in goals {
         let _ = writeln!(out, "  {}", goals::line(g));
+    }
+    for g in info {
+        let _ = writeln!(out, "  {}", info_line(g));
     }
     out
 }
@@ -637,6 +739,8 @@ pub fn markdown_section(
     points: &[Point],
     links: &[LinkStats],
     goals: &[Goal],
+    info: &[Goal],
+    host: Option<&str>,
     plots: &[String],
 ) -> String {
     let mut out = String::from("## Impaired network\n\n");
@@ -644,28 +748,35 @@ pub fn markdown_section(
         out,
         "Servers in network namespace b, clients in namespace a, joined by the netlab's \
          userspace TUN router: each direction delayed by RTT/2 and dropping packets at the \
-         given rate (seeded). h2 = grpc-h3 Transport::H2 (kernel TCP, its default congestion \
-         control); h3 = Transport::H3 with Cubic; h3-bbr = Transport::H3 with BBR on client and \
-         server (run under loss only). One measurement per cell, {:.1} s each, fresh connection, \
+         given rate (seeded). h2 = grpc-h3 Transport::H2 over kernel TCP with Cubic; h2-bbr = \
+         the same with TCP BBR; h3 = Transport::H3 with Cubic; h3-bbr = Transport::H3 with BBR \
+         (the BBR pair runs under loss only). {} One measurement per cell, {:.1} s each, fresh connection, \
          one untimed call first. c1/c32 = UnaryCall 64 B with 1/32 calls in flight; stream = \
          StreamingOutputCall of 64 KiB messages read for the whole time bound (payload Mbit/s). \
          Ratios: below 1 is better for p99, above 1 for throughput.\n",
+        congestion_note(host),
         settings.duration_s
     );
-    let table = rows(settings, points);
-    for (i, row) in table.iter().enumerate() {
-        let _ = writeln!(out, "| {} |", row.join(" | "));
-        if i == 0 {
-            let _ = writeln!(out, "|{}", "---:|".repeat(row.len()));
+    for (key, title) in TABLES {
+        let _ = writeln!(out, "### {title}\n");
+        for (i, row) in rows(settings, points, key).iter().enumerate() {
+            let _ = writeln!(out, "| {} |", row.join(" | "));
+            if i == 0 {
+                let _ = writeln!(out, "|{}", "---:|".repeat(row.len()));
+            }
         }
+        out.push('\n');
     }
-    out.push_str("\nLink counters per grid point (all wires):\n\n");
+    out.push_str("Link counters per grid point (all wires):\n\n");
     for l in links {
         let _ = writeln!(out, "- {}", l.line());
     }
     out.push_str("\nGoals (reported, never enforced):\n\n");
     for g in goals {
         let _ = writeln!(out, "- {}", goals::line(g));
+    }
+    for g in info {
+        let _ = writeln!(out, "- {}", info_line(g));
     }
     let errors: Vec<String> = points
         .iter()
@@ -700,7 +811,7 @@ fn plot_all(
     settings: &LabSettings,
     points: &[Point],
 ) -> anyhow::Result<Vec<String>> {
-    let wires = [NetWire::H2, NetWire::H3, NetWire::H3Bbr];
+    let wires = [NetWire::H2, NetWire::H3, NetWire::H2Bbr, NetWire::H3Bbr];
     let mut throughput = Vec::new();
     for wire in wires {
         for &rtt in &settings.rtts_ms {
@@ -785,6 +896,9 @@ fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
     let started_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let host_tcp = host_tcp_congestion();
+    // Cubic until an h2 wire asks otherwise, so nothing in the lab runs on the host's default.
+    tcp_congestion(lab, "cubic")?;
     let certs = DevCerts::generate().context("generating dev certificates")?;
     let (addrs, stop, server_thread) = start_servers(lab, &certs)?;
     let mut points = Vec::new();
@@ -817,6 +931,7 @@ fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
     }
 
     let goals = evaluate(&points);
+    let info = informational(&points);
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let plots = plot_all(out, &settings, &points).unwrap_or_else(|e| {
@@ -831,10 +946,12 @@ fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
         command_line: std::env::args().collect(),
         git_commit: results::git_commit(),
         machine: Machine::detect(),
+        host_tcp_congestion: host_tcp.clone(),
         settings: settings.clone(),
         points: points.clone(),
         links: links.clone(),
         goals: goals.clone(),
+        info: info.clone(),
     };
     std::fs::write(
         out.join("results.json"),
@@ -847,11 +964,29 @@ fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
         results.machine.build,
         results.command_line.join(" "),
         results.duration_s,
-        markdown_section(&settings, &points, &links, &goals, &plots)
+        markdown_section(
+            &settings,
+            &points,
+            &links,
+            &goals,
+            &info,
+            host_tcp.as_deref(),
+            &plots
+        )
     );
     std::fs::write(out.join("report.md"), report)
         .with_context(|| format!("writing {}", out.join("report.md").display()))?;
-    print!("{}", terminal(&settings, &points, &links, &goals));
+    print!(
+        "{}",
+        terminal(
+            &settings,
+            &points,
+            &links,
+            &goals,
+            &info,
+            host_tcp.as_deref()
+        )
+    );
     println!(
         "\nwrote {} (report.md, results.json, {} plot(s)) in {:.1} s",
         out.display(),
@@ -871,29 +1006,75 @@ mod tests {
             rtt_ms,
             loss_pct,
             wire,
+            congestion: wire.congestion().to_string(),
             metrics: figures.iter().copied().collect(),
             errors: Vec::new(),
         }
     }
 
     #[test]
-    fn goals_use_the_right_grid_points() {
+    fn goals_compare_like_for_like_at_the_right_grid_points() {
         let points = vec![
             point(50, 1.0, NetWire::H2, &[("c1_p99_ms", 400.0)]),
             point(50, 1.0, NetWire::H3, &[("c1_p99_ms", 80.0)]),
+            // A BBR h2 figure must not stand in for the Cubic one.
+            point(50, 1.0, NetWire::H2Bbr, &[("c1_p99_ms", 100.0)]),
             point(50, 5.0, NetWire::H2, &[("stream_mbit_s", 10.0)]),
             point(50, 5.0, NetWire::H3, &[("stream_mbit_s", 12.0)]),
+            point(50, 5.0, NetWire::H2Bbr, &[("stream_mbit_s", 60.0)]),
+            point(50, 5.0, NetWire::H3Bbr, &[("stream_mbit_s", 30.0)]),
             // Other grid points must not be picked up.
             point(0, 5.0, NetWire::H3Bbr, &[("stream_mbit_s", 99.0)]),
         ];
         let goals = evaluate(&points);
+        assert_eq!(goals.len(), 3);
         assert_eq!((goals[0].value, goals[0].pass), (Some(0.2), Some(true)));
         assert_eq!((goals[1].value, goals[1].pass), (Some(1.2), Some(false)));
-        assert_eq!((goals[2].value, goals[2].pass), (None, None));
+        assert_eq!((goals[2].value, goals[2].pass), (Some(0.5), Some(false)));
+        assert!(goals[2].name.contains("both BBR"), "{}", goals[2].name);
+        // The cross ratio (QUIC BBR over TCP Cubic) is reported, never judged.
+        let info = informational(&points);
+        assert_eq!((info[0].value, info[0].pass), (Some(3.0), None));
+        assert_eq!(
+            info_line(&info[0]),
+            "5% loss, 50 ms RTT: stream throughput H3 BBR / H2 Cubic (cross-controller): 3.00 \
+             (informational)"
+        );
     }
 
     #[test]
-    fn table_has_one_row_per_grid_point_and_bbr_only_under_loss() {
+    fn goals_without_bbr_figures_have_no_value() {
+        let points = vec![
+            point(50, 5.0, NetWire::H2, &[("stream_mbit_s", 10.0)]),
+            point(50, 5.0, NetWire::H3Bbr, &[("stream_mbit_s", 30.0)]),
+        ];
+        let goals = evaluate(&points);
+        assert_eq!((goals[2].value, goals[2].pass), (None, None));
+        assert_eq!(informational(&points)[0].value, Some(3.0));
+    }
+
+    #[test]
+    fn wires_carry_their_controller_and_bbr_runs_only_under_loss() {
+        assert_eq!(NetWire::at(0.0), [NetWire::H2, NetWire::H3]);
+        assert_eq!(
+            NetWire::at(1.0),
+            [NetWire::H2, NetWire::H3, NetWire::H2Bbr, NetWire::H3Bbr]
+        );
+        let tcp: Vec<_> = NetWire::at(5.0)
+            .into_iter()
+            .filter(|w| w.is_tcp())
+            .map(|w| (w.label(), w.congestion()))
+            .collect();
+        assert_eq!(tcp, [("h2", "cubic"), ("h2-bbr", "bbr")]);
+        assert_eq!(NetWire::H3.congestion(), "cubic");
+        assert_eq!(NetWire::H3Bbr.congestion(), "bbr");
+        let json = serde_json::to_value(point(50, 5.0, NetWire::H2Bbr, &[])).unwrap();
+        assert_eq!(json["wire"], "h2-bbr");
+        assert_eq!(json["congestion"], "bbr");
+    }
+
+    #[test]
+    fn tables_have_one_row_per_grid_point_and_like_for_like_ratios() {
         let settings = LabSettings {
             profile: Profile::Tiny,
             rtts_ms: vec![0, 50],
@@ -903,14 +1084,35 @@ mod tests {
         let points = vec![
             point(0, 0.0, NetWire::H2, &[("stream_mbit_s", 100.0)]),
             point(0, 0.0, NetWire::H3, &[("stream_mbit_s", 50.0)]),
+            point(50, 5.0, NetWire::H2, &[("stream_mbit_s", 2.0)]),
+            point(50, 5.0, NetWire::H3, &[("stream_mbit_s", 4.0)]),
+            point(50, 5.0, NetWire::H2Bbr, &[("stream_mbit_s", 40.0)]),
+            point(50, 5.0, NetWire::H3Bbr, &[("stream_mbit_s", 10.0)]),
         ];
-        let table = rows(&settings, &points);
+        let table = rows(&settings, &points, "stream_mbit_s");
         assert_eq!(table.len(), 1 + 4);
-        assert_eq!(table[1][16], "0.50");
-        assert_eq!(table[2][16], "—");
-        assert_eq!(NetWire::at(0.0), [NetWire::H2, NetWire::H3]);
-        assert_eq!(NetWire::at(1.0).len(), 3);
-        let md = markdown_section(&settings, &points, &[], &evaluate(&points), &[]);
+        assert_eq!(table[0][4], "h3/h2 cubic");
+        assert_eq!(table[0][7], "h3/h2 bbr");
+        // RTT 0, loss 0: Cubic only.
+        assert_eq!(table[1][4], "0.50");
+        assert_eq!(table[1][5..], ["—", "—", "—", "—"]);
+        assert_eq!(table[2][2], "—");
+        // RTT 50, loss 5: h3/h2 cubic, h3/h2 bbr, cross h3-bbr/h2.
+        assert_eq!(table[4][4], "2.00");
+        assert_eq!(table[4][7], "0.25");
+        assert_eq!(table[4][8], "5.00");
+        let md = markdown_section(
+            &settings,
+            &points,
+            &[],
+            &evaluate(&points),
+            &informational(&points),
+            Some("bbr"),
+            &[],
+        );
         assert!(md.starts_with("## Impaired network"), "{md}");
+        assert!(md.contains("host default: bbr"), "{md}");
+        assert_eq!(md.matches("| RTT ms |").count(), TABLES.len(), "{md}");
+        assert!(md.contains("(informational)"), "{md}");
     }
 }

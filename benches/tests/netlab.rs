@@ -452,6 +452,77 @@ fn tcp_crosses_the_lab_in_mtu_sized_segments() {
     finish(lab);
 }
 
+/// The TCP congestion controller of sockets made in namespace `a` and accepted in `b`.
+fn tcp_controllers(lab: &Lab, port: u16) -> (String, String) {
+    let addr = SocketAddr::from((lab.addr_b(), port));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let server = lab
+        .spawn_in_b(move || {
+            let listener = std::net::TcpListener::bind(addr).unwrap();
+            ready_tx.send(()).unwrap();
+            let (conn, _) = listener.accept().unwrap();
+            rustix::net::sockopt::tcp_congestion(&conn).unwrap()
+        })
+        .unwrap();
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let client = lab
+        .spawn_in_a(move || {
+            let conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+            rustix::net::sockopt::tcp_congestion(&conn).unwrap()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    (client, server.join().unwrap())
+}
+
+#[test]
+fn tcp_congestion_is_set_per_namespace_and_used_by_new_sockets() {
+    let _g = serial();
+    let Some(lab) = start(Impairment::default(), Impairment::default()) else {
+        return;
+    };
+    let host_key = "/proc/sys/net/ipv4/tcp_congestion_control";
+    let host = std::fs::read_to_string(host_key).unwrap();
+    let available =
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control").unwrap();
+    // reno is always built in; cubic almost always; bbr where the module exists.
+    let names: Vec<&str> = ["reno", "cubic", "bbr"]
+        .into_iter()
+        .filter(|n| available.split_whitespace().any(|a| a == *n))
+        .collect();
+    assert!(names.len() >= 2, "available: {available}");
+    for (i, name) in names.iter().enumerate() {
+        lab.set_tcp_congestion(name).unwrap();
+        let read = lab.tcp_congestion().unwrap();
+        assert_eq!(read, (name.to_string(), name.to_string()));
+        // Cross-check with iproute2: the route to the peer carries the controller.
+        for (ns, peer) in [(lab.ns_a(), lab.addr_b()), (lab.ns_b(), lab.addr_a())] {
+            let out = Command::new("ip")
+                .args(["-n", ns, "route", "show", &format!("{peer}/32")])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains(&format!("congctl {name}")), "{ns}: {text}");
+        }
+        let (client, server) = tcp_controllers(&lab, 7100 + i as u16);
+        println!("{name}: client socket {client}, accepted socket {server}");
+        assert_eq!((client.as_str(), server.as_str()), (*name, *name));
+    }
+    // The host's own default is untouched.
+    assert_eq!(std::fs::read_to_string(host_key).unwrap(), host);
+    for bad in ["no-such-cc", "", "../../x", "cubic\nreno"] {
+        match lab.set_tcp_congestion(bad) {
+            Err(netlab::LabError::TcpCongestion { name, .. }) => assert_eq!(name, bad),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    // A refused name leaves the last controller in force.
+    let last = names.last().unwrap().to_string();
+    assert_eq!(lab.tcp_congestion().unwrap(), (last.clone(), last));
+    finish(lab);
+}
+
 #[test]
 fn namespaces_are_removed_when_the_user_panics() {
     let _g = serial();

@@ -170,14 +170,26 @@ fn netlab_runs_its_grid_or_skips_with_a_reason() {
             let text = std::fs::read_to_string(out_dir.join("results.json")).unwrap();
             let json: serde_json::Value = serde_json::from_str(&text).unwrap();
             let points = json["points"].as_array().unwrap();
-            // Tiny grid: RTT 50 ms × loss {1, 5} %, h2 + h3 + h3-bbr each.
-            assert_eq!(points.len(), 6, "{text}");
+            // Tiny grid: RTT 50 ms × loss {1, 5} %, h2 + h3 + h2-bbr + h3-bbr each.
+            assert_eq!(points.len(), 8, "{text}");
+            // Every wire records its controller: TCP ones as read back from the lab.
+            for p in points {
+                let want = match p["wire"].as_str().unwrap() {
+                    "h2" | "h3" => "cubic",
+                    "h2-bbr" | "h3-bbr" => "bbr",
+                    other => panic!("unknown wire {other}: {text}"),
+                };
+                assert_eq!(p["congestion"], want, "{text}");
+            }
+            assert!(json["host_tcp_congestion"].is_string(), "{text}");
+            assert!(report.contains("h3/h2 bbr"), "{report}");
             let measured = points
                 .iter()
                 .filter(|p| p["metrics"]["c1_p99_ms"].as_f64().is_some_and(|v| v > 0.0))
                 .count();
             assert!(measured > 0, "no unary figure at all: {text}");
             assert_eq!(json["goals"].as_array().unwrap().len(), 3);
+            assert_eq!(json["info"].as_array().unwrap().len(), 1);
         }
         other => panic!("exit {other:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"),
     }

@@ -83,6 +83,14 @@ pub enum LabError {
         /// Its standard error.
         detail: String,
     },
+    /// A TCP congestion controller the lab could not put in force.
+    #[error("TCP congestion control {name:?}: {reason}")]
+    TcpCongestion {
+        /// The controller asked for.
+        name: String,
+        /// Why it is not in force (not available, or a namespace reads back another).
+        reason: String,
+    },
     /// A system call failed.
     #[error("{context}: {source}")]
     Io {
@@ -158,6 +166,11 @@ impl fmt::Debug for Lab {
             .finish()
     }
 }
+
+/// The per-namespace sysctl of the default TCP congestion controller, under /proc/sys.
+const TCP_CONGESTION_KEY: &str = "net/ipv4/tcp_congestion_control";
+/// The controllers the kernel has (global).
+const AVAILABLE_KEY: &str = "/proc/sys/net/ipv4/tcp_available_congestion_control";
 
 /// Distinguishes several labs of one process (parallel tests).
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
@@ -243,6 +256,65 @@ impl Lab {
         self.router.a_to_b.set(a_to_b);
         self.router.b_to_a.set(b_to_a);
         Ok(())
+    }
+
+    /// Makes TCP between the namespaces use congestion controller `name` (both directions) and
+    /// verifies it reads back from each namespace.
+    ///
+    /// New namespaces inherit the host's `net.ipv4.tcp_congestion_control`, and outside the
+    /// initial namespace the kernel only lets that sysctl name a controller of the host's
+    /// `tcp_allowed_congestion_control` (EPERM otherwise). So the lab sets the `congctl` metric
+    /// of each namespace's route to its peer instead: it overrides the namespace default for
+    /// connections made and accepted over that route, and changes nothing outside the lab.
+    /// Applies to TCP connections set up afterwards, not to open ones.
+    pub fn set_tcp_congestion(&self, name: &str) -> Result<(), LabError> {
+        let fail = |reason: String| LabError::TcpCongestion {
+            name: name.to_owned(),
+            reason,
+        };
+        // TCP_CA_NAME_MAX is 16 with the NUL; anything else could not be a controller's name.
+        let plausible = !name.is_empty()
+            && name.len() < 16
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+        if !plausible {
+            return Err(fail("not a congestion controller's name".into()));
+        }
+        for (ns, local, peer) in [(&self.a, ADDR_A, ADDR_B), (&self.b, ADDR_B, ADDR_A)] {
+            let (local_ip, peer_s) = (local.to_string(), format!("{peer}/32"));
+            let args = [
+                "route", "replace", &peer_s, "dev", TUN_NAME, "src", &local_ip, "congctl", name,
+            ];
+            ns.ip(&args).map_err(|e| match e {
+                LabError::Command { detail, .. } => {
+                    let available = std::fs::read_to_string(AVAILABLE_KEY).unwrap_or_default();
+                    fail(format!("{detail} (available: {})", available.trim()))
+                }
+                other => other,
+            })?;
+        }
+        let (a, b) = self.tcp_congestion()?;
+        if a != name || b != name {
+            return Err(fail(format!("the namespaces read back a={a}, b={b}")));
+        }
+        Ok(())
+    }
+
+    /// The congestion controller TCP between the namespaces uses, as `(a, b)`: the `congctl` of
+    /// each namespace's route to its peer, else that namespace's default sysctl.
+    pub fn tcp_congestion(&self) -> Result<(String, String), LabError> {
+        let read = |ns: &Netns, peer: Ipv4Addr| -> Result<String, LabError> {
+            let route = ns.ip(&["route", "show", &format!("{peer}/32")])?;
+            let mut words = route.split_whitespace();
+            match words.find(|w| *w == "congctl").and(words.next()) {
+                // `congctl lock NAME` when locked.
+                Some("lock") => Ok(words.next().unwrap_or_default().to_owned()),
+                Some(name) => Ok(name.to_owned()),
+                None => ns.sysctl_read(TCP_CONGESTION_KEY),
+            }
+        };
+        Ok((read(&self.a, ADDR_B)?, read(&self.b, ADDR_A)?))
     }
 
     /// The impairments in force, `(a_to_b, b_to_a)`.

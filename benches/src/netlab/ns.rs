@@ -127,6 +127,19 @@ impl Netns {
         })
     }
 
+    /// Reads `/proc/sys/<key>` from a thread inside this namespace, trimmed.
+    pub(crate) fn sysctl_read(&self, key: &str) -> Result<String, LabError> {
+        let path = format!("/proc/sys/{key}");
+        self.run_in(|| {
+            std::fs::read_to_string(&path)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| LabError::Io {
+                    context: format!("reading {path} in {}", self.name),
+                    source: e,
+                })
+        })?
+    }
+
     /// Spawns a named OS thread that enters this namespace and then runs `f`.
     pub(crate) fn spawn<F, T>(&self, thread_name: String, f: F) -> Result<JoinHandle<T>, LabError>
     where
