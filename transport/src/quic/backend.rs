@@ -359,7 +359,11 @@ impl quic::RecvStream for RecvStream {
                 return Poll::Ready(Ok(chunk.map(|c| c.bytes)));
             };
             match chunk {
-                Some(chunk) => filter.push(chunk.bytes),
+                Some(chunk) => {
+                    if let Some(whole) = filter.pass(chunk.bytes) {
+                        return Poll::Ready(Ok(Some(whole)));
+                    }
+                }
                 None => {
                     filter.finish();
                     if let Some(piece) = filter.pop() {

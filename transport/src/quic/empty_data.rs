@@ -59,7 +59,43 @@ impl EmptyDataFilter {
         }
     }
 
-    /// Filters one chunk read from the stream.
+    /// Filters one chunk: returns it unchanged when it holds no empty DATA frame and ends on a
+    /// complete frame header (the common case — no queueing), else queues the filtered pieces
+    /// for [`pop`](Self::pop) and returns `None`.
+    pub(crate) fn pass(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if self.ready.is_empty() && self.partial.is_empty() && self.scan_clean(&chunk) {
+            return Some(chunk);
+        }
+        self.push(chunk);
+        None
+    }
+
+    /// Advances the frame state over `chunk` if it can pass unchanged; leaves the state as it
+    /// was and returns false otherwise.
+    fn scan_clean(&mut self, chunk: &[u8]) -> bool {
+        let mut payload_left = self.payload_left;
+        let mut pos = 0;
+        while pos < chunk.len() {
+            if payload_left > 0 {
+                let take =
+                    (chunk.len() - pos).min(usize::try_from(payload_left).unwrap_or(usize::MAX));
+                pos += take;
+                payload_left -= take as u64;
+                continue;
+            }
+            match frame_header(&chunk[pos..]) {
+                Some((ty, len, header_len)) if !(ty == DATA && len == 0) => {
+                    pos += header_len;
+                    payload_left = len;
+                }
+                _ => return false,
+            }
+        }
+        self.payload_left = payload_left;
+        true
+    }
+
+    /// Filters one chunk read from the stream, queueing the pieces for [`pop`](Self::pop).
     pub(crate) fn push(&mut self, chunk: Bytes) {
         let mut pos = 0;
         // Start of the run of bytes to pass through unchanged.
@@ -132,17 +168,31 @@ mod tests {
 
     fn run(input: &[u8], cuts: &[usize]) -> Vec<u8> {
         let mut f = EmptyDataFilter::default();
+        let mut out = Vec::new();
         let mut last = 0;
         for &c in cuts.iter().chain(std::iter::once(&input.len())) {
-            f.push(Bytes::copy_from_slice(&input[last..c]));
+            // Exactly as the stream uses it: passed through whole when clean, else queued.
+            if let Some(whole) = f.pass(Bytes::copy_from_slice(&input[last..c])) {
+                out.extend_from_slice(&whole);
+            }
+            while let Some(b) = f.pop() {
+                out.extend_from_slice(&b);
+            }
             last = c;
         }
         f.finish();
-        let mut out = Vec::new();
         while let Some(b) = f.pop() {
             out.extend_from_slice(&b);
         }
         out
+    }
+
+    #[test]
+    fn clean_chunks_pass_whole() {
+        let mut f = EmptyDataFilter::default();
+        let chunk = Bytes::from([frame(0x01, b"hdrs"), frame(0x00, b"payload")].concat());
+        assert_eq!(f.pass(chunk.clone()), Some(chunk));
+        assert!(f.pop().is_none());
     }
 
     #[test]
