@@ -13,6 +13,23 @@ pub fn print_ready(h3: Option<SocketAddr>, h2: Option<SocketAddr>) -> std::io::R
     stdout.flush()
 }
 
+/// Binds `server` on `addr`, prints the READY line, and serves until Ctrl-C or SIGTERM, then
+/// drains: the life of every server binary after its services are assembled.
+pub async fn serve_announced(server: grpc_h3::Server, addr: SocketAddr) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let bound = server
+        .bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    print_ready(bound.h3_addr(), bound.h2_addr())
+        .context("cannot write the READY line to stdout")?;
+    bound
+        .serve_with_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    Ok(())
+}
+
 /// Resolves on Ctrl-C or SIGTERM, whichever comes first.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

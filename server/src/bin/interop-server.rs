@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
 use grpc_h3::{Server, ServerTls, Transport};
 use zone_proto::grpc_testing::test_service_server::TestServiceServer;
 use zone_server::interop::{TestServiceImpl, test_service};
-use zone_server::process::{error_chain, print_ready, shutdown_signal};
+use zone_server::process::{error_chain, serve_announced};
 
 /// Serve grpc's interop TestService (plus grpc.health.v1.Health) over HTTP/3 and HTTP/2.
 ///
@@ -117,22 +117,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )?;
         builder = builder.tls(tls);
     }
-    let bound = builder
+    let server = builder
         .transport(transport)
         .add_service(test_service())
-        .add_service(health_service)
-        .bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-
-    print_ready(bound.h3_addr(), bound.h2_addr())
-        .context("cannot write the READY line to stdout")?;
-
-    bound
-        .serve_with_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
-    Ok(())
+        .add_service(health_service);
+    serve_announced(server, addr).await
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use tonic::server::NamedService;
 use zone_proto::zone::v1::zones_server::ZonesServer;
 use zone_server::auth::{AuthLayer, MethodPattern, Users};
 use zone_server::journal::{BasePolicy, JournalOptions, RedbJournal};
-use zone_server::process::{error_chain, print_ready, shutdown_signal};
+use zone_server::process::{error_chain, serve_announced};
 use zone_server::zones::{ZoneStore, ZonesService, synthetic_zone, zones_server};
 
 /// The example zones in `server/zones`, compiled in so the binary works from any directory.
@@ -355,23 +355,12 @@ async fn run_server(
     if let Some(auth) = auth {
         builder = builder.layer(auth);
     }
-    let bound = builder
+    let server = builder
         .transport(transport)
         .add_service(zones_server(store))
         .add_service(health_service)
-        .add_service(reflection)
-        .bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-
-    print_ready(bound.h3_addr(), bound.h2_addr())
-        .context("cannot write the READY line to stdout")?;
-
-    bound
-        .serve_with_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
-    Ok(())
+        .add_service(reflection);
+    serve_announced(server, addr).await
 }
 
 fn user(cmd: UserCommand) -> anyhow::Result<()> {
