@@ -37,6 +37,10 @@ pub struct Args {
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
+    /// Run only these wires (default all); e.g. `--wire h3` to profile one transport alone.
+    #[arg(long = "wire", value_name = "WIRE", value_delimiter = ',', num_args = 1..)]
+    pub wires: Vec<crate::target::Wire>,
+
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
@@ -91,6 +95,8 @@ pub struct Settings {
     pub fanout_publishes_1000: usize,
     #[serde(serialize_with = "secs")]
     pub case_timeout: Duration,
+    /// Wires to run (empty = every wire the target offers).
+    pub wires: Vec<crate::target::Wire>,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -116,6 +122,7 @@ impl Settings {
                 fanout_publishes: 20,
                 fanout_publishes_1000: 3,
                 case_timeout: Duration::ZERO,
+                wires: Vec::new(),
             }
         } else if args.quick {
             Settings {
@@ -133,6 +140,7 @@ impl Settings {
                 fanout_publishes: 200,
                 fanout_publishes_1000: 10,
                 case_timeout: Duration::ZERO,
+                wires: Vec::new(),
             }
         } else {
             Settings {
@@ -150,6 +158,7 @@ impl Settings {
                 fanout_publishes: 1000,
                 fanout_publishes_1000: 100,
                 case_timeout: Duration::ZERO,
+                wires: Vec::new(),
             }
         };
         if let Some(reps) = args.reps {
@@ -167,6 +176,7 @@ impl Settings {
             Profile::Tiny => Duration::from_secs(5),
         };
         s.case_timeout = s.duration * 2 + slack;
+        s.wires.clone_from(&args.wires);
         s
     }
 
@@ -216,5 +226,16 @@ mod tests {
         assert!(Args::try_parse_from(["zone-bench", "--reps", "0"]).is_err());
         assert!(Args::try_parse_from(["zone-bench", "--duration", "-1"]).is_err());
         assert!(Args::try_parse_from(["zone-bench", "--duration", "abc"]).is_err());
+        assert!(Args::try_parse_from(["zone-bench", "--wire", "h4"]).is_err());
+    }
+
+    #[test]
+    fn wire_filter_takes_a_list() {
+        let args = Args::try_parse_from(["zone-bench", "--wire", "h3,tonic-h3"]).unwrap();
+        let s = Settings::from_args(&args);
+        assert_eq!(
+            s.wires,
+            [crate::target::Wire::H3, crate::target::Wire::Peer]
+        );
     }
 }

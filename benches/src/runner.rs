@@ -133,7 +133,11 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(settings: Arc<Settings>, target: Arc<Target>, scenarios: usize) -> Runner {
-        let wires: Vec<Wire> = Wire::ALL.into_iter().filter(|w| target.has(*w)).collect();
+        let wires: Vec<Wire> = Wire::ALL
+            .into_iter()
+            .filter(|w| target.has(*w))
+            .filter(|w| settings.wires.is_empty() || settings.wires.contains(w))
+            .collect();
         let rounds = settings.warmup_rounds + settings.reps;
         let total = (scenarios * rounds * wires.len()) as u64;
         let draw = if std::io::stderr().is_terminal() {

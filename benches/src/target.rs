@@ -21,16 +21,21 @@ use crate::peer::{PeerChannel, PeerConnector};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One side of the comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, clap::ValueEnum,
+)]
 pub enum Wire {
     /// grpc-h3 with `Transport::H2`: HTTP/2 over TLS on hyper, as tonic's transport does.
     #[serde(rename = "h2")]
+    #[value(name = "h2")]
     H2,
     /// grpc-h3 with `Transport::H3`: our HTTP/3 over quinn.
     #[serde(rename = "h3")]
+    #[value(name = "h3")]
     H3,
     /// tonic-h3 0.0.6 (h3-quinn), its own server and client: the comparison peer.
     #[serde(rename = "tonic-h3")]
+    #[value(name = "tonic-h3")]
     Peer,
 }
 
