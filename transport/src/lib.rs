@@ -57,9 +57,44 @@ pub use client::{Channel, Endpoint};
 pub use error::Error;
 pub use info::{ConnectionInfo, PeerCertificates};
 pub use quic::{CongestionControl, QuicSettings};
-pub use server::{BoundServer, BoxService, Server};
+pub use server::{BoundServer, BoxService, Server, ServerStats};
 pub use timeout::InvalidTimeout;
 pub use tls::ServerTls;
+
+/// The header parsers, exposed for the property tests in `tests/props.rs` only: not a stable API.
+#[doc(hidden)]
+pub mod __fuzz {
+    use std::time::Duration;
+
+    /// What an `Alt-Svc` value says about HTTP/3 (RFC 7838).
+    #[non_exhaustive]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum AltSvc {
+        /// HTTP/3 on this port of the same host, valid for `max_age`.
+        H3 { port: u16, max_age: Duration },
+        /// `clear`.
+        Clear,
+    }
+
+    /// Parses a `grpc-timeout` value (gRPC PROTOCOL-HTTP2.md).
+    pub fn parse_grpc_timeout(value: &[u8]) -> Result<Duration, crate::InvalidTimeout> {
+        crate::timeout::parse(value)
+    }
+
+    /// Encodes a deadline as a `grpc-timeout` value.
+    pub fn encode_grpc_timeout(timeout: Duration) -> http::HeaderValue {
+        crate::timeout::encode(timeout)
+    }
+
+    /// Parses an `Alt-Svc` value as the client does.
+    pub fn parse_alt_svc(value: &str) -> Option<AltSvc> {
+        use crate::client::alt_svc::{self, AltSvc as Inner};
+        alt_svc::parse(value).map(|alt| match alt {
+            Inner::H3 { port, max_age } => AltSvc::H3 { port, max_age },
+            Inner::Clear => AltSvc::Clear,
+        })
+    }
+}
 
 /// Per-stream receive window of both wires (quinn's default is 1.25 MB; HTTP/2's is 64 KiB).
 pub(crate) const STREAM_WINDOW: u32 = 2 * 1024 * 1024;

@@ -17,7 +17,9 @@ use grpc_h3::{Server, ServerTls, Transport};
 use tonic::server::NamedService;
 use zone_proto::zone::v1::zones_server::ZonesServer;
 use zone_server::auth::{AuthLayer, MethodPattern, Users};
-use zone_server::journal::{BasePolicy, JournalOptions, RedbJournal};
+use zone_server::journal::{
+    BasePolicy, JournalOptions, NatsOptions, NatsTail, RedbJournal, attach_nats, is_nats_url,
+};
 use zone_server::process::{error_chain, serve_announced};
 use zone_server::zones::{ZoneStore, ZonesService, synthetic_zone, zones_server};
 
@@ -78,10 +80,13 @@ struct ServeArgs {
     /// Directory of `*.zone` master files to serve instead of the built-in example zones.
     #[arg(long, value_name = "DIR")]
     zones: Option<PathBuf>,
-    /// Durable journal (redb file, created when missing): every pushed batch is fsync'd to it
-    /// before it is acknowledged, and it is replayed on top of the zone files at start-up.
-    /// Refuses to start when a zone file changed since the journal was started on it.
-    #[arg(long, value_name = "FILE")]
+    /// Durable journal: every pushed batch is stored in it before it is acknowledged, and it is
+    /// replayed on top of the zone files at start-up. A FILE is a redb journal (created when
+    /// missing, fsync'd); `nats://HOST:PORT[,nats://HOST2:PORT...][?replicas=N]` is a NATS
+    /// JetStream journal that several zone-servers share (a push to any of them reaches the
+    /// subscribers of all). Refuses to start when a zone file changed since the journal was
+    /// started on it.
+    #[arg(long, value_name = "FILE|nats://HOST:PORT")]
     journal: Option<PathBuf>,
     /// With --journal: when a zone file changed since the journal was started, drop that zone's
     /// journaled changes and serve the file (serial raised above the journal's last one).
@@ -271,31 +276,50 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         .context("cannot start the async runtime")?;
     let addr = SocketAddr::new(args.host, args.port);
     runtime.block_on(async {
-        if let Some(path) = &args.journal {
-            attach_journal(&store, path, args.journal_rebase).await?;
-        }
+        // Held while serving: it applies batches other servers append to a shared journal.
+        let _tail = match &args.journal {
+            Some(path) => attach_journal(&store, path, args.journal_rebase).await?,
+            None => None,
+        };
         run_server(addr, transport, tls, auth, store).await
     })?;
     Ok(())
 }
 
 /// Opens (or creates) the journal and replays it onto the loaded zones; reports per zone on
-/// stderr.
-async fn attach_journal(store: &ZoneStore, path: &Path, rebase: bool) -> anyhow::Result<()> {
-    let journal = RedbJournal::open(path)?;
+/// stderr. For a NATS journal, returns the tail that applies other servers' batches.
+async fn attach_journal(
+    store: &ZoneStore,
+    path: &Path,
+    rebase: bool,
+) -> anyhow::Result<Option<NatsTail>> {
     let policy = if rebase {
         BasePolicy::Rebase
     } else {
         BasePolicy::Refuse
     };
-    let report = store
-        .attach_journal(journal, JournalOptions::default().base_policy(policy))
-        .await
-        .with_context(|| format!("cannot replay journal {}", path.display()))?;
+    let options = JournalOptions::default().base_policy(policy);
+    let name = path.display();
+    let (report, tail) = match path.to_str().filter(|p| is_nats_url(p)) {
+        Some(url) => {
+            let (_journal, report, tail) = attach_nats(store, url, options, NatsOptions::default())
+                .await
+                .with_context(|| format!("cannot attach the NATS JetStream journal {url}"))?;
+            (report, Some(tail))
+        }
+        None => {
+            let journal = RedbJournal::open(path)?;
+            let report = store
+                .attach_journal(journal, options)
+                .await
+                .with_context(|| format!("cannot replay journal {name}"))?;
+            (report, None)
+        }
+    };
     for zone in report {
-        eprintln!("journal {}: {zone}", path.display());
+        eprintln!("journal {name}: {zone}");
     }
-    Ok(())
+    Ok(tail)
 }
 
 /// The built-in example zones or `--zones DIR`, plus the `--synthetic` zone.
@@ -524,6 +548,8 @@ mod tests {
         let args = serve_args(&["--port", "0", "--journal", "j.db", "--journal-rebase"]);
         assert!(args.journal_rebase);
         assert!(check_serve_args(&args).is_ok());
+        let nats = serve_args(&["--port", "0", "--journal", "nats://127.0.0.1:4222"]);
+        assert!(is_nats_url(nats.journal.unwrap().to_str().unwrap()));
         assert!(
             parse(&["--port", "0", "--journal-rebase"]).is_err(),
             "--journal-rebase needs --journal"

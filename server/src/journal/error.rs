@@ -48,6 +48,18 @@ pub enum JournalError {
     /// The journal was closed (`UNAVAILABLE`).
     #[error("the journal is closed")]
     Closed,
+    /// A networked journal (NATS JetStream) cannot be reached or did not answer in time
+    /// (`UNAVAILABLE`: retry later). An append that failed this way may still have been stored;
+    /// the zone store then learns it like another server's batch.
+    #[error("the journal is unavailable: {0}")]
+    Unavailable(String),
+    /// The batch exceeds what the journal accepts in one record, e.g. nats-server's
+    /// `max_payload` (`RESOURCE_EXHAUSTED`: split the batch or raise the limit).
+    #[error("the batch is too large for the journal: {0}")]
+    TooLarge(String),
+    /// The journal's configuration (e.g. its URL) is invalid (`INVALID_ARGUMENT`).
+    #[error("journal configuration: {0}")]
+    Config(String),
     /// Opening the journal file failed (`INTERNAL`).
     #[error("cannot open journal {}: {source}", path.display())]
     Open {
@@ -69,7 +81,9 @@ impl JournalError {
             Self::Conflict { .. } => Code::Aborted,
             Self::UnknownZone(_) | Self::BaseChanged { .. } => Code::FailedPrecondition,
             Self::Corrupt(_) => Code::DataLoss,
-            Self::Closed => Code::Unavailable,
+            Self::Closed | Self::Unavailable(_) => Code::Unavailable,
+            Self::TooLarge(_) => Code::ResourceExhausted,
+            Self::Config(_) => Code::InvalidArgument,
             Self::NotConsecutive { .. } | Self::Open { .. } | Self::Task(_) | Self::Storage(_) => {
                 Code::Internal
             }

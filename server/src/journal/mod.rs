@@ -34,28 +34,34 @@
 //!
 //! # Implementations
 //!
-//! [`RedbJournal`] (one machine: an embedded redb file, fsync'd on every commit) and
-//! [`MemoryJournal`] (tests and benchmarks: same semantics, nothing survives the process).
+//! [`RedbJournal`] (one machine: an embedded redb file, fsync'd on every commit),
+//! [`NatsJournal`] (NATS JetStream: several zone-servers share one log, `zone-server --journal
+//! nats://HOST:PORT`) and [`MemoryJournal`] (tests and benchmarks: same semantics, nothing
+//! survives the process).
 //!
 //! # When one machine is outgrown: NATS JetStream or Kafka
 //!
 //! The trait is the seam; the ordering and resume semantics stay the same because edges only
 //! ever see zone serials, and per zone the log stays totally ordered with serial = position.
 //!
-//! *NATS JetStream.* A stream `ZONES` with one subject per zone (`zones.<zone>`, the name
-//! escaped into one token); each message is a `ZoneUpdate` (protobuf) with headers `Zone-Serial`
-//! and `Nats-Msg-Id: <zone>/<serial>` (deduplicates a retried publish). `append` publishes with
-//! `Nats-Expected-Last-Subject-Sequence` set to the stream sequence of the zone's last batch;
+//! *NATS JetStream* (implemented: [`NatsJournal`], layout in its module docs). One stream per
+//! zone and epoch (`ZONE_<zone>_<epoch>`, subject `zones.<zone>.<epoch>`) holding only that
+//! zone's batches (`ZoneUpdate` protobuf, header `Zone-Serial`); created empty, so the stream
+//! sequence of serial `s` is `s - base_serial` and no serial → sequence index is needed.
+//! `append` publishes with `Nats-Expected-Last-Subject-Sequence = expected_last - base_serial`:
 //! JetStream rejects the loser of a race ("wrong last sequence") → `Conflict` → `ABORTED`, and
 //! that server reads the winner's batch with `read_after` and applies it before the client
-//! retries. The PubAck arrives once the stream's replicas (R=3) have stored the message, the
-//! counterpart of redb's fsync. The journal keeps, per zone, the map serial → stream sequence of
-//! the retained batches (built while replaying at start-up, extended by its own PubAcks and its
-//! reads), so `read_after` starts a direct get / ordered consumer at the right sequence.
-//! `compact` puts the snapshot into an Object Store bucket (`zone-snapshots`, key = zone, serial
-//! in the metadata) and then purges the subject below the sequence of `keep_after + 1`. The base
-//! lives in a KV bucket (`zone-meta`), written with a revision check so two servers starting on
-//! different zone files cannot both register a base.
+//! retries. The PubAck arrives once the stream's replicas (R=3 in a cluster) stored the message,
+//! the counterpart of redb's fsync; no answer → `Unavailable` → `UNAVAILABLE`. Per-zone meta
+//! (base, epoch, oldest kept serial, snapshot serial) lives in stream `ZONE_META`, one message
+//! per zone written conditionally on its sequence, so two servers starting on different zone
+//! files cannot both register a base. `compact` puts the snapshot into the Object Store bucket
+//! `zone-snapshots`, raises the meta's oldest serial, then purges the stream below it (keeping
+//! the last batch, which the next conditional append names). A rebase starts a new epoch (a new
+//! empty stream). A server sharing the journal learns other servers' batches through
+//! [`NatsTail`] (a subscription on `zones.>` that makes the store read the journal from its
+//! serial, [`crate::zones::ZoneStore::sync_from_journal`]), so its followers see every batch in
+//! journal order whichever server accepted it.
 //!
 //! *Kafka.* A topic partitioned by zone (record key = zone, so a zone's batches share a partition
 //! and keep their order), serial in a record header. Kafka has no conditional append, so
@@ -68,6 +74,7 @@
 
 mod error;
 mod memory;
+mod nats;
 mod redb;
 
 use std::fmt;
@@ -83,6 +90,7 @@ use crate::zones::{AppliedBatch, StoreError, ZoneSnapshot, ZoneStore};
 pub use self::redb::RedbJournal;
 pub use error::JournalError;
 pub use memory::MemoryJournal;
+pub use nats::{NatsJournal, NatsOptions, NatsTail, attach_nats, is_nats_url, parse_nats_url};
 
 /// The future every journal method returns (boxed, so `dyn Journal` works).
 pub type JournalFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, JournalError>> + Send + 'a>>;

@@ -133,9 +133,16 @@ impl ZoneStore {
                 }
                 Err(err) => {
                     // An error after the commit point would leave the batch durable: then it
-                    // counts as applied, like a crash right after the commit.
-                    match journal.zone_state(&cell.name).await {
-                        Ok(Some(state)) if state.last_serial == serial => {}
+                    // counts as applied, like a crash right after the commit. Compared by
+                    // content: on a shared journal another server may hold that serial.
+                    match journal
+                        .read_after(&cell.name, prepared.base_serial(), 1)
+                        .await
+                    {
+                        Ok(ReadAfter::Entries(entries))
+                            if entries.first().is_some_and(|b| {
+                                b.serial() == serial && **b == *prepared.batch
+                            }) => {}
                         _ => return Err(err.into()),
                     }
                 }
@@ -281,6 +288,22 @@ impl ZoneStore {
             serial,
             outcome,
         })
+    }
+
+    /// Applies the batches other servers appended to a shared journal after the zone's serial
+    /// (waiting for a push in progress to finish first); returns the zone's serial after.
+    ///
+    /// A shared journal's tail calls this when it learns of new batches (see
+    /// [`crate::journal::NatsTail`]); followers of this store then see them as if pushed here.
+    pub async fn sync_from_journal(&self, zone: &str) -> Result<u32, StoreError> {
+        let attached = self
+            .attached()
+            .ok_or_else(|| StoreError::Internal("no journal attached".into()))?;
+        let cell = self.cell(zone)?;
+        let _writer = cell.writer.lock().await;
+        self.catch_up_from_journal(&cell, attached.journal.as_ref())
+            .await?;
+        Ok(self.cell_serial(&cell))
     }
 
     /// Applies the batches another writer appended after the zone's serial.

@@ -9,6 +9,9 @@ use tokio::time::Instant;
 
 /// RFC 7838 §3.1: `ma` defaults to 24 hours.
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(86_400);
+/// Largest `ma` kept: delta-seconds beyond 2^31 mean 2^31 (RFC 9111 §1.2.2); a larger value
+/// would overflow the cache's expiry `Instant`.
+const MAX_MAX_AGE: u64 = 1 << 31;
 
 /// What an `Alt-Svc` header says about HTTP/3 for the origin that sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +60,7 @@ pub(crate) fn parse(value: &str) -> Option<AltSvc> {
         for param in params {
             if let Some((k, v)) = param.split_once('=')
                 && k.trim().eq_ignore_ascii_case("ma")
-                && let Ok(secs) = v.trim().trim_matches('"').parse::<u64>()
+                && let Some(secs) = delta_seconds(v.trim().trim_matches('"'))
             {
                 max_age = Duration::from_secs(secs);
             }
@@ -67,12 +70,27 @@ pub(crate) fn parse(value: &str) -> Option<AltSvc> {
     None
 }
 
+/// `delta-seconds` (RFC 9111 §1.2.2), capped at [`MAX_MAX_AGE`] however many digits it has.
+fn delta_seconds(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse::<u64>().unwrap_or(u64::MAX).min(MAX_MAX_AGE))
+}
+
+/// Splits at `sep` outside quoted-strings; a quoted-pair (`\"`) does not end one (RFC 9110 §5.6.4).
 fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
     let mut parts = Vec::new();
     let mut quoted = false;
+    let mut escaped = false;
     let mut start = 0;
     for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
         match c {
+            '\\' if quoted => escaped = true,
             '"' => quoted = !quoted,
             c if c == sep && !quoted => {
                 parts.push(&s[start..i]);

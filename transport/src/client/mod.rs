@@ -1,7 +1,7 @@
 //! The client side: [`Endpoint`] (builder) and [`Channel`] (a tower `Service` that tonic-generated
 //! clients accept), dispatching each call to the wire the endpoint selected.
 
-mod alt_svc;
+pub(crate) mod alt_svc;
 mod auto;
 mod channel;
 mod h2;

@@ -17,6 +17,7 @@ use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 use tower::ServiceExt;
 
+use super::limits::{Counted, ServerStats, Slot};
 use super::{BoxService, ServerSettings};
 use crate::error::{Error, Kind};
 use crate::{ConnectionInfo, Transport};
@@ -53,6 +54,7 @@ impl H2Listener {
         self,
         service: BoxService,
         settings: Arc<ServerSettings>,
+        stats: ServerStats,
         alt_svc: Option<HeaderValue>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), Error> {
@@ -63,6 +65,7 @@ impl H2Listener {
             tls: self.tls.clone(),
             service,
             settings: settings.clone(),
+            stats: stats.clone(),
             alt_svc,
         });
         loop {
@@ -70,7 +73,20 @@ impl H2Listener {
                 () = stopped(&mut stop) => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, remote)) => {
-                        conns.spawn(serve_connection(tcp, remote, shared.clone(), graceful.watcher()));
+                        // Over a limit: close at once (dropping the socket), before any TLS work.
+                        let Some(conn_slot) = stats.try_connection(settings.max_connections) else {
+                            tracing::debug!(%remote, "connection limit reached; closing");
+                            continue;
+                        };
+                        let Some(handshake_slot) =
+                            stats.try_handshake(settings.max_pending_handshakes)
+                        else {
+                            tracing::debug!(%remote, "handshake limit reached; closing");
+                            continue;
+                        };
+                        let slots = (conn_slot, handshake_slot);
+                        let watcher = graceful.watcher();
+                        conns.spawn(serve_connection(tcp, remote, shared.clone(), watcher, slots));
                     }
                     Err(err) => {
                         // EMFILE and friends are transient: back off instead of spinning or dying.
@@ -101,6 +117,7 @@ struct Shared {
     tls: Option<TlsAcceptor>,
     service: BoxService,
     settings: Arc<ServerSettings>,
+    stats: ServerStats,
     /// `Alt-Svc` advertising HTTP/3 (RFC 7838), when it is served.
     alt_svc: Option<HeaderValue>,
 }
@@ -110,6 +127,7 @@ async fn serve_connection(
     remote: SocketAddr,
     shared: Arc<Shared>,
     watcher: Watcher,
+    (_conn_slot, handshake_slot): (Slot, Slot),
 ) {
     let _ = tcp.set_nodelay(true);
     let local = shared.local_addr;
@@ -148,22 +166,49 @@ async fn serve_connection(
                 .1
                 .peer_certificates()
                 .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
-            run(stream, info, service, settings, alt_svc, watcher).await;
+            let conn = Conn {
+                info,
+                service,
+                stats: shared.stats.clone(),
+                alt_svc,
+                handshake_slot,
+            };
+            run(stream, conn, settings, watcher).await;
         }
-        None => run(tcp, info, service, settings, alt_svc, watcher).await,
+        None => {
+            let conn = Conn {
+                info,
+                service,
+                stats: shared.stats.clone(),
+                alt_svc,
+                handshake_slot,
+            };
+            run(tcp, conn, settings, watcher).await;
+        }
     }
 }
 
-async fn run<IO>(
-    io: IO,
+/// One connection past its TLS handshake.
+struct Conn {
     info: ConnectionInfo,
     service: BoxService,
-    settings: &ServerSettings,
+    stats: ServerStats,
     alt_svc: Option<HeaderValue>,
-    watcher: Watcher,
-) where
+    /// Held until the client preface has arrived.
+    handshake_slot: Slot,
+}
+
+async fn run<IO>(io: IO, conn: Conn, settings: &ServerSettings, watcher: Watcher)
+where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let Conn {
+        info,
+        service,
+        stats,
+        alt_svc,
+        handshake_slot,
+    } = conn;
     // The client preface must arrive promptly (RFC 9113 §3.4): hyper would wait for it forever,
     // so a peer that connects and stays silent (slowloris) could hold the connection open.
     let mut io = io;
@@ -183,6 +228,7 @@ async fn run<IO>(
             return;
         }
     }
+    drop(handshake_slot);
     let io = Rewind::new(io, &preface);
     let tcp_info = TcpConnectInfo {
         local_addr: info.local_addr,
@@ -194,12 +240,14 @@ async fn run<IO>(
         req.extensions_mut().insert(info.clone());
         req.extensions_mut().insert(tcp_info.clone());
         let alt_svc = alt_svc.clone();
+        // Counted until hyper drops the response body: the stream is done then.
+        let slot = stats.request();
         async move {
             let mut response = svc.oneshot(req.map(Body::new)).await?;
             if let Some(v) = alt_svc {
                 response.headers_mut().insert(http::header::ALT_SVC, v);
             }
-            Ok::<_, std::convert::Infallible>(response)
+            Ok::<_, std::convert::Infallible>(response.map(|body| Counted::new(body, slot)))
         }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());

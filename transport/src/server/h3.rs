@@ -20,6 +20,7 @@ use tonic::transport::server::TcpConnectInfo;
 use tower::ServiceExt;
 
 use super::h2::stopped;
+use super::limits::{ServerStats, Slot};
 use super::{BoxService, ServerSettings};
 use crate::body::{ContentLength, H3Body};
 use crate::error::{Error, Kind};
@@ -62,6 +63,7 @@ impl H3Listener {
         self,
         service: BoxService,
         settings: Arc<ServerSettings>,
+        stats: ServerStats,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), Error> {
         let mut conns = JoinSet::new();
@@ -70,11 +72,15 @@ impl H3Listener {
                 () = stopped(&mut stop) => break,
                 incoming = self.endpoint.accept() => match incoming {
                     Some(incoming) => {
+                        let Some(slots) = admit(incoming, &stats, &settings) else {
+                            continue;
+                        };
                         conns.spawn(serve_connection(
-                            incoming,
+                            slots,
                             self.local_addr,
                             service.clone(),
                             settings.clone(),
+                            stats.clone(),
                             stop.clone(),
                         ));
                     }
@@ -103,13 +109,60 @@ impl H3Listener {
     }
 }
 
-async fn serve_connection(
+/// An incoming QUIC connection admitted under the limits, with its slots.
+struct Admitted {
     incoming: quinn::Incoming,
+    _connection: Slot,
+    handshake: Slot,
+}
+
+/// Applies the connection and handshake limits to a new QUIC connection attempt (see
+/// [`Server::max_pending_handshakes`](super::Server::max_pending_handshakes)): `None` when it was
+/// refused or asked to Retry.
+fn admit(
+    incoming: quinn::Incoming,
+    stats: &ServerStats,
+    settings: &ServerSettings,
+) -> Option<Admitted> {
+    let remote = incoming.remote_address();
+    let Some(connection) = stats.try_connection(settings.max_connections) else {
+        tracing::debug!(%remote, "connection limit reached; refusing");
+        incoming.refuse();
+        return None;
+    };
+    let Some(handshake) = stats.try_handshake(settings.max_pending_handshakes) else {
+        if incoming.remote_address_validated() {
+            tracing::debug!(%remote, "handshake limit reached; refusing");
+            incoming.refuse();
+        } else {
+            // Stateless for us; a spoofed source address never comes back with the token.
+            tracing::debug!(%remote, "handshake limit reached; asking for address validation");
+            if let Err(err) = incoming.retry() {
+                err.into_incoming().refuse();
+            }
+        }
+        return None;
+    };
+    Some(Admitted {
+        incoming,
+        _connection: connection,
+        handshake,
+    })
+}
+
+async fn serve_connection(
+    admitted: Admitted,
     local_addr: SocketAddr,
     service: BoxService,
     settings: Arc<ServerSettings>,
+    stats: ServerStats,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Admitted {
+        incoming,
+        _connection,
+        handshake,
+    } = admitted;
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
         Ok(c) => c,
@@ -121,6 +174,7 @@ async fn serve_connection(
     let Some(conn) = establish(connecting, &settings, remote).await else {
         return;
     };
+    drop(handshake);
     let peer_certificates = conn
         .peer_identity()
         .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
@@ -169,13 +223,14 @@ async fn serve_connection(
                     // The peer's address as of this request: it changes when the client migrates.
                     let mut info = info.clone();
                     info.remote_addr = Some(conn.remote_address());
+                    let slot = stats.request();
                     requests.spawn(serve_request(
+                        slot,
                         resolver,
                         service.clone(),
                         info,
                         stops.clone(),
-                        settings.early_data.clone(),
-                        settings.handshake_timeout,
+                        settings.clone(),
                         stop.clone(),
                     ));
                 }
@@ -237,14 +292,16 @@ async fn establish(
 }
 
 async fn serve_request(
+    _slot: Slot,
     resolver: Resolver,
     service: BoxService,
     mut info: ConnectionInfo,
     stops: StreamSignals,
-    early_data: Option<Arc<HashSet<String>>>,
-    header_timeout: std::time::Duration,
+    settings: Arc<ServerSettings>,
     draining: watch::Receiver<bool>,
 ) {
+    let header_timeout = settings.handshake_timeout;
+    let early_data: Option<&HashSet<String>> = settings.early_data.as_deref();
     // A stream that never completes its HEADERS (slowloris) must not hold a task forever.
     let (request, stream) =
         match tokio::time::timeout(header_timeout, resolver.resolve_request()).await {

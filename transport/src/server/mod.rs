@@ -2,11 +2,16 @@
 //! the same port, with one service stack above the wire shared by both.
 //!
 //! Stack, outermost first: connection extensions (inserted by the wire) → deadline enforcement
-//! (`grpc-timeout`, see `timeout.rs`) → user layers (e.g. per-RPC auth) → tonic `Routes`.
+//! (`grpc-timeout`, see `timeout.rs`) and the request-body stall guard (`limits.rs`) → user layers
+//! (e.g. per-RPC auth) → tonic `Routes`. Admission limits (connections, handshakes) act in the
+//! wires' accept loops, before any of this.
 
 mod h2;
 mod h3;
+mod limits;
 mod stack;
+
+pub use limits::ServerStats;
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -42,6 +47,9 @@ pub(crate) struct ServerSettings {
     pub(crate) keep_alive_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) drain_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_pending_handshakes: usize,
+    pub(crate) request_body_timeout: Option<Duration>,
     /// `/pkg.Service/Method` paths served from 0-RTT early data; `None` = early data refused.
     pub(crate) early_data: Option<Arc<HashSet<String>>>,
 }
@@ -56,6 +64,9 @@ impl Default for ServerSettings {
             keep_alive_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_pending_handshakes: 128,
+            request_body_timeout: Some(Duration::from_secs(30)),
             early_data: None,
         }
     }
@@ -76,6 +87,36 @@ impl Default for ServerSettings {
 /// bound.serve_with_shutdown(async { let _ = tokio::signal::ctrl_c().await; }).await
 /// # }
 /// ```
+///
+/// # Limits against abuse
+///
+/// The defaults are meant for a server reachable from the internet; each has a setter.
+///
+/// | limit | default | beyond it |
+/// |---|---|---|
+/// | [`max_connections`](Self::max_connections) (both wires together) | 1024 | TCP: closed right after accept; QUIC: refused (CONNECTION_REFUSED) |
+/// | [`max_pending_handshakes`](Self::max_pending_handshakes) | 128 | TCP: closed right after accept; QUIC: Retry (address validation), then refused |
+/// | [`handshake_timeout`](Self::handshake_timeout) (TLS/QUIC handshake, HTTP/2 preface, HTTP/3 request HEADERS) | 10 s | connection dropped / request stream reset |
+/// | [`max_concurrent_streams`](Self::max_concurrent_streams) per connection (HTTP/2 SETTINGS, QUIC MAX_STREAMS) | 1024 | the client's next call waits for a free stream |
+/// | [`max_header_list_size`](Self::max_header_list_size) | 16 KiB | HTTP 431 → RESOURCE_EXHAUSTED |
+/// | [`request_body_timeout`](Self::request_body_timeout) (stall in the middle of a message) | 30 s | the handler's request stream fails with DEADLINE_EXCEEDED; the call ends |
+/// | message size (tonic's `max_decoding_message_size`, per service) | 4 MiB | RESOURCE_EXHAUSTED, nothing allocated for it |
+///
+/// **Memory per connection** is bounded by flow control: the server never buffers more request
+/// bytes than it advertised. With the defaults both wires grant 2 MiB per stream and 16 MiB per
+/// connection ([`QuicSettings::stream_receive_window`](crate::QuicSettings) / `receive_window`; the
+/// same values for HTTP/2's initial windows), so unread request data is at most 16 MiB per
+/// connection, whatever the stream count; plus the header sections (≤ 16 KiB per open stream, i.e.
+/// ≤ 16 MiB at 1024 streams, transient), plus at most one decoded message per active call (≤ the
+/// service's decoding limit). Sending is bounded by the peer's windows and, for HTTP/2, hyper's
+/// 400 KiB send buffer per stream; quinn's `send_window` caps unacknowledged data at 16 MiB.
+/// Worst case, all connections full: `max_connections` × 16 MiB = 16 GiB; the windows exist for
+/// throughput on fast paths — an edge with little memory and many clients should lower them
+/// ([`quic_settings`](Self::quic_settings)) or `max_connections`.
+///
+/// Not limited here: connections per client address (put that in front, e.g. a firewall), and an
+/// idle connection that keeps itself alive with PINGs, which holds a connection slot (QUIC's idle
+/// timeout, 30 s, closes only silent ones).
 pub struct Server {
     routes: Option<Routes>,
     layers: Vec<LayerFn>,
@@ -175,7 +216,9 @@ impl Server {
         self
     }
 
-    /// Most streams a client may have open at once on one connection; default 1024.
+    /// Most streams a client may have open at once on one connection; default 1024. Sent as HTTP/2
+    /// SETTINGS_MAX_CONCURRENT_STREAMS and as QUIC's bidirectional stream limit (MAX_STREAMS): a
+    /// client's further calls wait until a stream ends.
     pub fn max_concurrent_streams(mut self, n: u32) -> Self {
         self.settings.max_concurrent_streams = n;
         self
@@ -198,6 +241,38 @@ impl Server {
     /// Default 10 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.settings.handshake_timeout = timeout;
+        self
+    }
+
+    /// Most connections served at once, over both wires together, counting those still in their
+    /// handshake; default 1024. Beyond it a new TCP connection is closed right after accept and a
+    /// new QUIC connection is refused (CONNECTION_REFUSED, RFC 9000 §20.1) without a handshake.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.settings.max_connections = n;
+        self
+    }
+
+    /// Most handshakes in progress at once (TLS and QUIC handshakes, the HTTP/2 preface);
+    /// default 128.
+    ///
+    /// A bound on concurrent handshakes rather than a rate: it caps exactly the resource a
+    /// handshake flood consumes (CPU for signatures, per-handshake state) and adapts to how fast
+    /// the machine completes them, where a per-second rate must be tuned per machine and refuses
+    /// a legitimate reconnect storm (every edge after a restart) that the machine could serve.
+    /// Beyond it a TCP connection is closed right after accept. A QUIC client whose address is
+    /// not yet validated gets a Retry (RFC 9000 §8.1.2) — stateless for the server, and a
+    /// spoofed source never answers it — and a validated one is refused (CONNECTION_REFUSED).
+    pub fn max_pending_handshakes(mut self, n: usize) -> Self {
+        self.settings.max_pending_handshakes = n;
+        self
+    }
+
+    /// How long a request body may stall in the middle of a gRPC message before the call fails
+    /// (the handler's request stream yields DEADLINE_EXCEEDED, the stream is then reset); `None`
+    /// disables it. Default 30 s. This closes slowloris-style "dribblers". Silence *between*
+    /// messages is not limited: long-lived streams (subscriptions) legitimately idle there.
+    pub fn request_body_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.settings.request_body_timeout = timeout;
         self
     }
 
@@ -240,7 +315,11 @@ impl Server {
         if self.transport == Transport::H3 && self.tls.is_none() {
             return Err(Error::new(Kind::Config).context("HTTP/3 needs TLS: call Server::tls"));
         }
-        let service = stack::build(self.routes, &self.layers);
+        let service = stack::build(
+            self.routes,
+            &self.layers,
+            self.settings.request_body_timeout,
+        );
         let mut quic = self.quic.clone();
         quic.max_concurrent_bidi_streams = self.settings.max_concurrent_streams;
         quic.keep_alive_interval = quic
@@ -280,6 +359,7 @@ impl Server {
             alt_svc,
             service,
             settings: Arc::new(self.settings),
+            stats: ServerStats::default(),
         })
     }
 
@@ -300,9 +380,15 @@ pub struct BoundServer {
     alt_svc: Option<http::HeaderValue>,
     service: BoxService,
     settings: Arc<ServerSettings>,
+    stats: ServerStats,
 }
 
 impl BoundServer {
+    /// Live counters (connections, handshakes, requests) of this server, to watch while it serves.
+    pub fn stats(&self) -> ServerStats {
+        self.stats.clone()
+    }
+
     /// The TCP address HTTP/2 is served on, if it is.
     pub fn h2_addr(&self) -> Option<SocketAddr> {
         self.h2.as_ref().map(h2::H2Listener::local_addr)
@@ -325,6 +411,7 @@ impl BoundServer {
             tasks.spawn(listener.serve(
                 self.service.clone(),
                 self.settings.clone(),
+                self.stats.clone(),
                 self.alt_svc.clone(),
                 stop_rx.clone(),
             ));
@@ -333,6 +420,7 @@ impl BoundServer {
             tasks.spawn(listener.serve(
                 self.service.clone(),
                 self.settings.clone(),
+                self.stats.clone(),
                 stop_rx.clone(),
             ));
         }

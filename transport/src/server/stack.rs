@@ -1,8 +1,9 @@
-//! The service stack above the wire, identical for HTTP/2 and HTTP/3: deadline enforcement, the
-//! user's layers, then tonic `Routes`.
+//! The service stack above the wire, identical for HTTP/2 and HTTP/3: non-gRPC refusal, the
+//! request-body stall guard, deadline enforcement, the user's layers, then tonic `Routes`.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http::{Request, Response};
@@ -14,17 +15,25 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
+use super::limits::StallGuard;
 use super::{BoxService, LayerFn};
 use crate::timeout::{self, DeadlineBody, Side};
 
-pub(super) fn build(routes: Option<Routes>, layers: &[LayerFn]) -> BoxService {
+pub(super) fn build(
+    routes: Option<Routes>,
+    layers: &[LayerFn],
+    body_timeout: Option<Duration>,
+) -> BoxService {
     let routes = routes.unwrap_or_default().prepare();
     let mut svc: BoxService = BoxCloneSyncService::new(routes);
     // The first layer added must end up outermost.
     for layer in layers.iter().rev() {
         svc = layer(svc);
     }
-    BoxCloneSyncService::new(Deadline { inner: svc })
+    BoxCloneSyncService::new(Deadline {
+        inner: svc,
+        body_timeout,
+    })
 }
 
 /// Answers requests that are not gRPC with a plain HTTP error, so other HTTP clients don't read
@@ -63,6 +72,8 @@ fn reject_non_grpc(req: &Request<Body>) -> Option<Response<Body>> {
 #[derive(Clone)]
 struct Deadline {
     inner: BoxService,
+    /// See [`StallGuard`]: fails a request body that stalls mid-message this long.
+    body_timeout: Option<Duration>,
 }
 
 impl Service<Request<Body>> for Deadline {
@@ -79,6 +90,10 @@ impl Service<Request<Body>> for Deadline {
         if let Some(rejection) = reject_non_grpc(&req) {
             return Box::pin(std::future::ready(Ok(rejection)));
         }
+        let req = match self.body_timeout {
+            Some(timeout) => req.map(|body| Body::new(StallGuard::new(body, timeout))),
+            None => req,
+        };
         Box::pin(async move {
             let timeout = match timeout::from_headers(req.headers()) {
                 Ok(t) => t,

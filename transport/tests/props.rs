@@ -1,0 +1,739 @@
+//! Property tests of everything the transport parses from the network: `grpc-timeout` (gRPC
+//! PROTOCOL-HTTP2.md, "Requests"), `Alt-Svc` (RFC 7838 §3), percent-encoded `grpc-message`, `-bin`
+//! metadata, and the length-prefixed message framing ("Length-Prefixed-Message").
+//!
+//! Case counts: `PROPTEST_CASES` for the pure parsers (default 256), `PROPTEST_NET_CASES` for the
+//! ones that go through a server over both wires (default 32), so `cargo test` stays fast and
+//! `scripts/fuzz.sh` can run long.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod common;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use common::Fixture;
+use grpc_h3::__fuzz::{self, AltSvc};
+use grpc_h3::Transport;
+use http_body::Frame;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use tonic::Code;
+use tonic::codec::{DecodeBuf, Decoder, Streaming};
+use tower::ServiceExt;
+use zone_proto::grpc_testing::*;
+
+fn cases_from(var: &str, default: u32) -> u32 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runner config; regressions are kept as explicit tests below rather than files.
+fn config(cases: u32) -> Config {
+    Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+fn parser_config() -> Config {
+    config(cases_from("PROPTEST_CASES", 256))
+}
+
+fn net_config() -> Config {
+    config(cases_from("PROPTEST_NET_CASES", 32))
+}
+
+/// Runs `test` over `strategy`, panics with the minimal failing input, and reports how many cases
+/// ran. `PROPTEST_MAX_SECS` bounds a long run: the run stops at the first case past it (unless a
+/// failure is being shrunk) and reports how far it got.
+fn check<S: Strategy>(
+    name: &str,
+    config: Config,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) {
+    let cases = config.cases;
+    let budget = std::env::var("PROPTEST_MAX_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(std::time::Duration::from_secs);
+    let started = std::time::Instant::now();
+    let ran = AtomicUsize::new(0);
+    let failing = std::sync::atomic::AtomicBool::new(false);
+    // Past the budget a case is rejected, and the first reject ends the run (rejects are not
+    // shrunk, unlike failures).
+    let config = Config {
+        max_global_rejects: 0,
+        ..config
+    };
+    let result = TestRunner::new(config).run(&strategy, |value| {
+        if !failing.load(Ordering::Relaxed) && budget.is_some_and(|b| started.elapsed() > b) {
+            return Err(TestCaseError::reject("PROPTEST_MAX_SECS reached"));
+        }
+        ran.fetch_add(1, Ordering::Relaxed);
+        let result = test(value);
+        if result.is_err() {
+            failing.store(true, Ordering::Relaxed);
+        }
+        result
+    });
+    let ran = ran.into_inner();
+    match result {
+        Ok(()) => eprintln!("PROPS {name}: {ran} of {cases} cases run, 0 failures"),
+        Err(TestError::Abort(_)) if !failing.load(Ordering::Relaxed) => {
+            eprintln!("PROPS {name}: {ran} of {cases} cases run (time budget), 0 failures")
+        }
+        Err(e) => panic!("PROPS {name}: FAILED after {ran} cases: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// grpc-timeout: TimeoutValue = 1*8 ASCII digits, TimeoutUnit = H / M / S / m / u / n.
+
+const UNITS: [(u8, u64); 6] = [
+    (b'H', 3_600_000_000_000),
+    (b'M', 60_000_000_000),
+    (b'S', 1_000_000_000),
+    (b'm', 1_000_000),
+    (b'u', 1_000),
+    (b'n', 1),
+];
+
+/// The grammar as a reference model: the nanoseconds a value means, or `None` when malformed.
+fn timeout_model(value: &[u8]) -> Option<u128> {
+    let (&unit, digits) = value.split_last()?;
+    if !(1..=8).contains(&digits.len()) || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let scale = UNITS.iter().find(|(u, _)| *u == unit)?.1;
+    let n: u128 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(n * u128::from(scale))
+}
+
+#[test]
+fn grpc_timeout_parser_agrees_with_the_grammar_on_any_bytes() {
+    // Mostly near-misses of the grammar, plus arbitrary bytes.
+    let near = proptest::string::bytes_regex("[0-9 +.-]{0,10}[HMSmunhsx]?")
+        .unwrap()
+        .boxed();
+    let any = proptest::collection::vec(any::<u8>(), 0..16).boxed();
+    check(
+        "grpc_timeout_any_bytes",
+        parser_config(),
+        prop_oneof![near, any],
+        |value| {
+            let got = __fuzz::parse_grpc_timeout(&value).map(|d| d.as_nanos());
+            prop_assert_eq!(got.ok(), timeout_model(&value), "{:?}", value);
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn grpc_timeout_valid_values_parse_exactly() {
+    let strategy = (1u32..=8, any::<u64>(), 0usize..6).prop_map(|(digits, n, unit)| {
+        let n = n % 10u64.pow(digits);
+        // Leading zeros are part of the grammar: pad to the chosen width.
+        format!(
+            "{n:0width$}{}",
+            UNITS[unit].0 as char,
+            width = digits as usize
+        )
+    });
+    check("grpc_timeout_valid", parser_config(), strategy, |value| {
+        let d = __fuzz::parse_grpc_timeout(value.as_bytes());
+        prop_assert!(d.is_ok(), "{value} refused");
+        prop_assert_eq!(Some(d.unwrap().as_nanos()), timeout_model(value.as_bytes()));
+        Ok(())
+    });
+}
+
+#[test]
+fn grpc_timeout_encoding_round_trips_rounding_up_by_less_than_one_unit() {
+    let durations = prop_oneof![
+        any::<u64>().prop_map(Duration::from_nanos),
+        (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+        (0u64..400_000_000_000).prop_map(Duration::from_secs),
+    ];
+    check("grpc_timeout_round_trip", parser_config(), durations, |d| {
+        let header = __fuzz::encode_grpc_timeout(d);
+        let text = header.as_bytes();
+        let Some(nanos) = timeout_model(text) else {
+            return Err(TestCaseError::fail(format!(
+                "{d:?} encoded as malformed {header:?}"
+            )));
+        };
+        let parsed = __fuzz::parse_grpc_timeout(text).unwrap();
+        prop_assert_eq!(parsed.as_nanos(), nanos);
+        let max = 99_999_999u128 * 3_600_000_000_000;
+        if d.as_nanos() <= max {
+            // Never less time than allowed, and the finest unit that fits.
+            let unit = UNITS
+                .iter()
+                .find(|(u, _)| Some(u) == text.last())
+                .unwrap()
+                .1;
+            prop_assert!(parsed >= d, "{d:?} -> {header:?}");
+            prop_assert!(
+                parsed.as_nanos() - d.as_nanos() < u128::from(unit),
+                "{d:?} -> {header:?}"
+            );
+        } else {
+            prop_assert_eq!(text, b"99999999H");
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alt-Svc (RFC 7838 §3): alt-value list of `protocol-id "=" alt-authority *( ";" parameter )`.
+
+/// Largest `ma` kept (RFC 9111 §1.2.2: delta-seconds beyond what fits are 2^31).
+const MAX_AGE_CAP: u64 = 1 << 31;
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(86_400);
+
+/// A quoted-string body: may hold separators and quoted-pairs (RFC 9110 §5.6.4).
+fn quoted_body() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just("a"),
+            Just("h3"),
+            Just(":"),
+            Just("443"),
+            Just(","),
+            Just(";"),
+            Just("="),
+            Just(" "),
+            Just("\\\""),
+            Just("\\\\"),
+            Just("é"),
+        ],
+        0..8,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+#[derive(Debug, Clone)]
+enum Param {
+    /// `ma=` delta-seconds, possibly quoted, possibly too large for any integer.
+    MaxAge { digits: String, quoted: bool },
+    /// Any other parameter, token or quoted value.
+    Other { name: String, value: String },
+}
+
+impl Param {
+    fn text(&self) -> String {
+        match self {
+            Param::MaxAge {
+                digits,
+                quoted: true,
+            } => format!("ma=\"{digits}\""),
+            Param::MaxAge { digits, .. } => format!("ma={digits}"),
+            Param::Other { name, value } => format!("{name}={value}"),
+        }
+    }
+}
+
+fn param() -> impl Strategy<Value = Param> {
+    prop_oneof![
+        ("[0-9]{1,25}", any::<bool>())
+            .prop_map(|(digits, quoted)| Param::MaxAge { digits, quoted }),
+        (
+            "[a-z][a-z0-9]{0,5}".prop_filter("not ma", |n| n != "ma"),
+            prop_oneof![
+                "[a-zA-Z0-9.]{1,6}".boxed(),
+                quoted_body().prop_map(|b| format!("\"{b}\"")).boxed()
+            ]
+        )
+            .prop_map(|(name, value)| Param::Other { name, value }),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Alternative {
+    /// `h3=":port"`: the one the client follows (unless port 0).
+    SameHost { port: u16, params: Vec<Param> },
+    /// `h3="host:port"`: ignored (another host).
+    OtherHost { host: String, port: u16 },
+    /// Another protocol with any authority: ignored.
+    OtherProtocol { protocol: String, authority: String },
+}
+
+impl Alternative {
+    fn text(&self) -> String {
+        match self {
+            Alternative::SameHost { port, params } => {
+                let mut s = format!("h3=\":{port}\"");
+                for p in params {
+                    s.push_str("; ");
+                    s.push_str(&p.text());
+                }
+                s
+            }
+            Alternative::OtherHost { host, port } => format!("h3=\"{host}:{port}\""),
+            Alternative::OtherProtocol {
+                protocol,
+                authority,
+            } => format!("{protocol}=\"{authority}\""),
+        }
+    }
+
+    /// What the client should learn from this alternative, if it is usable.
+    fn expected(&self) -> Option<AltSvc> {
+        let Alternative::SameHost { port, params } = self else {
+            return None;
+        };
+        if *port == 0 {
+            return None;
+        }
+        let mut max_age = DEFAULT_MAX_AGE;
+        for p in params {
+            if let Param::MaxAge { digits, .. } = p {
+                let secs = digits.parse::<u64>().unwrap_or(u64::MAX).min(MAX_AGE_CAP);
+                max_age = Duration::from_secs(secs);
+            }
+        }
+        Some(AltSvc::H3 {
+            port: *port,
+            max_age,
+        })
+    }
+}
+
+fn alternative() -> impl Strategy<Value = Alternative> {
+    prop_oneof![
+        (
+            any::<u16>(),
+            proptest::collection::vec(param(), 0..3).prop_filter("one ma at most", |ps| {
+                ps.iter()
+                    .filter(|p| matches!(p, Param::MaxAge { .. }))
+                    .count()
+                    <= 1
+            })
+        )
+            .prop_map(|(port, params)| Alternative::SameHost { port, params }),
+        ("[a-z][a-z0-9.-]{0,10}", any::<u16>())
+            .prop_map(|(host, port)| Alternative::OtherHost { host, port }),
+        (
+            prop_oneof![
+                Just("h2".to_owned()),
+                Just("h3-29".to_owned()),
+                "[a-z][a-z0-9-]{0,6}"
+            ]
+            .prop_filter("not h3", |p| p != "h3"),
+            quoted_body()
+        )
+            .prop_map(|(protocol, authority)| Alternative::OtherProtocol {
+                protocol,
+                authority
+            }),
+    ]
+}
+
+#[test]
+fn alt_svc_parser_survives_arbitrary_input() {
+    let strategy = prop_oneof![
+        any::<String>().boxed(),
+        proptest::string::string_regex(r#"(h3|=|"|:|[0-9]{1,6}|;|,| |ma|\\|clear){0,16}"#)
+            .unwrap()
+            .boxed(),
+    ];
+    check("alt_svc_arbitrary", parser_config(), strategy, |value| {
+        // Never panics, and never yields what a client cannot use.
+        if let Some(AltSvc::H3 { port, max_age }) = __fuzz::parse_alt_svc(&value) {
+            prop_assert!(port != 0, "{value:?}");
+            prop_assert!(max_age <= Duration::from_secs(MAX_AGE_CAP), "{value:?}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn alt_svc_generated_headers_parse_to_their_first_usable_h3_alternative() {
+    let separators = proptest::collection::vec(prop_oneof![Just(","), Just(", "), Just(" ,  ")], 8);
+    let strategy = (proptest::collection::vec(alternative(), 1..5), separators);
+    check(
+        "alt_svc_generated",
+        parser_config(),
+        strategy,
+        |(alternatives, separators)| {
+            let mut header = String::new();
+            for (i, alt) in alternatives.iter().enumerate() {
+                if i > 0 {
+                    header.push_str(separators[i % separators.len()]);
+                }
+                header.push_str(&alt.text());
+            }
+            let want = alternatives.iter().find_map(Alternative::expected);
+            prop_assert_eq!(__fuzz::parse_alt_svc(&header), want, "{}", header);
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn alt_svc_regressions() {
+    // A server-chosen `ma` too large for an Instant once panicked the client when it was learnt.
+    assert_eq!(
+        __fuzz::parse_alt_svc(r#"h3=":443"; ma=18446744073709551615"#),
+        Some(AltSvc::H3 {
+            port: 443,
+            max_age: Duration::from_secs(MAX_AGE_CAP)
+        })
+    );
+    // An escaped quote inside another alternative's quoted-string does not end it.
+    assert_eq!(
+        __fuzz::parse_alt_svc(r#"h2="a\",b", h3=":8443""#),
+        Some(AltSvc::H3 {
+            port: 8443,
+            max_age: DEFAULT_MAX_AGE
+        })
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Length-prefixed messages, decoded by tonic's `Streaming` (what the server runs on a request body).
+
+/// Yields each message's bytes untouched, so only the framing is under test.
+#[derive(Debug, Default)]
+struct RawDecoder;
+
+impl Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
+    }
+}
+
+const DECODE_LIMIT: usize = 64;
+
+/// One frame as generated: flag, declared length (may lie) and payload.
+#[derive(Debug, Clone)]
+struct RawFrame {
+    flag: u8,
+    declared: u32,
+    payload: Vec<u8>,
+}
+
+impl RawFrame {
+    fn is_valid(&self) -> bool {
+        self.flag == 0
+            && self.declared as usize == self.payload.len()
+            && self.payload.len() <= DECODE_LIMIT
+    }
+}
+
+fn raw_frame() -> impl Strategy<Value = RawFrame> {
+    let payload = proptest::collection::vec(any::<u8>(), 0..80);
+    (
+        prop_oneof![8 => Just(0u8), 1 => Just(1u8), 1 => any::<u8>()],
+        payload,
+        prop_oneof![
+            6 => Just(0i64),
+            1 => -3i64..=3,
+            1 => Just(i64::from(u32::MAX)),
+            1 => Just(DECODE_LIMIT as i64 + 1),
+        ],
+    )
+        .prop_map(|(flag, payload, delta)| {
+            let declared = if delta == i64::from(u32::MAX) || delta == DECODE_LIMIT as i64 + 1 {
+                delta as u32
+            } else {
+                (payload.len() as i64 + delta).max(0) as u32
+            };
+            RawFrame {
+                flag,
+                declared,
+                payload,
+            }
+        })
+}
+
+fn encode_frames(frames: &[RawFrame]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in frames {
+        out.push(f.flag);
+        out.extend_from_slice(&f.declared.to_be_bytes());
+        out.extend_from_slice(&f.payload);
+    }
+    out
+}
+
+type ChunkedBody = http_body_util::StreamBody<
+    futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>,
+>;
+
+/// `bytes` as a body delivered in chunks cut at `cuts` (offsets modulo the length).
+fn chunked_body(bytes: Vec<u8>, cuts: &[usize]) -> ChunkedBody {
+    let mut offsets: Vec<usize> = cuts
+        .iter()
+        .map(|c| if bytes.is_empty() { 0 } else { c % bytes.len() })
+        .collect();
+    offsets.push(0);
+    offsets.push(bytes.len());
+    offsets.sort_unstable();
+    offsets.dedup();
+    let bytes = Bytes::from(bytes);
+    let chunks: Vec<_> = offsets
+        .windows(2)
+        .map(|w| Ok(Frame::data(bytes.slice(w[0]..w[1]))))
+        .collect();
+    http_body_util::StreamBody::new(futures::stream::iter(chunks))
+}
+
+/// Decodes a request body completely: the messages, then how it ended.
+fn decode_all(body: Vec<u8>, cuts: &[usize]) -> (Vec<Vec<u8>>, Result<(), tonic::Status>) {
+    let mut stream = Streaming::new_request(
+        RawDecoder,
+        chunked_body(body, cuts),
+        None,
+        Some(DECODE_LIMIT),
+    );
+    futures::executor::block_on(async {
+        let mut messages = Vec::new();
+        // Bounded: every message consumes at least its 5-byte prefix.
+        for _ in 0..10_000 {
+            match stream.message().await {
+                Ok(Some(m)) => messages.push(m),
+                Ok(None) => return (messages, Ok(())),
+                Err(e) => return (messages, Err(e)),
+            }
+        }
+        (
+            messages,
+            Err(tonic::Status::internal("decoder did not end")),
+        )
+    })
+}
+
+#[test]
+fn length_prefixed_decoder_handles_any_framing() {
+    let strategy = (
+        prop_oneof![
+            proptest::collection::vec(raw_frame(), 0..5)
+                .prop_map(|frames| (encode_frames(&frames), Some(frames)))
+                .boxed(),
+            proptest::collection::vec(any::<u8>(), 0..64)
+                .prop_map(|b| (b, None))
+                .boxed(),
+        ],
+        proptest::option::of(0usize..400),
+        proptest::collection::vec(any::<usize>(), 0..6),
+    );
+    check(
+        "length_prefixed_decoder",
+        parser_config(),
+        strategy,
+        |((mut body, frames), truncate, cuts)| {
+            let truncated = truncate.is_some_and(|t| t < body.len());
+            if let Some(t) = truncate {
+                body.truncate(t);
+            }
+            let total = body.len();
+            let (messages, end) = decode_all(body, &cuts);
+            if let Err(status) = &end {
+                prop_assert!(
+                    matches!(
+                        status.code(),
+                        Code::Internal | Code::OutOfRange | Code::ResourceExhausted
+                    ),
+                    "unclean status {status:?}"
+                );
+            }
+            prop_assert!(messages.len() * 5 <= total);
+            // Well-formed frames come out exactly, wherever the body was cut into chunks.
+            if let Some(frames) = frames.filter(|_| !truncated) {
+                let valid = frames.iter().take_while(|f| f.is_valid()).count();
+                let want: Vec<_> = frames[..valid].iter().map(|f| f.payload.clone()).collect();
+                prop_assert!(messages.len() >= valid && messages[..valid] == want[..]);
+                match frames.get(valid) {
+                    None => {
+                        prop_assert_eq!(&messages, &want);
+                        prop_assert!(end.is_ok(), "{:?}", end);
+                    }
+                    // A bad flag or an over-limit length fails at once; a length that lies
+                    // otherwise reframes the rest, which may or may not parse.
+                    Some(bad) if bad.flag != 0 || bad.declared as usize > DECODE_LIMIT => {
+                        prop_assert_eq!(&messages, &want);
+                        prop_assert!(end.is_err(), "{:?} accepted", bad);
+                    }
+                    Some(_) => {}
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through a server, over both wires.
+
+matrix!(
+    grpc_message_round_trips_byte_identical,
+    bin_metadata_round_trips_byte_identical,
+    malformed_request_bodies_get_clean_statuses_and_the_connection_survives,
+);
+
+/// Runs a property whose cases are async calls, on the test's own (multi-thread) runtime.
+fn check_async<S: Strategy, F>(name: &str, strategy: S, test: impl Fn(S::Value) -> F)
+where
+    F: std::future::Future<Output = Result<(), TestCaseError>>,
+{
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        check(name, net_config(), strategy, |value| {
+            handle.block_on(test(value))
+        })
+    });
+}
+
+/// Any Unicode, control characters and `%` included.
+fn unicode_text() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            any::<char>(),
+            Just('%'),
+            Just('\0'),
+            Just('\r'),
+            Just('\n'),
+            Just(' ')
+        ],
+        0..48,
+    )
+    .prop_map(String::from_iter)
+}
+
+async fn grpc_message_round_trips_byte_identical(t: Transport) {
+    let f = Fixture::start(t).await;
+    check_async(
+        &format!("grpc_message_{t}"),
+        (1i32..=16, unicode_text()),
+        |(code, message)| {
+            let mut client = f.client();
+            async move {
+                let err = client
+                    .unary_call(SimpleRequest {
+                        response_status: Some(EchoStatus {
+                            code,
+                            message: message.clone(),
+                        }),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_err();
+                prop_assert_eq!(err.code(), Code::from(code), "{:?}", err);
+                prop_assert_eq!(err.message().as_bytes(), message.as_bytes());
+                Ok(())
+            }
+        },
+    );
+}
+
+async fn bin_metadata_round_trips_byte_identical(t: Transport) {
+    let f = Fixture::start(t).await;
+    check_async(
+        &format!("bin_metadata_{t}"),
+        proptest::collection::vec(any::<u8>(), 0..200),
+        |value| {
+            let mut client = f.client();
+            async move {
+                let mut req = tonic::Request::new(Empty {});
+                req.metadata_mut().insert_bin(
+                    "x-echo-initial-bin",
+                    tonic::metadata::MetadataValue::from_bytes(&value),
+                );
+                let resp = client.empty_call(req).await;
+                prop_assert!(resp.is_ok(), "{:?}", resp.err());
+                let echoed = resp
+                    .unwrap()
+                    .metadata()
+                    .get_bin("x-echo-initial-bin")
+                    .map(|v| v.to_bytes());
+                prop_assert!(
+                    matches!(&echoed, Some(Ok(b)) if b[..] == value[..]),
+                    "{:?}",
+                    echoed
+                );
+                Ok(())
+            }
+        },
+    );
+}
+
+async fn grpc_status_of(resp: http::Response<tonic::body::Body>) -> Result<Code, String> {
+    use http_body_util::BodyExt;
+    let headers = resp.headers().clone();
+    let collected = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body error {e:?}"))?;
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    tonic::Status::from_header_map(&trailers)
+        .or_else(|| tonic::Status::from_header_map(&headers))
+        .map(|s| s.code())
+        .ok_or_else(|| "no grpc-status".to_owned())
+}
+
+async fn malformed_request_bodies_get_clean_statuses_and_the_connection_survives(t: Transport) {
+    let f = Fixture::start(t).await;
+    let bodies = prop_oneof![
+        proptest::collection::vec(raw_frame(), 0..4)
+            .prop_map(|frames| encode_frames(&frames))
+            .boxed(),
+        proptest::collection::vec(any::<u8>(), 0..64).boxed(),
+        // Over the server's limit (16 MiB) or the largest length a prefix can declare.
+        prop_oneof![Just(common::MAX_MESSAGE as u32 + 1), Just(u32::MAX)]
+            .prop_map(|len| encode_frames(&[RawFrame {
+                flag: 0,
+                declared: len,
+                payload: vec![0; 16]
+            }]))
+            .boxed(),
+    ];
+    check_async(
+        &format!("malformed_bodies_{t}"),
+        (bodies, any::<bool>()),
+        |(body, gzip)| {
+            let channel = f.channel.clone();
+            let mut client = f.client();
+            async move {
+                let mut req = http::Request::builder()
+                    .method(http::Method::POST)
+                    .uri("/grpc.testing.TestService/EmptyCall")
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers");
+                if gzip {
+                    req = req.header("grpc-encoding", "gzip");
+                }
+                let req = req
+                    .body(tonic::body::Body::new(http_body_util::Full::new(
+                        Bytes::from(body.clone()),
+                    )))
+                    .unwrap();
+                let resp = channel.oneshot(req).await;
+                prop_assert!(resp.is_ok(), "{body:?}: {:?}", resp.err());
+                let code = grpc_status_of(resp.unwrap()).await;
+                prop_assert!(
+                    matches!(
+                        code,
+                        Ok(Code::Ok | Code::Internal | Code::ResourceExhausted)
+                    ),
+                    "{body:?} gzip={gzip}: {code:?}"
+                );
+                // The same connection still serves ordinary calls.
+                let next = client.empty_call(Empty {}).await;
+                prop_assert!(next.is_ok(), "after {body:?}: {:?}", next.err());
+                Ok(())
+            }
+        },
+    );
+}
