@@ -137,11 +137,22 @@ impl H3Connection {
     }
 
     async fn live(&self) -> Result<Live, Error> {
-        let config = &self.config;
-        let target = format!("QUIC {}:{}", config.host, config.port);
-        self.slot
-            .get(self.connect(), config.connect_timeout, &target)
-            .await
+        match self.slot.cached() {
+            Some(live) => Ok(live),
+            None => self.reconnect().await,
+        }
+    }
+
+    /// The slow path of [`Self::live`], boxed: the connect future is ~10 KB, and inlined it would
+    /// make every call's future that large.
+    fn reconnect(&self) -> Pin<Box<dyn Future<Output = Result<Live, Error>> + Send + '_>> {
+        Box::pin(async move {
+            let config = &self.config;
+            let target = format!("QUIC {}:{}", config.host, config.port);
+            self.slot
+                .get(self.connect(), config.connect_timeout, &target)
+                .await
+        })
     }
 
     fn forget(&self, quic: &quinn::Connection) {
@@ -233,36 +244,51 @@ impl H3Connection {
         let live = self.live().await?;
         // A unary request is complete at once: it is then written inline, without a pump task.
         let (ready, rest) = take_ready(body)?;
-        let Some(handshake) = live.handshake_pending() else {
-            return self
+        match live.handshake_pending() {
+            None => self
                 .send_on(live, head, Replay::from_parts(ready, rest))
                 .await
-                .map_err(Refused::into_status);
-        };
-        let Some(copy) =
-            (rest.is_none() && ready_len(&ready) <= EARLY_DATA_LIMIT).then(|| ready.clone())
-        else {
-            // A streaming or large call: not worth replaying, so not sent early.
-            let live = self.after_handshake(live, handshake).await?;
-            return self
-                .send_on(live, head, Replay::from_parts(ready, rest))
-                .await
-                .map_err(Refused::into_status);
-        };
-        match self
-            .send_on(live.clone(), head.clone(), Replay::complete(ready))
-            .await
-        {
-            Err(Refused::Early(why)) => {
-                let accepted = wait_handshake(handshake).await;
-                tracing::debug!(%why, accepted, "early call refused; sending it again after the handshake");
-                let live = self.live().await?;
-                self.send_on(live, head, Replay::complete(copy))
-                    .await
-                    .map_err(Refused::into_status)
-            }
-            other => other.map_err(Refused::into_status),
+                .map_err(Refused::into_status),
+            Some(handshake) => self.send_early(live, handshake, head, ready, rest).await,
         }
+    }
+
+    /// [`Self::send`] while the connection is still in 0-RTT; boxed, as it is rare and would
+    /// otherwise triple the size of every call's future.
+    fn send_early(
+        &self,
+        live: Live,
+        handshake: watch::Receiver<Option<bool>>,
+        head: Request<()>,
+        ready: Vec<ReadyFrame>,
+        rest: Option<RequestBody>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Status>> + Send + '_>> {
+        Box::pin(async move {
+            let Some(copy) =
+                (rest.is_none() && ready_len(&ready) <= EARLY_DATA_LIMIT).then(|| ready.clone())
+            else {
+                // A streaming or large call: not worth replaying, so not sent early.
+                let live = self.after_handshake(live, handshake).await?;
+                return self
+                    .send_on(live, head, Replay::from_parts(ready, rest))
+                    .await
+                    .map_err(Refused::into_status);
+            };
+            match self
+                .send_on(live.clone(), head.clone(), Replay::complete(ready))
+                .await
+            {
+                Err(Refused::Early(why)) => {
+                    let accepted = wait_handshake(handshake).await;
+                    tracing::debug!(%why, accepted, "early call refused; sending it again after the handshake");
+                    let live = self.live().await?;
+                    self.send_on(live, head, Replay::complete(copy))
+                        .await
+                        .map_err(Refused::into_status)
+                }
+                other => other.map_err(Refused::into_status),
+            }
+        })
     }
 
     /// Waits for the handshake of `live`'s connection (or a replacement after a loss).
@@ -292,12 +318,9 @@ impl H3Connection {
             Err(err) if refused_before_sending(&err) => {
                 tracing::debug!(error = %err, "HTTP/3 connection refused the request; reconnecting");
                 self.forget(&live.quic);
-                live = self.live().await.map_err(|e| Refused::Failed(e.into()))?;
-                live.send
-                    .clone()
-                    .send_request(head)
-                    .await
-                    .map_err(|e| Refused::Failed(status_from_h3(&e)))?
+                let (fresh, stream) = self.resend(head).await?;
+                live = fresh;
+                stream
             }
             Err(err) => return Err(Refused::Failed(status_from_h3(&err))),
         };
@@ -349,6 +372,39 @@ impl H3Connection {
             _connection: live.send,
         };
         Ok(response.map(|()| body))
+    }
+}
+
+impl H3Connection {
+    /// Opens the request stream again on a fresh connection; boxed, as it is the rare path.
+    #[allow(clippy::type_complexity)]
+    fn resend(
+        &self,
+        head: Request<()>,
+    ) -> Pin<
+        Box<
+            dyn Future<
+                    Output = Result<
+                        (
+                            Live,
+                            h3::client::RequestStream<backend::BidiStream<Bytes>, Bytes>,
+                        ),
+                        Refused,
+                    >,
+                > + Send
+                + '_,
+        >,
+    > {
+        Box::pin(async move {
+            let live = self.live().await.map_err(|e| Refused::Failed(e.into()))?;
+            let stream = live
+                .send
+                .clone()
+                .send_request(head)
+                .await
+                .map_err(|e| Refused::Failed(status_from_h3(&e)))?;
+            Ok((live, stream))
+        })
     }
 }
 

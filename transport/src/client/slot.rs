@@ -27,7 +27,9 @@ impl<T: Live> Slot<T> {
         }
     }
 
-    fn cached(&self) -> Option<T> {
+    /// The live connection, if there is one: the per-call fast path, which builds no connect
+    /// future (those are large, and moving them costs every call a big memcpy).
+    pub(crate) fn cached(&self) -> Option<T> {
         let guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         guard.as_ref().filter(|c| c.is_alive()).cloned()
     }

@@ -424,15 +424,17 @@ async fn serve_request(
 /// The first connection-specific field in `headers`, which HTTP/3 forbids (RFC 9114 §4.2):
 /// `connection` and the fields it would name, and `te` with any value but `trailers`.
 fn connection_specific_field(headers: &http::HeaderMap) -> Option<&'static str> {
-    const FORBIDDEN: [&str; 5] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
+    use http::header::{CONNECTION, HeaderName, TRANSFER_ENCODING, UPGRADE};
+    // Typed names: a `&str` lookup parses and validates the name on every request.
+    static FORBIDDEN: [HeaderName; 5] = [
+        CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        TRANSFER_ENCODING,
+        UPGRADE,
     ];
-    if let Some(name) = FORBIDDEN.iter().find(|name| headers.contains_key(**name)) {
-        return Some(name);
+    if let Some(name) = FORBIDDEN.iter().find(|name| headers.contains_key(*name)) {
+        return Some(name.as_str());
     }
     headers
         .get_all(http::header::TE)

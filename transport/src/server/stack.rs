@@ -124,12 +124,14 @@ impl Service<Request<Body>> for Deadline {
 /// ran), so the fix is one header check per call.
 fn over_limit_is_resource_exhausted(mut resp: Response<Body>) -> Response<Body> {
     const TONIC_OVER_LIMIT: &[u8] = b"Error, decoded message length too large";
+    static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+    static GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
     let headers = resp.headers_mut();
     let over_limit = headers
-        .get("grpc-status")
+        .get(&GRPC_STATUS)
         .is_some_and(|s| s.as_bytes() == b"11")
         && headers
-            .get("grpc-message")
+            .get(&GRPC_MESSAGE)
             // tonic percent-encodes spaces too, so compare decoded (lazily, no allocation).
             .is_some_and(|m| {
                 percent_encoding::percent_decode(m.as_bytes())
@@ -137,7 +139,7 @@ fn over_limit_is_resource_exhausted(mut resp: Response<Body>) -> Response<Body> 
                     .eq(TONIC_OVER_LIMIT.iter().copied())
             });
     if over_limit {
-        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        headers.insert(GRPC_STATUS.clone(), http::HeaderValue::from_static("8"));
     }
     resp
 }
