@@ -22,8 +22,10 @@ echo "install-nats: installing nats-server with apt-get" >&2
 export DEBIAN_FRONTEND=noninteractive
 # A fresh machine may have no package lists yet.
 if ! apt-get install -y -qq nats-server >/dev/null 2>&1; then
-    apt-get update -qq
-    apt-get install -y -qq nats-server >/dev/null
+    if ! { apt-get update -qq && apt-get install -y -qq nats-server >/dev/null; }; then
+        echo "install-nats: apt-get could not install nats-server; its tests will skip" >&2
+        exit 0
+    fi
 fi
 # The Debian package enables a system service; the tests start their own servers.
 if command -v systemctl >/dev/null 2>&1; then
