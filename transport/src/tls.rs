@@ -88,6 +88,20 @@ impl ServerTls {
     }
 
     /// Builds the rustls server config for one wire.
+    /// A secret for QUIC stateless-reset tokens derived from the private key, so a restarted
+    /// server (same key) can end its predecessor's connections at once: a client that sends to a
+    /// connection the new process does not know gets a stateless reset it can verify (RFC 9000
+    /// §10.3) instead of waiting out its idle timeout. The token is an HMAC of the connection ID
+    /// (§10.3.2); the key never leaves this hash.
+    pub(crate) fn stateless_reset_secret(&self) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"grpc-h3 QUIC stateless reset key v1\0");
+        ctx.update(self.key.secret_der());
+        let mut secret = [0; 32];
+        secret.copy_from_slice(ctx.finish().as_ref());
+        secret
+    }
+
     pub(crate) fn server_config(&self, alpn: &[u8]) -> Result<ServerConfig, Error> {
         let provider = provider();
         // QUIC requires TLS 1.3 (RFC 9001 §4.2); TCP keeps 1.2 for older gRPC peers.

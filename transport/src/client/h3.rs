@@ -175,7 +175,7 @@ impl H3Connection {
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let ep = quic::endpoint(bind, None, &self.config.quic)
+        let ep = quic::endpoint(bind, None, None, &self.config.quic)
             .map_err(|e| Error::with(Kind::Io, e).context(format!("bind UDP {bind}")))?;
         *guard = Some(ep.clone());
         Ok(ep)

@@ -176,16 +176,36 @@ fn udp_socket(
 }
 
 /// A quinn endpoint on `addr`: a server when `server` is given, else a client.
+/// `reset_secret` keys the stateless-reset tokens (a stable one lets a restarted server reset its
+/// predecessor's connections, RFC 9000 §10.3); `None` = a random key, as quinn does by default.
 pub(crate) fn endpoint(
     addr: std::net::SocketAddr,
     server: Option<quinn::ServerConfig>,
+    reset_secret: Option<[u8; 32]>,
     settings: &QuicSettings,
 ) -> std::io::Result<quinn::Endpoint> {
     let socket = udp_socket(addr, settings)?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
+    let config = match reset_secret {
+        Some(secret) => {
+            let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                &secret,
+            )));
+            // quinn's connection IDs carry a keyed check that drops packets with forged IDs
+            // before any work; with its per-process random key a restarted server would also
+            // drop (not reset) its predecessor's connections. Keyed from the same secret.
+            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            ctx.update(b"grpc-h3 connection id key\0");
+            ctx.update(&secret);
+            let mut cid_key = [0; 8];
+            cid_key.copy_from_slice(&ctx.finish().as_ref()[..8]);
+            let cid_key = u64::from_le_bytes(cid_key);
+            config.cid_generator(move || {
+                Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+            });
+            config
+        }
+        None => quinn::EndpointConfig::default(),
+    };
+    quinn::Endpoint::new(config, server, socket, Arc::new(quinn::TokioRuntime))
 }

@@ -42,9 +42,10 @@ impl H3Listener {
     pub(crate) fn bind(
         addr: SocketAddr,
         config: quinn::ServerConfig,
+        reset_secret: [u8; 32],
         settings: &crate::quic::QuicSettings,
     ) -> Result<Self, Error> {
-        let endpoint = crate::quic::endpoint(addr, Some(config), settings)
+        let endpoint = crate::quic::endpoint(addr, Some(config), Some(reset_secret), settings)
             .map_err(|e| Error::with(Kind::Io, e).context(format!("bind UDP {addr}")))?;
         let local_addr = endpoint
             .local_addr()

@@ -327,13 +327,14 @@ impl Server {
             .or(self.settings.keep_alive_interval);
         let h3 = match (&self.tls, serve_h3) {
             (Some(tls), true) => {
+                let reset_secret = tls.stateless_reset_secret();
                 let mut tls = tls.server_config(crate::tls::ALPN_H3)?;
                 if self.settings.early_data.is_some() {
                     // QUIC takes all-or-nothing: u32::MAX enables 0-RTT (RFC 9001 §4.6.1).
                     tls.max_early_data_size = u32::MAX;
                 }
                 let config = crate::quic::server_config(tls, &quic)?;
-                Some(h3::H3Listener::bind(addr, config, &quic)?)
+                Some(h3::H3Listener::bind(addr, config, reset_secret, &quic)?)
             }
             _ => None,
         };
