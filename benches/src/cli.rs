@@ -44,7 +44,35 @@ pub struct Args {
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
+
+    /// Soak instead of the scenarios: a long mixed load per wire (unary 64 B at high concurrency,
+    /// server-stream transfers, a bidi stream), sampled every second (errors, p99, RSS, open
+    /// fds); writes soak.md and soak.json under `--out`.
+    #[arg(long, conflicts_with_all = ["netlab", "faults", "scenarios"])]
+    pub soak: bool,
+
+    /// Length of the soak of each wire in seconds [default: 300; 20 with --quick, 3 with --tiny].
+    #[arg(long, value_name = "SECS", requires = "soak",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SOAK_SECS))]
+    pub soak_secs: Option<u64>,
+
+    /// Fault recovery instead of the scenarios: a server process killed and restarted under load,
+    /// HTTP/3 client rebinding under load; writes faults.md and faults.json under `--out`.
+    #[arg(long, conflicts_with_all = ["netlab", "scenarios"])]
+    pub faults: bool,
+
+    /// Internal (`--faults`): serve TestService on this port, print the READY line, run until
+    /// killed.
+    #[arg(long, hide = true, value_name = "PORT", requires = "cert_dir")]
+    pub fault_server: Option<u16>,
+
+    /// Internal (`--faults`): certificate directory of the `--fault-server` child.
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
 }
+
+/// Hard upper bound of `--soak-secs` (one hour per wire).
+pub const MAX_SOAK_SECS: u64 = 3600;
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let secs: f64 = text

@@ -12,6 +12,10 @@
 //! packets at the given rate. Every measurement opens a fresh connection, makes one untimed call
 //! and is bounded in time; a failure or hang becomes the cell's error text.
 
+mod lab_fanout;
+mod lab_faults;
+mod quic_probe;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -21,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use dev_certs::DevCerts;
 use grpc_h3::{Channel, CongestionControl, Endpoint, QuicSettings, Server, ServerTls, Transport};
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::oneshot;
 use zone_bench::netlab::{Impairment, Lab};
@@ -35,7 +40,7 @@ use crate::goals;
 use crate::load::{Budget, Op, Work, closed_loop};
 use crate::report::{layout, num};
 use crate::results::{self, Goal, Machine};
-use crate::stats::ratio;
+use crate::stats::{Summary, ratio};
 
 /// Payload of the unary calls.
 const SMALL: usize = 64;
@@ -100,35 +105,71 @@ pub struct LabSettings {
     pub profile: Profile,
     pub rtts_ms: Vec<u64>,
     pub losses_pct: Vec<f64>,
-    /// Time bound of one measurement (one scenario, one wire, one grid point).
+    /// Time bound of one measurement (one scenario, one wire, one grid point, one repetition).
     pub duration_s: f64,
+    /// Measured repetitions per grid point; within one, every wire runs once (order rotated).
+    pub reps: usize,
+    /// Unary c=1 keeps calling past `duration_s` until it has made this many calls per
+    /// repetition (bounded by [`LabSettings::c1_limit`]), so the pooled p99 rests on
+    /// `reps × c1_min_calls` calls at least.
+    pub c1_min_calls: u64,
+    /// Subscriber counts of the edge fan-out through the lab.
+    pub fanout_counts: Vec<usize>,
+    /// Timed publishes per subscriber count (fewer for 1000).
+    pub fanout_publishes: usize,
+    /// Run the fault cases (partition, loss bursts).
+    pub faults: bool,
 }
 
 impl LabSettings {
     fn from_args(args: &Args) -> LabSettings {
         // c=1 at 50 ms RTT makes ~20 calls a second: p99 needs seconds of samples.
-        let (profile, rtts_ms, losses_pct, duration) = if args.tiny {
-            (Profile::Tiny, vec![50], vec![1.0, 5.0], 0.3)
+        let (profile, rtts_ms, losses_pct, duration, reps, c1_min_calls) = if args.tiny {
+            (Profile::Tiny, vec![50], vec![1.0, 5.0], 0.3, 1, 5)
         } else if args.quick {
-            (Profile::Quick, vec![0, 50], vec![0.0, 1.0, 5.0], 2.0)
+            (
+                Profile::Quick,
+                vec![0, 50],
+                vec![0.0, 1.0, 5.0],
+                1.5,
+                3,
+                100,
+            )
         } else {
             (
                 Profile::Full,
                 vec![0, 20, 50, 100],
                 vec![0.0, 1.0, 5.0],
                 5.0,
+                5,
+                200,
             )
+        };
+        let (fanout_counts, fanout_publishes) = match profile {
+            Profile::Tiny => (vec![1, 64], 5),
+            Profile::Quick => (vec![1, 64], 40),
+            Profile::Full => (vec![1, 64, 1000], 200),
         };
         LabSettings {
             profile,
             rtts_ms,
             losses_pct,
             duration_s: args.duration.map_or(duration, |d| d.as_secs_f64()),
+            reps: args.reps.map_or(reps, |r| r as usize),
+            c1_min_calls,
+            fanout_counts,
+            fanout_publishes,
+            faults: profile != Profile::Tiny,
         }
     }
 
     fn duration(&self) -> Duration {
         Duration::from_secs_f64(self.duration_s)
+    }
+
+    /// Longest a c=1 measurement may run to reach [`LabSettings::c1_min_calls`].
+    fn c1_limit(&self) -> Duration {
+        self.duration() * 4
     }
 }
 
@@ -141,8 +182,13 @@ pub struct Point {
     /// Congestion controller of both ends: for h2 the TCP one read back from both lab
     /// namespaces before measuring, for h3 the one configured in quinn.
     pub congestion: String,
-    /// `c1_p50_ms`, `c1_p99_ms`, `c1_rate`, `c32_p99_ms`, `c32_rate`, `stream_mbit_s`.
+    /// `c1_p50_ms`, `c1_p99_ms`, `c1_rate`, `c32_p99_ms`, `c32_rate`, `stream_mbit_s`: the
+    /// latency quantiles pooled over every repetition's calls, rates the median repetition.
     pub metrics: BTreeMap<&'static str, f64>,
+    /// The same figures per repetition, in repetition order (for the spread and paired ratios).
+    pub per_rep: BTreeMap<&'static str, Vec<f64>>,
+    /// Calls behind the pooled c=1 quantiles (all repetitions).
+    pub c1_calls: u64,
     /// Errors of the measurements that failed (the others still count).
     pub errors: Vec<String>,
 }
@@ -194,9 +240,135 @@ struct NetlabResults {
     settings: LabSettings,
     points: Vec<Point>,
     links: Vec<LinkStats>,
+    /// Edge fan-out through the lab (server in b, subscribers in a).
+    fanout: Vec<lab_fanout::FanoutPoint>,
+    /// Fault cases (partition, loss bursts) per transport.
+    faults: Vec<lab_faults::FaultResult>,
+    /// Transport internals at 5 % loss, 50 ms RTT.
+    analysis: Option<Analysis>,
     goals: Vec<Goal>,
     /// Cross-controller ratios, informational only (not like for like).
     info: Vec<Goal>,
+}
+
+/// Why H3/H2 is what it is at 5 % loss, 50 ms RTT: raw quinn transfers (sender-side
+/// `Connection::stats()`) per transport variant, and the kernel's view of an HTTP/2 stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct Analysis {
+    pub rtt_ms: u64,
+    pub loss_pct: f64,
+    pub duration_s: f64,
+    pub quic: Vec<quic_probe::ProbeResult>,
+    /// HTTP/2 (TCP Cubic) stream Mbit/s over the same time, and `ss -ti` of the server's
+    /// sockets half-way through.
+    pub tcp_mbit_s: Option<f64>,
+    pub tcp_ss: Vec<String>,
+}
+
+/// Runs the analysis transfers at 50 ms / 5 % (TCP Cubic in force).
+fn analyse(lab: &Lab, addrs: LabAddrs, ca_pem: &[u8], duration: Duration) -> Analysis {
+    let (rtt_ms, loss_pct) = (50, 5.0);
+    let mut quic = Vec::new();
+    for v in quic_probe::VARIANTS {
+        eprintln!("zone-bench --netlab: analysis: raw quinn, {} ...", v.name);
+        let _ = lab.set(link(rtt_ms, loss_pct, 21), link(rtt_ms, loss_pct, 22));
+        quic.push(quic_probe::probe(lab, v, duration));
+    }
+    eprintln!("zone-bench --netlab: analysis: h2 stream with ss -ti ...");
+    let _ = lab.set(link(rtt_ms, loss_pct, 21), link(rtt_ms, loss_pct, 22));
+    let ca = ca_pem.to_vec();
+    let h2 = lab.spawn_in_a(move || -> Result<f64, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let work = async {
+                let client = connect(NetWire::H2, addrs, &ca).await?;
+                stream(client, duration).await
+            };
+            tokio::time::timeout(duration * 2 + Duration::from_secs(15), work)
+                .await
+                .map_err(|_| "no result in time".to_string())?
+                .map_err(|e| format!("{e:#}"))
+        })
+    });
+    std::thread::sleep(duration / 2);
+    let tcp_ss = quic_probe::ss_summary(&quic_probe::ss(lab.ns_b()));
+    let tcp_mbit_s = h2.ok().and_then(|t| t.join().ok()).and_then(Result::ok);
+    Analysis {
+        rtt_ms,
+        loss_pct,
+        duration_s: duration.as_secs_f64(),
+        quic,
+        tcp_mbit_s,
+        tcp_ss,
+    }
+}
+
+fn analysis_section(a: &Analysis, markdown: bool) -> String {
+    let mut rows = vec![
+        [
+            "QUIC variant (raw quinn)",
+            "Mbit/s",
+            "sent pkts",
+            "lost pkts",
+            "loss %",
+            "congestion events",
+            "events per 100 lost",
+            "cwnd mean B",
+            "cwnd max B",
+            "srtt ms",
+            "ACKs rcvd",
+        ]
+        .map(str::to_string)
+        .to_vec(),
+    ];
+    for p in &a.quic {
+        if let Some(e) = &p.error {
+            rows.push(vec![p.variant.name.to_string(), format!("error: {e}")]);
+            continue;
+        }
+        let pct = |x: u64, of: u64| {
+            if of > 0 {
+                x as f64 * 100.0 / of as f64
+            } else {
+                0.0
+            }
+        };
+        rows.push(vec![
+            p.variant.name.to_string(),
+            num(p.mbit_s),
+            p.sent_packets.to_string(),
+            p.lost_packets.to_string(),
+            num(pct(p.lost_packets, p.sent_packets)),
+            p.congestion_events.to_string(),
+            num(pct(p.congestion_events, p.lost_packets)),
+            num(p.cwnd_mean),
+            p.cwnd_max.to_string(),
+            num(p.rtt_ms),
+            p.acks_received.to_string(),
+        ]);
+    }
+    let mut out = format!(
+        "RTT {} ms, loss {} %, {:.1} s per transfer; sender-side quinn Connection::stats(), cwnd \
+         sampled every 20 ms. BDP at the measured rate is rate × RTT; the windows (2 MiB stream / \
+         16 MiB connection) are ≥ 100× that.\n\n",
+        a.rtt_ms,
+        num(a.loss_pct),
+        a.duration_s
+    );
+    out.push_str(&table(&rows, markdown));
+    let _ = writeln!(
+        out,
+        "\nHTTP/2 (TCP Cubic) stream over the same link: {} Mbit/s; server-side `ss -ti` half-way:",
+        a.tcp_mbit_s.map_or_else(|| "—".to_string(), num)
+    );
+    for l in &a.tcp_ss {
+        let _ = writeln!(out, "{}`{l}`", if markdown { "- " } else { "  " });
+    }
+    out
 }
 
 /// Where the servers in namespace `b` listen.
@@ -331,12 +503,15 @@ impl Op for Unary {
     }
 }
 
-/// Unary 64 B calls from `concurrency` workers: (p50 ms, p99 ms, calls/s).
+/// Unary 64 B calls from `concurrency` workers for `duration`, then on (when fewer than
+/// `min_calls` were made) until `min_calls` or `limit`: all latencies and the calls/s.
 async fn unary(
     client: TestServiceClient<Channel>,
     concurrency: usize,
     duration: Duration,
-) -> anyhow::Result<(f64, f64, f64)> {
+    min_calls: u64,
+    limit: Duration,
+) -> anyhow::Result<(Histogram<u64>, f64)> {
     let request = SimpleRequest {
         response_size: SMALL as i32,
         payload: Some(Payload {
@@ -345,27 +520,42 @@ async fn unary(
         }),
         ..SimpleRequest::default()
     };
+    let ops = || -> Vec<Unary> {
+        (0..concurrency)
+            .map(|_| Unary {
+                client: client.clone(),
+                request: request.clone(),
+            })
+            .collect()
+    };
     let mut first = Unary {
         client: client.clone(),
         request: request.clone(),
     };
     first.call().await.context("first call")?;
-    let ops = (0..concurrency)
-        .map(|_| Unary {
-            client: client.clone(),
-            request: request.clone(),
-        })
-        .collect();
     let report = closed_loop(
-        ops,
+        ops(),
         Budget {
             duration,
             max_ops: 10_000_000,
         },
     )
     .await?;
-    let ms = |q: f64| report.latency.value_at_quantile(q) as f64 / 1e6;
-    Ok((ms(0.5), ms(0.99), report.ops_per_sec()))
+    let (mut latency, mut calls, mut elapsed) = (report.latency, report.ops, report.elapsed);
+    if calls < min_calls && limit > duration {
+        let more = closed_loop(
+            ops(),
+            Budget {
+                duration: limit - duration,
+                max_ops: min_calls - calls,
+            },
+        )
+        .await?;
+        latency.add(&more.latency)?;
+        calls += more.ops;
+        elapsed += more.elapsed;
+    }
+    Ok((latency, crate::load::per_sec(calls as f64, elapsed)))
 }
 
 /// Server stream of 64 KiB messages read for `duration`, and at least until the first message
@@ -413,117 +603,235 @@ async fn stream(client: TestServiceClient<Channel>, duration: Duration) -> anyho
     Ok(bytes as f64 * 8.0 / secs / 1e6)
 }
 
-/// Every measurement of one wire at the current impairment, each bounded by `limit`.
+/// What one wire measured in one repetition.
+struct WireRun {
+    metrics: BTreeMap<&'static str, f64>,
+    /// Every c=1 call's latency (ns), pooled across repetitions by the caller.
+    c1: Option<Histogram<u64>>,
+    errors: Vec<String>,
+}
+
+/// Every measurement of one wire at the current impairment, each bounded in time.
 async fn measure_wire(
     wire: NetWire,
     addrs: LabAddrs,
     ca_pem: &[u8],
-    duration: Duration,
-) -> (BTreeMap<&'static str, f64>, Vec<String>) {
-    let limit = duration * 2 + Duration::from_secs(15);
-    let mut metrics = BTreeMap::new();
-    let mut errors = Vec::new();
+    settings: &LabSettings,
+) -> WireRun {
+    let duration = settings.duration();
+    let limit = settings.c1_limit() + duration + Duration::from_secs(15);
+    let mut run = WireRun {
+        metrics: BTreeMap::new(),
+        c1: None,
+        errors: Vec::new(),
+    };
     for concurrency in [1usize, 32] {
+        let min_calls = if concurrency == 1 {
+            settings.c1_min_calls
+        } else {
+            0
+        };
         let work = async {
             let client = connect(wire, addrs, ca_pem).await?;
-            unary(client, concurrency, duration).await
+            unary(
+                client,
+                concurrency,
+                duration,
+                min_calls,
+                settings.c1_limit(),
+            )
+            .await
         };
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e6;
         match tokio::time::timeout(limit, work).await {
-            Ok(Ok((p50, p99, rate))) if concurrency == 1 => {
-                metrics.extend([("c1_p50_ms", p50), ("c1_p99_ms", p99), ("c1_rate", rate)]);
+            Ok(Ok((h, rate))) if concurrency == 1 => {
+                run.metrics.extend([
+                    ("c1_p50_ms", ms(&h, 0.5)),
+                    ("c1_p99_ms", ms(&h, 0.99)),
+                    ("c1_rate", rate),
+                ]);
+                run.c1 = Some(h);
             }
-            Ok(Ok((_, p99, rate))) => {
-                metrics.extend([("c32_p99_ms", p99), ("c32_rate", rate)]);
+            Ok(Ok((h, rate))) => {
+                run.metrics
+                    .extend([("c32_p99_ms", ms(&h, 0.99)), ("c32_rate", rate)]);
             }
-            Ok(Err(e)) => errors.push(format!("unary c={concurrency}: {e:#}")),
-            Err(_) => errors.push(format!("unary c={concurrency}: no result within {limit:?}")),
+            Ok(Err(e)) => run.errors.push(format!("unary c={concurrency}: {e:#}")),
+            Err(_) => run
+                .errors
+                .push(format!("unary c={concurrency}: no result within {limit:?}")),
         }
     }
+    let limit = duration * 2 + Duration::from_secs(15);
     let work = async {
         let client = connect(wire, addrs, ca_pem).await?;
         stream(client, duration).await
     };
     match tokio::time::timeout(limit, work).await {
         Ok(Ok(mbit)) => {
-            metrics.insert("stream_mbit_s", mbit);
+            run.metrics.insert("stream_mbit_s", mbit);
         }
-        Ok(Err(e)) => errors.push(format!("stream: {e:#}")),
-        Err(_) => errors.push(format!("stream: no result within {limit:?}")),
+        Ok(Err(e)) => run.errors.push(format!("stream: {e:#}")),
+        Err(_) => run
+            .errors
+            .push(format!("stream: no result within {limit:?}")),
     }
-    (metrics, errors)
+    run
 }
 
-/// Runs one grid point's measurements on a thread in namespace `a`.
+/// The figures every repetition records (a missing one is NaN in `per_rep`).
+const KEYS: [&str; 6] = [
+    "c1_p50_ms",
+    "c1_p99_ms",
+    "c1_rate",
+    "c32_p99_ms",
+    "c32_rate",
+    "stream_mbit_s",
+];
+
+/// One wire's repetitions folded into a [`Point`].
+struct Accumulator {
+    wire: NetWire,
+    congestion: String,
+    per_rep: BTreeMap<&'static str, Vec<f64>>,
+    c1: Option<Histogram<u64>>,
+    errors: Vec<String>,
+}
+
+impl Accumulator {
+    fn new(wire: NetWire) -> Self {
+        Self {
+            wire,
+            congestion: wire.congestion().to_string(),
+            per_rep: BTreeMap::new(),
+            c1: None,
+            errors: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, rep: usize, run: WireRun) {
+        for key in KEYS {
+            let v = run.metrics.get(key).copied().unwrap_or(f64::NAN);
+            self.per_rep.entry(key).or_default().push(v);
+        }
+        if let Some(h) = run.c1 {
+            match &mut self.c1 {
+                Some(all) => {
+                    if all.add(&h).is_err() {
+                        self.errors
+                            .push(format!("rep {rep}: c=1 histogram not merged"));
+                    }
+                }
+                None => self.c1 = Some(h),
+            }
+        }
+        self.errors
+            .extend(run.errors.into_iter().map(|e| format!("rep {rep}: {e}")));
+    }
+
+    fn failed(&mut self, rep: usize, error: String) {
+        for key in KEYS {
+            self.per_rep.entry(key).or_default().push(f64::NAN);
+        }
+        self.errors.push(format!("rep {rep}: {error}"));
+    }
+
+    fn point(self, rtt_ms: u64, loss_pct: f64) -> Point {
+        let mut metrics = BTreeMap::new();
+        for (key, values) in &self.per_rep {
+            if let Some(s) = Summary::of(values) {
+                metrics.insert(*key, s.median);
+            }
+        }
+        let c1_calls = self.c1.as_ref().map_or(0, Histogram::len);
+        if let Some(h) = self.c1.as_ref().filter(|h| !h.is_empty()) {
+            metrics.insert("c1_p50_ms", h.value_at_quantile(0.5) as f64 / 1e6);
+            metrics.insert("c1_p99_ms", h.value_at_quantile(0.99) as f64 / 1e6);
+        }
+        Point {
+            rtt_ms,
+            loss_pct,
+            wire: self.wire,
+            congestion: self.congestion,
+            metrics,
+            per_rep: self.per_rep,
+            c1_calls,
+            errors: self.errors,
+        }
+    }
+}
+
+/// The lab's link at one grid point; `seed` varies per repetition and direction.
+fn link(rtt_ms: u64, loss_pct: f64, seed: u64) -> Impairment {
+    Impairment {
+        delay: Duration::from_micros(rtt_ms * 500),
+        loss: loss_pct / 100.0,
+        seed,
+        ..Impairment::default()
+    }
+}
+
+/// Runs one grid point's repetitions; each wire's measurement on a fresh thread in namespace
+/// `a`. Wires interleave within a repetition (order rotated each time), and every wire of a
+/// repetition starts from the same loss seed.
 fn run_point(
     lab: &Lab,
     addrs: LabAddrs,
     ca_pem: &[u8],
     rtt_ms: u64,
     loss_pct: f64,
-    duration: Duration,
+    settings: &LabSettings,
 ) -> anyhow::Result<(Vec<Point>, LinkStats)> {
-    let link = |seed| Impairment {
-        delay: Duration::from_micros(rtt_ms * 500),
-        loss: loss_pct / 100.0,
-        seed,
-        ..Impairment::default()
-    };
-    lab.set(link(1), link(2))?;
     let before = lab.stats();
-    let mut points = Vec::new();
-    for wire in NetWire::at(loss_pct) {
-        let congestion = if wire.is_tcp() {
-            match tcp_congestion(lab, wire.congestion()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!(
-                        "zone-bench --netlab: RTT {rtt_ms} ms, loss {loss_pct} %, {}: {e:#}",
-                        wire.label()
-                    );
-                    points.push(Point {
-                        rtt_ms,
-                        loss_pct,
-                        wire,
-                        congestion: wire.congestion().to_string(),
-                        metrics: BTreeMap::new(),
-                        errors: vec![format!("{e:#}")],
-                    });
-                    continue;
+    let wires = NetWire::at(loss_pct);
+    let mut acc: Vec<Accumulator> = wires.iter().map(|&w| Accumulator::new(w)).collect();
+    for rep in 0..settings.reps.max(1) {
+        for i in 0..wires.len() {
+            let slot = (i + rep) % wires.len();
+            let wire = wires[slot];
+            let seed = 1 + 2 * rep as u64;
+            lab.set(
+                link(rtt_ms, loss_pct, seed),
+                link(rtt_ms, loss_pct, seed + 1),
+            )?;
+            if wire.is_tcp() {
+                match tcp_congestion(lab, wire.congestion()) {
+                    Ok(c) => acc[slot].congestion = c,
+                    Err(e) => {
+                        eprintln!(
+                            "zone-bench --netlab: RTT {rtt_ms} ms, loss {loss_pct} %, {}: {e:#}",
+                            wire.label()
+                        );
+                        acc[slot].failed(rep, format!("{e:#}"));
+                        continue;
+                    }
                 }
             }
-        } else {
-            wire.congestion().to_string()
-        };
-        // A fresh thread and runtime per wire: the TCP controller applies to sockets created
-        // after the sysctl changed.
-        let ca_pem = ca_pem.to_vec();
-        let thread = lab.spawn_in_a(move || -> Result<_, String> {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            Ok(rt.block_on(measure_wire(wire, addrs, &ca_pem, duration)))
-        })?;
-        let (metrics, errors) = thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("the client thread panicked"))?
-            .map_err(|e| anyhow::anyhow!(e))?;
-        for e in &errors {
-            eprintln!(
-                "zone-bench --netlab: RTT {rtt_ms} ms, loss {loss_pct} %, {}: {e}",
-                wire.label()
-            );
+            // A fresh thread and runtime per wire: the TCP controller applies to sockets created
+            // after it changed.
+            let (ca_pem, s) = (ca_pem.to_vec(), settings.clone());
+            let thread = lab.spawn_in_a(move || -> Result<_, String> {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                Ok(rt.block_on(measure_wire(wire, addrs, &ca_pem, &s)))
+            })?;
+            let run = thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("the client thread panicked"))?
+                .map_err(|e| anyhow::anyhow!(e))?;
+            for e in &run.errors {
+                eprintln!(
+                    "zone-bench --netlab: RTT {rtt_ms} ms, loss {loss_pct} %, {} rep {rep}: {e}",
+                    wire.label()
+                );
+            }
+            acc[slot].add(rep, run);
         }
-        points.push(Point {
-            rtt_ms,
-            loss_pct,
-            wire,
-            congestion,
-            metrics,
-            errors,
-        });
     }
+    let points = acc.into_iter().map(|a| a.point(rtt_ms, loss_pct)).collect();
     let after = lab.stats();
     let link = LinkStats {
         rtt_ms,
@@ -555,11 +863,37 @@ fn host_tcp_congestion() -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-fn figure(points: &[Point], rtt: u64, loss: f64, wire: NetWire, key: &str) -> Option<f64> {
+fn find(points: &[Point], rtt: u64, loss: f64, wire: NetWire) -> Option<&Point> {
     points
         .iter()
         .find(|p| p.rtt_ms == rtt && p.loss_pct == loss && p.wire == wire)
-        .and_then(|p| p.metrics.get(key).copied())
+}
+
+fn figure(points: &[Point], rtt: u64, loss: f64, wire: NetWire, key: &str) -> Option<f64> {
+    find(points, rtt, loss, wire).and_then(|p| p.metrics.get(key).copied())
+}
+
+/// Median and spread of one wire's per-repetition figures.
+fn spread(points: &[Point], rtt: u64, loss: f64, wire: NetWire, key: &str) -> Option<Summary> {
+    find(points, rtt, loss, wire)
+        .and_then(|p| p.per_rep.get(key))
+        .and_then(|v| Summary::of(v))
+}
+
+/// `a / b` per repetition (interleaved, so repetition `i` of both ran side by side).
+fn paired_ratios(
+    points: &[Point],
+    rtt: u64,
+    loss: f64,
+    key: &str,
+    a: NetWire,
+    b: NetWire,
+) -> Vec<f64> {
+    let reps = |w| find(points, rtt, loss, w).and_then(|p| p.per_rep.get(key));
+    match (reps(a), reps(b)) {
+        (Some(x), Some(y)) => x.iter().zip(y).filter_map(|(&x, &y)| ratio(x, y)).collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn wire_ratio(
@@ -642,13 +976,31 @@ fn cell(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), num)
 }
 
+/// `value (min–max)` over the repetitions, just `value` with one repetition.
+fn cell_spread(v: Option<f64>, s: Option<Summary>) -> String {
+    match (v, s) {
+        (Some(v), Some(s)) if s.n > 1 => format!("{} ({}–{})", num(v), num(s.min), num(s.max)),
+        (v, _) => cell(v),
+    }
+}
+
+fn ratio_spread(v: Option<f64>, per_rep: &[f64]) -> String {
+    match (v, Summary::of(per_rep)) {
+        (Some(v), Some(s)) if s.n > 1 => format!("{v:.2} ({:.2}–{:.2})", s.min, s.max),
+        (v, _) => ratio_cell(v),
+    }
+}
+
 fn ratio_cell(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |r| format!("{r:.2}"))
 }
 
 /// The figures of the grid tables: key in [`Point::metrics`] and title.
 const TABLES: [(&str, &str); 4] = [
-    ("c1_p99_ms", "unary c=1 p99 ms"),
+    (
+        "c1_p99_ms",
+        "unary c=1 p99 ms (pooled over every repetition's calls; spread = per-repetition p99)",
+    ),
     ("c32_p99_ms", "unary c=32 p99 ms"),
     ("c32_rate", "unary c=32 calls/s"),
     ("stream_mbit_s", "server stream Mbit/s"),
@@ -674,8 +1026,18 @@ fn rows(settings: &LabSettings, points: &[Point], key: &str) -> Vec<Vec<String>>
     ];
     for &rtt in &settings.rtts_ms {
         for &loss in &settings.losses_pct {
-            let f = |w| cell(figure(points, rtt, loss, w, key));
-            let r = |a, b| ratio_cell(wire_ratio(points, rtt, loss, key, a, b));
+            let f = |w| {
+                cell_spread(
+                    figure(points, rtt, loss, w, key),
+                    spread(points, rtt, loss, w, key),
+                )
+            };
+            let r = |a, b| {
+                ratio_spread(
+                    wire_ratio(points, rtt, loss, key, a, b),
+                    &paired_ratios(points, rtt, loss, key, a, b),
+                )
+            };
             use NetWire::{H2, H2Bbr, H3, H3Bbr};
             rows.push(vec![
                 rtt.to_string(),
@@ -864,6 +1226,102 @@ fn plot_all(
     Ok(written)
 }
 
+/// A table as markdown (header row first) or aligned text.
+fn table(rows: &[Vec<String>], markdown: bool) -> String {
+    if !markdown {
+        return layout(rows);
+    }
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+        if i == 0 {
+            let _ = writeln!(out, "|{}", "---:|".repeat(row.len()));
+        }
+    }
+    out
+}
+
+/// Sample counts, the fan-out through the lab and the fault cases (both outputs).
+fn extra_sections(
+    settings: &LabSettings,
+    points: &[Point],
+    fanout: &[lab_fanout::FanoutPoint],
+    faults: &[lab_faults::FaultResult],
+    analysis: Option<&Analysis>,
+    markdown: bool,
+) -> String {
+    let head = |t: &str| {
+        if markdown {
+            format!("\n### {t}\n\n")
+        } else {
+            format!("\n{t}:\n")
+        }
+    };
+    let mut out = head("Calls behind the unary c=1 p99 (all repetitions)");
+    let _ = writeln!(
+        out,
+        "{} repetition(s) per cell, {:.1} s each; c=1 runs on to ≥ {} calls per repetition \
+         (at most {:.0} s).",
+        settings.reps,
+        settings.duration_s,
+        settings.c1_min_calls,
+        settings.c1_limit().as_secs_f64()
+    );
+    for &rtt in &settings.rtts_ms {
+        for &loss in &settings.losses_pct {
+            let calls: Vec<String> = points
+                .iter()
+                .filter(|p| p.rtt_ms == rtt && p.loss_pct == loss)
+                .map(|p| format!("{} {}", p.wire.label(), p.c1_calls))
+                .collect();
+            let bullet = if markdown { "- " } else { "  " };
+            let _ = writeln!(
+                out,
+                "{bullet}RTT {rtt} ms, loss {} %: {}",
+                num(loss),
+                calls.join(", ")
+            );
+        }
+    }
+    if !fanout.is_empty() {
+        out.push_str(&head(
+            "Edge fan-out through the lab (publisher + server in b, subscribers in a)",
+        ));
+        out.push_str(
+            "ZoneStore::push (MemoryJournal) in namespace b → every Sync subscriber in namespace a \
+             has the batch; the figures include the link's one-way delay (column one-way ms). \
+             One publish at a time; 64 subscribers per connection.\n\n",
+        );
+        out.push_str(&table(&lab_fanout::rows(fanout), markdown));
+        for p in fanout.iter().filter(|p| p.error.is_some()) {
+            let _ = writeln!(
+                out,
+                "{}RTT {} ms, loss {} %, {}, {} subscriber(s): {}",
+                if markdown { "- " } else { "  " },
+                p.rtt_ms,
+                num(p.loss_pct),
+                p.wire,
+                p.subscribers,
+                p.error.as_deref().unwrap_or_default().replace('\n', " ")
+            );
+        }
+    }
+    if !faults.is_empty() {
+        out.push_str(&head("Faults through the lab (issue #7.5)"));
+        out.push_str(&lab_faults::notes());
+        out.push('\n');
+        out.push_str(&table(&lab_faults::rows(faults), markdown));
+    }
+    if let Some(a) = analysis {
+        out.push_str(&head(
+            "Why H3/H2 stays low at 5 % loss (transport internals)",
+        ));
+        out.push_str(&analysis_section(a, markdown));
+    }
+    out
+}
+
 /// `--netlab`: exit 2 (a skip) when the lab cannot start here.
 pub fn main(args: &Args) -> ExitCode {
     let lab = match Lab::start(Impairment::default(), Impairment::default()) {
@@ -907,7 +1365,7 @@ fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
     for &rtt in &settings.rtts_ms {
         for &loss in &settings.losses_pct {
             eprintln!("zone-bench --netlab: RTT {rtt} ms, loss {loss} % ...");
-            match run_point(lab, addrs, &certs.ca_pem, rtt, loss, settings.duration()) {
+            match run_point(lab, addrs, &certs.ca_pem, rtt, loss, &settings) {
                 Ok((p, link)) => {
                     points.extend(p);
                     links.push(link);
@@ -922,6 +1380,24 @@ fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
             break;
         }
     }
+    let mut faults = Vec::new();
+    if failure.is_none() && settings.faults {
+        if let Err(e) = tcp_congestion(lab, "cubic") {
+            eprintln!("zone-bench --netlab: faults: {e:#}");
+        }
+        faults = lab_faults::run_all(lab, addrs.h2, addrs.h3_cubic, &certs.ca_pem);
+    }
+    let analysis =
+        (failure.is_none() && settings.rtts_ms.contains(&50) && settings.losses_pct.contains(&5.0))
+            .then(|| {
+                let _ = tcp_congestion(lab, "cubic");
+                analyse(
+                    lab,
+                    addrs,
+                    &certs.ca_pem,
+                    settings.duration().max(Duration::from_secs(4)),
+                )
+            });
     // Servers stop on a perfect link, so their goodbyes are not lost.
     let _ = lab.set(Impairment::default(), Impairment::default());
     let _ = stop.send(());
@@ -929,6 +1405,10 @@ fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
     if let Some(e) = failure {
         return Err(e);
     }
+    let fanout = lab_fanout::run_all(lab, &settings).unwrap_or_else(|e| {
+        eprintln!("zone-bench --netlab: edge fan-out skipped: {e:#}");
+        Vec::new()
+    });
 
     let goals = evaluate(&points);
     let info = informational(&points);
@@ -950,6 +1430,9 @@ fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
         settings: settings.clone(),
         points: points.clone(),
         links: links.clone(),
+        fanout: fanout.clone(),
+        faults: faults.clone(),
+        analysis: analysis.clone(),
         goals: goals.clone(),
         info: info.clone(),
     };
@@ -972,6 +1455,13 @@ fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
             &info,
             host_tcp.as_deref(),
             &plots
+        ) + &extra_sections(
+            &settings,
+            &points,
+            &fanout,
+            &faults,
+            analysis.as_ref(),
+            true
         )
     );
     std::fs::write(out.join("report.md"), report)
@@ -985,6 +1475,13 @@ fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
             &goals,
             &info,
             host_tcp.as_deref()
+        ) + &extra_sections(
+            &settings,
+            &points,
+            &fanout,
+            &faults,
+            analysis.as_ref(),
+            false
         )
     );
     println!(
@@ -1008,6 +1505,8 @@ mod tests {
             wire,
             congestion: wire.congestion().to_string(),
             metrics: figures.iter().copied().collect(),
+            per_rep: BTreeMap::new(),
+            c1_calls: 0,
             errors: Vec::new(),
         }
     }
@@ -1040,6 +1539,65 @@ mod tests {
             "5% loss, 50 ms RTT: stream throughput H3 BBR / H2 Cubic (cross-controller): 3.00 \
              (informational)"
         );
+    }
+
+    fn run(c1_ms: &[u64], mbit: Option<f64>) -> WireRun {
+        let mut h = crate::load::latency_histogram().unwrap();
+        for &ms in c1_ms {
+            h.record(ms * 1_000_000).unwrap();
+        }
+        WireRun {
+            metrics: mbit.map(|m| ("stream_mbit_s", m)).into_iter().collect(),
+            c1: Some(h),
+            errors: if mbit.is_none() {
+                vec!["stream: lost".into()]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    #[test]
+    fn repetitions_fold_into_median_spread_and_pooled_c1() {
+        let mut h3 = Accumulator::new(NetWire::H3);
+        h3.add(0, run(&[10; 99], Some(6.0)));
+        h3.add(1, run(&[10, 10, 500], Some(9.0)));
+        h3.add(2, run(&[20; 50], None));
+        h3.add(3, run(&[10], Some(3.0)));
+        let p = h3.point(50, 5.0);
+        assert_eq!(p.c1_calls, 99 + 3 + 50 + 1);
+        // Pooled: 153 calls, the 500 ms one is above the 99th percentile's rank.
+        assert!(
+            (p.metrics["c1_p99_ms"] - 20.0).abs() < 0.1,
+            "{:?}",
+            p.metrics
+        );
+        assert_eq!(p.metrics["stream_mbit_s"], 6.0, "median of 3, 6, 9");
+        assert_eq!(p.per_rep["stream_mbit_s"].len(), 4);
+        assert!(p.per_rep["stream_mbit_s"][2].is_nan());
+        assert_eq!(p.errors, ["rep 2: stream: lost"]);
+
+        let mut h2 = Accumulator::new(NetWire::H2);
+        for (rep, m) in [2.0, 3.0, 1.0, 1.0].into_iter().enumerate() {
+            h2.add(rep, run(&[100], Some(m)));
+        }
+        let points = vec![h2.point(50, 5.0), p];
+        let settings = LabSettings {
+            profile: Profile::Quick,
+            rtts_ms: vec![50],
+            losses_pct: vec![5.0],
+            duration_s: 1.0,
+            reps: 4,
+            c1_min_calls: 1,
+            fanout_counts: vec![1],
+            fanout_publishes: 1,
+            faults: false,
+        };
+        let table = rows(&settings, &points, "stream_mbit_s");
+        assert_eq!(table[1][3], "6.00 (3.00–9.00)");
+        assert_eq!(table[1][2], "1.50 (1.00–3.00)");
+        // Headline 6 / 1.5; per-repetition pairs 3, 3, 3 (the third has no h3 figure).
+        assert_eq!(table[1][4], "4.00 (3.00–3.00)");
     }
 
     #[test]
@@ -1080,6 +1638,11 @@ mod tests {
             rtts_ms: vec![0, 50],
             losses_pct: vec![0.0, 5.0],
             duration_s: 0.1,
+            reps: 1,
+            c1_min_calls: 1,
+            fanout_counts: vec![1],
+            fanout_publishes: 1,
+            faults: false,
         };
         let points = vec![
             point(0, 0.0, NetWire::H2, &[("stream_mbit_s", 100.0)]),

@@ -7,10 +7,12 @@
 //! `scenarios` (what is measured), `load` (bounded load loops), `cpu` (getrusage), `runner`
 //! (interleaved rounds, timeouts, progress), `panics` (where a case panicked), `stats`,
 //! `results` (JSON model), `goals`, `report`, `plots`, `impaired` (`--netlab`: the subset over
-//! the impaired link of `zone_bench::netlab`).
+//! the impaired link of `zone_bench::netlab`), `soak` (`--soak`: long mixed load, RSS and fds over
+//! time), `faults` (`--faults`: server killed and restarted, client rebinding).
 
 mod cli;
 mod cpu;
+mod faults;
 mod goals;
 mod impaired;
 mod load;
@@ -22,6 +24,7 @@ mod results;
 mod runner;
 mod scenarios;
 mod servers;
+mod soak;
 mod stats;
 mod target;
 
@@ -49,6 +52,9 @@ fn main() -> ExitCode {
     if args.netlab {
         return impaired::main(&args);
     }
+    if let (Some(port), Some(dir)) = (args.fault_server, &args.cert_dir) {
+        return faults::serve_child(port, dir);
+    }
     panics::install_hook();
     let selected = match scenarios::select(&args.scenarios) {
         Ok(s) => s,
@@ -73,7 +79,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args, selected)) {
+    let outcome = if args.soak {
+        runtime.block_on(soak::run(&args))
+    } else if args.faults {
+        runtime.block_on(faults::run(&args))
+    } else {
+        runtime.block_on(run(args, selected))
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("zone-bench: {e:#}");

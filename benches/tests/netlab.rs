@@ -646,3 +646,49 @@ fn sink_socket(addr: SocketAddr) -> UdpSocket {
         .unwrap();
     s
 }
+
+#[test]
+fn scheduled_partition_drops_probes_then_heals() {
+    let _g = serial();
+    let Some(lab) = start(Impairment::default(), Impairment::default()) else {
+        return;
+    };
+    let echo_addr = SocketAddr::from((lab.addr_b(), 7005));
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo = echo_in_b(&lab, echo_addr, Arc::clone(&stop));
+    // Probes every 5 ms for 1.5 s; both directions cut from 0.5 s to 1.0 s.
+    let schedule = netlab::Schedule::partition(
+        &Impairment::default(),
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+    );
+    assert_eq!(
+        schedule.windows(0.5),
+        [(Duration::from_millis(500), Duration::from_millis(1000))]
+    );
+    let player = lab.play(schedule).unwrap();
+    let rtts = probe(&lab, echo_addr, 300, Duration::from_millis(5));
+    let applied = player.finish(Duration::from_secs(2));
+    assert_eq!(applied.len(), 3, "every step applied: {applied:?}");
+    assert!(applied[1] >= Duration::from_millis(500) && applied[1] < Duration::from_millis(600));
+    // The probe started just after the player; allow 100 ms either side of each edge for the
+    // thread start-up and scheduling.
+    let seq = |ms: u64| (ms / 5) as usize;
+    let before = &rtts[..seq(400)];
+    let during = &rtts[seq(600)..seq(900)];
+    let after = &rtts[seq(1100)..];
+    assert!(before.iter().all(Option::is_some), "lost before the cut");
+    assert!(
+        during.iter().all(Option::is_none),
+        "probes crossed the partition"
+    );
+    assert!(after.iter().all(Option::is_some), "lost after the heal");
+    // Back to a perfect link both ways.
+    assert_eq!(
+        lab.impairments(),
+        (Impairment::default(), Impairment::default())
+    );
+    stop.store(true, Ordering::Relaxed);
+    echo.join().unwrap();
+    finish(lab);
+}

@@ -201,3 +201,129 @@ fn unknown_scenarios_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario"));
 }
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+fn is_number(v: &serde_json::Value) -> bool {
+    v.as_f64().is_some_and(f64::is_finite)
+}
+
+#[test]
+fn soak_tiny_reports_errors_latency_drift_rss_and_fds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = run(
+        &["--soak", "--tiny", "--out", out_dir.to_str().unwrap()],
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("RSS growth 2nd half"), "{stdout}");
+    let report = std::fs::read_to_string(out_dir.join("soak.md")).unwrap();
+    assert!(
+        report.contains("Client and servers run in this one process"),
+        "{report}"
+    );
+    let json = read_json(&out_dir.join("soak.json"));
+    assert_eq!(json["settings"]["secs_per_wire"], 3);
+    let wires = json["wires"].as_array().unwrap();
+    let names: Vec<&str> = wires.iter().map(|w| w["wire"].as_str().unwrap()).collect();
+    assert_eq!(names, ["h2", "h3", "tonic-h3"]);
+    for w in wires {
+        let name = w["wire"].as_str().unwrap();
+        if name == "tonic-h3" && !w["error"].is_null() {
+            // A peer crash is a result: it must say what happened.
+            assert!(!w["error"].as_str().unwrap().trim().is_empty());
+            continue;
+        }
+        assert!(w["error"].is_null(), "{name}: {}", w["error"]);
+        // The error count is present (and, for grpc-h3, zero: the exit status says so too).
+        assert!(w["errors"].as_u64().is_some(), "{name}: {w}");
+        if name != "tonic-h3" {
+            assert_eq!(w["errors"], 0, "{name}: {}", w["errors_by_code"]);
+        }
+        for key in ["unary", "transfers", "server_streams", "bidi_round_trips"] {
+            assert!(w["calls"][key].as_u64().unwrap() > 0, "{name}: no {key}");
+        }
+        for key in [
+            "unary_per_s",
+            "p99_first_quarter_us",
+            "p99_last_quarter_us",
+            "p99_drift_quarters",
+            "rss_25_kib",
+            "rss_end_kib",
+            "rss_growth_second_half_pct",
+            "fds_start",
+            "fds_end",
+            "fds_after_close",
+        ] {
+            assert!(is_number(&w[key]), "{name}: no figure for {key}: {w}");
+        }
+        let intervals = w["intervals"].as_array().unwrap();
+        assert_eq!(intervals.len(), 3, "{name}");
+        assert!(intervals.iter().all(|i| is_number(&i["rss_kib"])));
+    }
+}
+
+#[test]
+fn faults_tiny_reports_recovery_after_kill_and_rebind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = run(
+        &["--faults", "--tiny", "--out", out_dir.to_str().unwrap()],
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("recovery ms"), "{stdout}");
+    assert!(out_dir.join("faults.md").is_file());
+    let json = read_json(&out_dir.join("faults.json"));
+    let cases = json["cases"].as_array().unwrap();
+    let rows: Vec<(&str, &str)> = cases
+        .iter()
+        .map(|c| (c["fault"].as_str().unwrap(), c["wire"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("kill+restart", "h2"),
+            ("kill+restart", "h3"),
+            ("rebind (unary load)", "h3"),
+            ("rebind (server stream)", "h3"),
+        ]
+    );
+    for c in cases {
+        let name = format!("{} {}", c["fault"], c["wire"]);
+        assert!(c["error"].is_null(), "{name}: {}", c["error"]);
+        assert!(c["calls_ok"].as_u64().unwrap() > 0, "{name}");
+        assert!(c["calls_failed"].as_u64().is_some(), "{name}");
+        assert!(c["retried"].as_u64().is_some(), "{name}");
+        if c["fault"] == "kill+restart" {
+            // The same channel served calls again after the restart: it reconnected by itself.
+            assert!(c["ok_after_restart"].as_u64().unwrap() > 0, "{name}: {c}");
+            assert!(is_number(&c["recovery_ms"]), "{name}: {c}");
+            assert!(is_number(&c["outage_ms"]), "{name}: {c}");
+            // Calls failed while the server was down.
+            assert!(
+                !c["attempts_failed_by_code"].as_object().unwrap().is_empty(),
+                "{name}: {c}"
+            );
+        } else {
+            // Migration loses nothing.
+            assert_eq!(c["calls_failed"], 0, "{name}: {c}");
+        }
+    }
+}

@@ -3,20 +3,18 @@
 //! `interop-client` binary, and misbehaving servers that the cases must catch.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::broken::Broken;
 use grpc_h3::{Endpoint, Server, ServerTls, Transport};
 use tokio::sync::oneshot;
-use tonic::{Request, Response, Status, Streaming};
 use zone_client::interop::{ALL_CASES, CaseError, run_case};
-use zone_proto::grpc_testing::test_service_server::{TestService, TestServiceServer};
-use zone_proto::grpc_testing::{
-    Empty, Payload, SimpleRequest, SimpleResponse, StreamingInputCallRequest,
-    StreamingInputCallResponse, StreamingOutputCallRequest, StreamingOutputCallResponse,
-};
+use zone_proto::grpc_testing::test_service_server::TestServiceServer;
 use zone_server::interop::{EchoMetadata, TestServiceImpl, test_service};
 
 /// Every behaviour below runs over each of these.
@@ -248,99 +246,6 @@ async fn interop_client_binary_reports_a_failing_case_and_exits_1() {
         assert!(lines[1].contains("expected 314159"), "{stdout}");
         assert_eq!(lines[2], "1 passed, 1 failed");
         assert_eq!(status.code(), Some(1), "{stderr}");
-    }
-}
-
-/// A TestService that gets things subtly wrong: one byte short on UnaryCall, one byte extra in
-/// the aggregate of StreamingInputCall, a different status message than requested, a
-/// FullDuplexCall that stops after answering the first request, and an "implemented"
-/// UnimplementedCall. Everything else is the real implementation.
-#[derive(Debug, Default)]
-struct Broken {
-    real: TestServiceImpl,
-}
-
-type Stream = <TestServiceImpl as TestService>::FullDuplexCallStream;
-
-#[tonic::async_trait]
-impl TestService for Broken {
-    async fn empty_call(&self, req: Request<Empty>) -> Result<Response<Empty>, Status> {
-        self.real.empty_call(req).await
-    }
-    async fn unary_call(
-        &self,
-        req: Request<SimpleRequest>,
-    ) -> Result<Response<SimpleResponse>, Status> {
-        let req = req.into_inner();
-        if let Some(s) = req.response_status {
-            return Err(Status::new(
-                tonic::Code::from_i32(s.code),
-                "not what you asked for",
-            ));
-        }
-        let len = usize::try_from(req.response_size)
-            .unwrap()
-            .saturating_sub(1);
-        Ok(Response::new(SimpleResponse {
-            payload: Some(Payload {
-                r#type: 0,
-                body: vec![0; len],
-            }),
-            ..SimpleResponse::default()
-        }))
-    }
-    async fn cacheable_unary_call(
-        &self,
-        req: Request<SimpleRequest>,
-    ) -> Result<Response<SimpleResponse>, Status> {
-        self.real.cacheable_unary_call(req).await
-    }
-    type StreamingOutputCallStream = Stream;
-    async fn streaming_output_call(
-        &self,
-        req: Request<StreamingOutputCallRequest>,
-    ) -> Result<Response<Stream>, Status> {
-        self.real.streaming_output_call(req).await
-    }
-    async fn streaming_input_call(
-        &self,
-        req: Request<Streaming<StreamingInputCallRequest>>,
-    ) -> Result<Response<StreamingInputCallResponse>, Status> {
-        let mut res = self.real.streaming_input_call(req).await?;
-        res.get_mut().aggregated_payload_size += 1;
-        Ok(res)
-    }
-    type FullDuplexCallStream = Stream;
-    async fn full_duplex_call(
-        &self,
-        req: Request<Streaming<StreamingOutputCallRequest>>,
-    ) -> Result<Response<Stream>, Status> {
-        // Answers the first request only, then ends the call OK.
-        let first = req.into_inner().message().await?.unwrap_or_default();
-        let responses: Vec<Result<StreamingOutputCallResponse, Status>> = first
-            .response_parameters
-            .iter()
-            .map(|p| {
-                Ok(StreamingOutputCallResponse {
-                    payload: Some(Payload {
-                        r#type: 0,
-                        body: vec![0; usize::try_from(p.size).unwrap()],
-                    }),
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(responses))))
-    }
-    type HalfDuplexCallStream = Stream;
-    async fn half_duplex_call(
-        &self,
-        req: Request<Streaming<StreamingOutputCallRequest>>,
-    ) -> Result<Response<Stream>, Status> {
-        self.real.half_duplex_call(req).await
-    }
-    async fn unimplemented_call(&self, _req: Request<Empty>) -> Result<Response<Empty>, Status> {
-        // Wrongly "implemented".
-        Ok(Response::new(Empty {}))
     }
 }
 

@@ -28,6 +28,7 @@
 mod impair;
 mod ns;
 mod router;
+mod schedule;
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -39,6 +40,7 @@ use tun_rs::{DeviceBuilder, SyncDevice};
 
 pub use impair::Impairment;
 pub use ns::{cleanup_all, list as list_namespaces};
+pub use schedule::{Player, Schedule, Step};
 
 use ns::Netns;
 use router::Router;
@@ -256,6 +258,16 @@ impl Lab {
         self.router.a_to_b.set(a_to_b);
         self.router.b_to_a.set(b_to_a);
         Ok(())
+    }
+
+    /// Plays `schedule` on a thread: each step switches both directions at its offset from now
+    /// (as [`Lab::set`] does). Keep the [`Player`] alive while the schedule should run.
+    pub fn play(&self, schedule: Schedule) -> Result<Player, LabError> {
+        Player::start(
+            schedule,
+            Arc::clone(&self.router.a_to_b),
+            Arc::clone(&self.router.b_to_a),
+        )
     }
 
     /// Makes TCP between the namespaces use congestion controller `name` (both directions) and

@@ -3,10 +3,14 @@
 //!
 //! Each case starts its own grpc-h3 server over a store with a [`MemoryJournal`] attached (pushes
 //! take the durable path: validate, append, apply, wake followers), so the shared bench servers'
-//! load does not mix in. The publisher calls [`ZoneStore::push`] in-process; the clock starts
-//! before that call and stops when a subscriber's stream yields the batch's serial.
+//! load does not mix in; a second pass uses a [`RedbJournal`](zone_server::journal::RedbJournal)
+//! on a temporary file, so the figure includes the fsync'd commit. The publisher calls
+//! [`ZoneStore::push`] in-process; the clock starts before that call and stops when a
+//! subscriber's stream yields the batch's serial. `zone-bench --netlab` reuses this with the
+//! server in one lab namespace and the subscribers in the other.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,7 +25,7 @@ use zone_proto::zone::v1::change::Op as ChangeOp;
 use zone_proto::zone::v1::sync_message::Kind as SyncKind;
 use zone_proto::zone::v1::zones_client::ZonesClient;
 use zone_proto::zone::v1::{Change, ChangeBatch, Record, Subscribe, SyncMessage, ZoneCursor};
-use zone_server::journal::{JournalOptions, MemoryJournal};
+use zone_server::journal::{JournalOptions, MemoryJournal, attach_redb};
 use zone_server::zones::{ZoneStore, synthetic_zone, zones_server};
 
 use super::{Case, Sample};
@@ -40,29 +44,84 @@ const COUNTS: [(usize, &str, &str); 3] = [
     (64, "p50_ms_64", "p99_ms_64"),
     (1000, "p50_ms_1000", "p99_ms_1000"),
 ];
+/// The same with the redb journal (1000 subscribers add nothing the fsync would change).
+const REDB_COUNTS: [(usize, &str, &str); 2] = [
+    (1, "redb_p50_ms_1", "redb_p99_ms_1"),
+    (64, "redb_p50_ms_64", "redb_p99_ms_64"),
+];
+
+/// Which journal the fan-out server's store commits to before publishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JournalKind {
+    /// In memory: the figure is propagation alone.
+    Memory,
+    /// redb on a temporary file, fsync'd per batch.
+    Redb,
+}
+
+/// Deletes the temporary redb file when the server is done with it.
+struct TempJournal(PathBuf);
+
+impl Drop for TempJournal {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+static NEXT_JOURNAL: AtomicU64 = AtomicU64::new(0);
 
 /// A received serial, its receive time (ns since the case's epoch).
 type Delivery = (u32, u64);
 
-struct FanoutServer {
-    addr: SocketAddr,
+/// What subscribers and the publisher need: where to connect and the store to push to.
+#[derive(Clone)]
+pub(crate) struct FanoutTarget {
+    h2: SocketAddr,
+    h3: SocketAddr,
     ca_pem: Vec<u8>,
     store: ZoneStore,
-    shutdown: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), grpc_h3::Error>>,
+    /// Runtime to publish on (the server's, when the measuring task runs on another one, e.g.
+    /// in the other lab namespace); `None` publishes on the caller's.
+    publish_on: Option<tokio::runtime::Handle>,
 }
 
-async fn start_server(wire: Wire) -> anyhow::Result<FanoutServer> {
+/// The running server; [`FanoutServer::stop`] ends it.
+pub(crate) struct FanoutServer {
+    target: FanoutTarget,
+    shutdown: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), grpc_h3::Error>>,
+    _journal_file: Option<TempJournal>,
+}
+
+/// Starts a fan-out server (h2 and h3 on one port) on `ip` with `journal` attached.
+pub(crate) async fn start_server(ip: IpAddr, journal: JournalKind) -> anyhow::Result<FanoutServer> {
     let certs = DevCerts::generate().context("generating dev certificates")?;
     let store = ZoneStore::new();
     let origin = FANOUT_ZONE.trim_end_matches('.');
     store
         .insert_zone_text(origin, &synthetic_zone(origin, 16, 3))
         .context("loading the fan-out zone")?;
-    store
-        .attach_journal(MemoryJournal::new(), JournalOptions::default())
-        .await
-        .context("attaching the memory journal")?;
+    let journal_file = match journal {
+        JournalKind::Memory => {
+            store
+                .attach_journal(MemoryJournal::new(), JournalOptions::default())
+                .await
+                .context("attaching the memory journal")?;
+            None
+        }
+        JournalKind::Redb => {
+            let path = std::env::temp_dir().join(format!(
+                "zone-bench-fanout-{}-{}.redb",
+                std::process::id(),
+                NEXT_JOURNAL.fetch_add(1, Ordering::Relaxed)
+            ));
+            let file = TempJournal(path.clone());
+            attach_redb(&store, &path)
+                .await
+                .with_context(|| format!("attaching the redb journal {}", path.display()))?;
+            Some(file)
+        }
+    };
     let bound = Server::builder()
         .tls(ServerTls::from_pem(
             &certs.server_cert_pem,
@@ -71,43 +130,41 @@ async fn start_server(wire: Wire) -> anyhow::Result<FanoutServer> {
         .transport(Transport::Auto)
         .drain_timeout(Duration::from_millis(200))
         .add_service(zones_server(store.clone()))
-        .bind(([127, 0, 0, 1], 0).into())
+        .bind(SocketAddr::new(ip, 0))
         .await
         .context("binding the fan-out server")?;
-    let addr = match wire {
-        Wire::H3 => bound.h3_addr(),
-        _ => bound.h2_addr(),
-    }
-    .context("the fan-out server did not bind")?;
+    let (h2, h3) = bound
+        .h2_addr()
+        .zip(bound.h3_addr())
+        .context("the fan-out server did not bind TCP and UDP")?;
     let (shutdown, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(bound.serve_with_shutdown(async {
         let _ = rx.await;
     }));
     Ok(FanoutServer {
-        addr,
-        ca_pem: certs.ca_pem,
-        store,
+        target: FanoutTarget {
+            h2,
+            h3,
+            ca_pem: certs.ca_pem,
+            store,
+            publish_on: None,
+        },
         shutdown,
         task,
+        _journal_file: journal_file,
     })
 }
 
 impl FanoutServer {
-    async fn channel(&self, wire: Wire) -> anyhow::Result<Channel> {
-        let transport = if wire == Wire::H3 {
-            Transport::H3
-        } else {
-            Transport::H2
-        };
-        Ok(Endpoint::new(format!("https://{}", self.addr))?
-            .transport(transport)
-            .server_name("localhost")
-            .ca_certificate_pem(&self.ca_pem)?
-            .connect()
-            .await?)
+    /// What the measurement needs; `publish_on` set to the current runtime.
+    pub(crate) fn target(&self) -> FanoutTarget {
+        FanoutTarget {
+            publish_on: tokio::runtime::Handle::try_current().ok(),
+            ..self.target.clone()
+        }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.shutdown.send(());
         let abort = self.task.abort_handle();
         if tokio::time::timeout(Duration::from_secs(2), self.task)
@@ -119,10 +176,39 @@ impl FanoutServer {
     }
 }
 
+impl FanoutTarget {
+    async fn channel(&self, wire: Wire) -> anyhow::Result<Channel> {
+        let (transport, addr) = if wire == Wire::H3 {
+            (Transport::H3, self.h3)
+        } else {
+            (Transport::H2, self.h2)
+        };
+        Ok(Endpoint::new(format!("https://{addr}"))?
+            .transport(transport)
+            .server_name("localhost")
+            .ca_certificate_pem(&self.ca_pem)?
+            .connect()
+            .await?)
+    }
+
+    /// Pushes `batch` on the publishing runtime; returns the serial it got.
+    async fn publish(&self, batch: ChangeBatch) -> anyhow::Result<u32> {
+        let store = self.store.clone();
+        let push = async move { store.push(batch).await.map(|applied| applied.serial) };
+        Ok(match &self.publish_on {
+            Some(rt) => rt
+                .spawn(push)
+                .await
+                .context("the publisher task failed")??,
+            None => push.await?,
+        })
+    }
+}
+
 /// Opens `count` Sync streams (at the zone's current serial), [`PER_CHANNEL`] per connection;
 /// each forwards every update's serial and receive time to `deliveries`.
 async fn subscribe(
-    server: &FanoutServer,
+    server: &FanoutTarget,
     wire: Wire,
     count: usize,
     epoch: Instant,
@@ -197,32 +283,33 @@ fn batch(n: u64) -> ChangeBatch {
 /// Publishes one batch and waits until all `count` subscribers have it; returns each
 /// subscriber's latency in ns.
 async fn publish_once(
-    store: &ZoneStore,
+    target: &FanoutTarget,
     n: &AtomicU64,
     count: usize,
     epoch: Instant,
     deliveries: &mut mpsc::UnboundedReceiver<Delivery>,
 ) -> anyhow::Result<Vec<u64>> {
     let sent = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let applied = store.push(batch(n.fetch_add(1, Ordering::Relaxed))).await?;
+    let serial = target
+        .publish(batch(n.fetch_add(1, Ordering::Relaxed)))
+        .await?;
     let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
     let mut latencies = Vec::with_capacity(count);
     while latencies.len() < count {
-        let (serial, at) = tokio::time::timeout_at(deadline, deliveries.recv())
+        let (got, at) = tokio::time::timeout_at(deadline, deliveries.recv())
             .await
             .map_err(|_| {
                 anyhow::anyhow!(
                     "only {} of {count} subscribers received serial {} within {:?}",
                     latencies.len(),
-                    applied.serial,
+                    serial,
                     DELIVERY_TIMEOUT
                 )
             })?
             .context("every subscriber stream ended")?;
         anyhow::ensure!(
-            serial == applied.serial,
-            "subscriber got serial {serial}, expected {}",
-            applied.serial
+            got == serial,
+            "subscriber got serial {got}, expected {serial}"
         );
         latencies.push(at.saturating_sub(sent));
     }
@@ -230,9 +317,9 @@ async fn publish_once(
 }
 
 /// p50 and p99 (ms) of `count` subscribers over up to `publishes` timed publishes within
-/// `duration` (at least one).
-async fn measure(
-    server: &FanoutServer,
+/// `duration` (at least one). Subscribers connect from the calling runtime.
+pub(crate) async fn measure(
+    server: &FanoutTarget,
     wire: Wire,
     count: usize,
     publishes: usize,
@@ -245,7 +332,7 @@ async fn measure(
     subscribe(server, wire, count, epoch, &tx, &mut tasks).await?;
     drop(tx);
     // Untimed: every stream is registered with the server once it has delivered a batch.
-    publish_once(&server.store, n, count, epoch, &mut rx)
+    publish_once(server, n, count, epoch, &mut rx)
         .await
         .context("first (untimed) publish")?;
     let mut histogram: Histogram<u64> = latency_histogram()?;
@@ -254,7 +341,7 @@ async fn measure(
         if i > 0 && started.elapsed() >= duration {
             break;
         }
-        for ns in publish_once(&server.store, n, count, epoch, &mut rx).await? {
+        for ns in publish_once(server, n, count, epoch, &mut rx).await? {
             histogram.saturating_record(ns.max(1));
         }
     }
@@ -263,20 +350,25 @@ async fn measure(
     Ok((ms(0.5), ms(0.99)))
 }
 
-pub(super) async fn edge_fanout(case: &Case) -> anyhow::Result<Sample> {
-    anyhow::ensure!(!case.wire.is_peer(), "edge-fanout runs over grpc-h3 only");
-    let server = start_server(case.wire).await?;
+/// One journal's pass over `counts`, appending p50/p99 to `metrics`.
+async fn pass(
+    case: &Case,
+    journal: JournalKind,
+    counts: &[(usize, &'static str, &'static str)],
+    metrics: &mut Vec<(&'static str, f64)>,
+) -> anyhow::Result<()> {
+    let server = start_server(IpAddr::V4(Ipv4Addr::LOCALHOST), journal).await?;
+    let target = server.target();
     let n = AtomicU64::new(0);
-    let mut metrics = Vec::new();
     let mut outcome = Ok(());
-    for (count, p50, p99) in COUNTS {
+    for &(count, p50, p99) in counts {
         let publishes = if count >= 1000 {
             case.settings.fanout_publishes_1000
         } else {
             case.settings.fanout_publishes
         };
         match measure(
-            &server,
+            &target,
             case.wire,
             count,
             publishes,
@@ -287,13 +379,20 @@ pub(super) async fn edge_fanout(case: &Case) -> anyhow::Result<Sample> {
         {
             Ok((a, b)) => metrics.extend([(p50, a), (p99, b)]),
             Err(e) => {
-                outcome = Err(e.context(format!("{count} subscriber(s)")));
+                outcome = Err(e.context(format!("{journal:?} journal, {count} subscriber(s)")));
                 break;
             }
         }
     }
     server.stop().await;
-    outcome?;
+    outcome
+}
+
+pub(super) async fn edge_fanout(case: &Case) -> anyhow::Result<Sample> {
+    anyhow::ensure!(!case.wire.is_peer(), "edge-fanout runs over grpc-h3 only");
+    let mut metrics = Vec::new();
+    pass(case, JournalKind::Memory, &COUNTS, &mut metrics).await?;
+    pass(case, JournalKind::Redb, &REDB_COUNTS, &mut metrics).await?;
     Ok(Sample {
         metrics,
         latency: None,
@@ -316,18 +415,31 @@ mod tests {
 
     #[tokio::test]
     async fn every_subscriber_receives_every_publish_over_both_wires() {
-        for wire in [Wire::H2, Wire::H3] {
-            let server = start_server(wire).await.unwrap();
+        for (wire, journal) in [
+            (Wire::H2, JournalKind::Memory),
+            (Wire::H3, JournalKind::Memory),
+            (Wire::H3, JournalKind::Redb),
+        ] {
+            let server = start_server(IpAddr::V4(Ipv4Addr::LOCALHOST), journal)
+                .await
+                .unwrap();
+            let target = server.target();
             let n = AtomicU64::new(0);
-            let (p50, p99) = measure(&server, wire, 70, 5, Duration::from_secs(5), &n)
+            let (p50, p99) = measure(&target, wire, 70, 5, Duration::from_secs(5), &n)
                 .await
                 .unwrap();
             assert!(p50 > 0.0 && p99 >= p50, "{wire}: p50 {p50} p99 {p99}");
             // One untimed and five timed publishes went through the journaled store.
             assert_eq!(n.load(Ordering::Relaxed), 6);
-            let serial = server.store.zone(FANOUT_ZONE).unwrap().serial;
+            let serial = target.store.zone(FANOUT_ZONE).unwrap().serial;
+            let file = server._journal_file.as_ref().map(|f| f.0.clone());
+            if journal == JournalKind::Redb {
+                assert!(file.as_ref().is_some_and(|f| f.exists()), "{file:?}");
+            }
             server.stop().await;
             assert!(serial >= 6, "{serial}");
+            // The temporary journal is removed with the server.
+            assert!(file.is_none_or(|f| !f.exists()));
         }
     }
 }

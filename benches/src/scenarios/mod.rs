@@ -6,7 +6,8 @@
 
 mod auth;
 mod calls;
-mod fanout;
+pub(crate) mod fanout;
+mod journal;
 mod streams;
 
 use std::sync::Arc;
@@ -158,6 +159,48 @@ const FANOUT: &[MetricSpec] = &[
     m("p99_ms_64", "64 subs p99 ms", Better::Lower, true),
     m("p50_ms_1000", "1000 subs p50 ms", Better::Lower, true),
     m("p99_ms_1000", "1000 subs p99 ms", Better::Lower, true),
+    m("redb_p50_ms_1", "redb 1 sub p50 ms", Better::Lower, true),
+    m("redb_p99_ms_1", "redb 1 sub p99 ms", Better::Lower, true),
+    m("redb_p50_ms_64", "redb 64 subs p50 ms", Better::Lower, true),
+    m("redb_p99_ms_64", "redb 64 subs p99 ms", Better::Lower, true),
+];
+
+const JOURNAL: &[MetricSpec] = &[
+    m("redb_rate", "redb publishes/s", Better::Higher, true),
+    m("nats_rate", "JetStream publishes/s", Better::Higher, true),
+    m("redb_p50_ms_1", "redb 1 sub p50 ms", Better::Lower, true),
+    m("redb_p99_ms_1", "redb 1 sub p99 ms", Better::Lower, false),
+    m("redb_p50_ms_64", "redb 64 subs p50 ms", Better::Lower, true),
+    m(
+        "redb_p99_ms_64",
+        "redb 64 subs p99 ms",
+        Better::Lower,
+        false,
+    ),
+    m(
+        "nats_p50_ms_1",
+        "JetStream 1 sub p50 ms",
+        Better::Lower,
+        true,
+    ),
+    m(
+        "nats_p99_ms_1",
+        "JetStream 1 sub p99 ms",
+        Better::Lower,
+        false,
+    ),
+    m(
+        "nats_p50_ms_64",
+        "JetStream 64 subs p50 ms",
+        Better::Lower,
+        true,
+    ),
+    m(
+        "nats_p99_ms_64",
+        "JetStream 64 subs p99 ms",
+        Better::Lower,
+        false,
+    ),
 ];
 
 /// What a scenario does.
@@ -179,6 +222,8 @@ pub enum Kind {
     Auth,
     /// `ZoneStore::push` on a journaled store → `Sync` subscribers: propagation latency.
     EdgeFanout,
+    /// The redb journal against the shared NATS JetStream one: publish rate, propagation.
+    JournalCompare,
 }
 
 /// A scenario of the catalogue.
@@ -306,7 +351,7 @@ pub static CATALOGUE: &[ScenarioDef] = &[
     },
     ScenarioDef {
         name: "edge-fanout",
-        description: "Edge push fan-out: ZoneStore::push (MemoryJournal attached) → every Sync \
+        description: "Edge push fan-out: ZoneStore::push (MemoryJournal; redb rows: RedbJournal) → every Sync \
                       subscriber received the batch; 1, 64 and 1000 subscribers",
         kind: Kind::EdgeFanout,
         metrics: FANOUT,
@@ -320,6 +365,25 @@ pub static CATALOGUE: &[ScenarioDef] = &[
              subscriber's stream yields that serial; the next push waits until every \
              subscriber has it (latency without queueing). Quick/tiny runs push to 1000 \
              subscribers only a few times.",
+            "redb rows: the same with a RedbJournal on a temporary file (zone_server::journal::\
+             attach_redb), so publish→edge includes the fsync'd commit; 1 and 64 subscribers.",
+        ],
+        ours_only: true,
+    },
+    ScenarioDef {
+        name: "journal-redb-vs-nats",
+        description: "Journal: redb (one server, fsync'd) vs NATS JetStream shared by two \
+                      servers (push to A, subscribers on B): publish rate, propagation to 1 and \
+                      64 Sync subscribers",
+        kind: Kind::JournalCompare,
+        metrics: JOURNAL,
+        notes: &[
+            "Publish rate: one publisher pushing sequentially (a zone has one writer at a \
+             time), no subscribers; each push is durable before the next starts.",
+            "JetStream: a nats-server -js child (single node, file store) on loopback; the \
+             publisher's store and the subscribers' server's store share it, so propagation \
+             includes B's tail reading the batch back. Skipped (redb only) when nats-server is \
+             not installed (scripts/install-nats.sh).",
         ],
         ours_only: true,
     },
@@ -386,6 +450,7 @@ pub async fn run(def: &'static ScenarioDef, case: Case) -> anyhow::Result<Sample
         Kind::Push => streams::push(&case).await,
         Kind::Auth => auth::auth(&case).await,
         Kind::EdgeFanout => fanout::edge_fanout(&case).await,
+        Kind::JournalCompare => journal::redb_vs_nats(&case).await,
     }
 }
 

@@ -1,0 +1,3 @@
+//! Shared by the client test suites.
+
+pub mod broken;
