@@ -883,26 +883,7 @@ pub fn terminal(run: &FaultRun) -> String {
 /// faults.md.
 pub fn markdown(run: &FaultRun) -> String {
     let mut out = String::from("# zone-bench faults\n\n");
-    let m = &run.machine;
-    let _ = writeln!(
-        out,
-        "- commit: `{}`",
-        run.git_commit.as_deref().unwrap_or("unknown")
-    );
-    let _ = writeln!(
-        out,
-        "- machine: {} CPUs, {}, kernel {}, build {}",
-        m.nproc,
-        m.cpu_model.as_deref().unwrap_or("unknown CPU"),
-        m.kernel.as_deref().unwrap_or("unknown"),
-        m.build
-    );
-    if let Some([one, five, fifteen]) = m.load_average {
-        let _ = writeln!(
-            out,
-            "- load average at the end: {one:.2} {five:.2} {fifteen:.2}"
-        );
-    }
+    out.push_str(&run.machine.markdown_lines(run.git_commit.as_deref()));
     let _ = writeln!(out, "- command: `{}`", run.command_line.join(" "));
     let _ = writeln!(out, "- run time: {:.1} s\n", run.duration_s);
     for n in &run.notes {

@@ -187,35 +187,7 @@ pub fn markdown(run: &RunResults, plots: &[String]) -> String {
     let wires = wires(run);
     let mut out = String::new();
     let _ = writeln!(out, "# zone-bench report\n");
-    let m = &run.machine;
-    let _ = writeln!(
-        out,
-        "- commit: `{}`",
-        run.git_commit.as_deref().unwrap_or("unknown")
-    );
-    let _ = writeln!(
-        out,
-        "- machine: {} CPUs, {}, kernel {}, {}/{}",
-        m.nproc,
-        m.cpu_model.as_deref().unwrap_or("unknown CPU"),
-        m.kernel.as_deref().unwrap_or("unknown"),
-        m.os,
-        m.arch
-    );
-    let _ = writeln!(out, "- build: {}", m.build);
-    if let Some([one, five, fifteen]) = m.load_average {
-        let _ = writeln!(
-            out,
-            "- load average at the end: {one:.2} {five:.2} {fifteen:.2} (other work on the \
-             machine skews every figure)"
-        );
-    }
-    if m.build == "debug" {
-        let _ = writeln!(
-            out,
-            "  (debug build: the figures say nothing about performance)"
-        );
-    }
+    out.push_str(&run.machine.markdown_lines(run.git_commit.as_deref()));
     let s = &run.settings;
     let _ = writeln!(
         out,

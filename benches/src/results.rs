@@ -99,6 +99,37 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// The header lines every report starts with: commit, machine, build, load.
+    pub fn markdown_lines(&self, git_commit: Option<&str>) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "- commit: `{}`", git_commit.unwrap_or("unknown"));
+        let _ = writeln!(
+            out,
+            "- machine: {} CPUs, {}, kernel {}, {}/{}",
+            self.nproc,
+            self.cpu_model.as_deref().unwrap_or("unknown CPU"),
+            self.kernel.as_deref().unwrap_or("unknown"),
+            self.os,
+            self.arch
+        );
+        let _ = writeln!(out, "- build: {}", self.build);
+        if let Some([one, five, fifteen]) = self.load_average {
+            let _ = writeln!(
+                out,
+                "- load average at the end: {one:.2} {five:.2} {fifteen:.2} (other work on the \
+                 machine skews every figure)"
+            );
+        }
+        if self.build == "debug" {
+            let _ = writeln!(
+                out,
+                "  (debug build: the figures say nothing about performance)"
+            );
+        }
+        out
+    }
+
     pub fn detect() -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         Machine {

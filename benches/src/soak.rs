@@ -1014,27 +1014,7 @@ pub fn terminal(run: &SoakRun) -> String {
 /// soak.md.
 pub fn markdown(run: &SoakRun) -> String {
     let mut out = String::from("# zone-bench soak\n\n");
-    let m = &run.machine;
-    let _ = writeln!(
-        out,
-        "- commit: `{}`",
-        run.git_commit.as_deref().unwrap_or("unknown")
-    );
-    let _ = writeln!(
-        out,
-        "- machine: {} CPUs, {}, kernel {}, build {}",
-        m.nproc,
-        m.cpu_model.as_deref().unwrap_or("unknown CPU"),
-        m.kernel.as_deref().unwrap_or("unknown"),
-        m.build
-    );
-    if let Some([one, five, fifteen]) = m.load_average {
-        let _ = writeln!(
-            out,
-            "- load average at the end: {one:.2} {five:.2} {fifteen:.2} (other work on the machine \
-             skews every figure)"
-        );
-    }
+    out.push_str(&run.machine.markdown_lines(run.git_commit.as_deref()));
     let s = &run.settings;
     let _ = writeln!(
         out,

@@ -222,36 +222,50 @@ async fn subscribe(
             channel = Some(server.channel(wire).await?);
         }
         let channel = channel.clone().context("no channel")?;
-        let (tx, rx) = mpsc::channel(1);
-        tx.send(SyncMessage {
-            kind: Some(SyncKind::Subscribe(Subscribe {
-                zones: vec![ZoneCursor {
-                    zone: FANOUT_ZONE.to_string(),
-                    serial,
-                }],
-            })),
-        })
-        .await
-        .map_err(|_| anyhow::anyhow!("subscribe not sent"))?;
-        let mut updates = ZonesClient::new(channel)
-            .sync(ReceiverStream::new(rx))
-            .await?
-            .into_inner();
-        let deliveries = deliveries.clone();
-        tasks.spawn(async move {
-            // Held open: a half-close is allowed, but an open request is what an edge does.
-            let _requests = tx;
-            while let Some(message) = updates.message().await? {
-                if let Some(SyncKind::Update(update)) = message.kind {
-                    let at = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                    if deliveries.send((update.serial, at)).is_err() {
-                        break;
-                    }
+        open_sync(channel, FANOUT_ZONE, serial, epoch, deliveries, tasks).await?;
+    }
+    Ok(())
+}
+
+/// Opens one Sync stream following `zone` from `serial` on `channel`; a task forwards every
+/// update's serial and receive time (since `epoch`) to `deliveries`.
+pub(crate) async fn open_sync(
+    channel: Channel,
+    zone: &str,
+    serial: u32,
+    epoch: Instant,
+    deliveries: &mpsc::UnboundedSender<Delivery>,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(SyncMessage {
+        kind: Some(SyncKind::Subscribe(Subscribe {
+            zones: vec![ZoneCursor {
+                zone: zone.to_string(),
+                serial,
+            }],
+        })),
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("subscribe not sent"))?;
+    let mut updates = ZonesClient::new(channel)
+        .sync(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let deliveries = deliveries.clone();
+    tasks.spawn(async move {
+        // Held open: a half-close is allowed, but an open request is what an edge does.
+        let _requests = tx;
+        while let Some(message) = updates.message().await? {
+            if let Some(SyncKind::Update(update)) = message.kind {
+                let at = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                if deliveries.send((update.serial, at)).is_err() {
+                    break;
                 }
             }
-            Ok(())
-        });
-    }
+        }
+        Ok(())
+    });
     Ok(())
 }
 

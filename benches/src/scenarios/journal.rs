@@ -21,11 +21,8 @@ use grpc_h3::{Endpoint, Server, ServerTls, Transport};
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::ReceiverStream;
 use zone_proto::zone::v1::change::Op as ChangeOp;
-use zone_proto::zone::v1::sync_message::Kind as SyncKind;
-use zone_proto::zone::v1::zones_client::ZonesClient;
-use zone_proto::zone::v1::{Change, ChangeBatch, Record, Subscribe, SyncMessage, ZoneCursor};
+use zone_proto::zone::v1::{Change, ChangeBatch, Record};
 use zone_server::journal::{JournalOptions, NatsOptions, NatsTail, attach_nats, attach_redb};
 use zone_server::zones::{ZoneStore, synthetic_zone, zones_server};
 
@@ -303,34 +300,7 @@ impl Setup {
                 );
             }
             let channel = channel.clone().context("no channel")?;
-            let (tx, rx) = mpsc::channel(1);
-            tx.send(SyncMessage {
-                kind: Some(SyncKind::Subscribe(Subscribe {
-                    zones: vec![ZoneCursor {
-                        zone: ZONE.to_string(),
-                        serial,
-                    }],
-                })),
-            })
-            .await
-            .map_err(|_| anyhow::anyhow!("subscribe not sent"))?;
-            let mut updates = ZonesClient::new(channel)
-                .sync(ReceiverStream::new(rx))
-                .await?
-                .into_inner();
-            let deliveries = deliveries.clone();
-            tasks.spawn(async move {
-                let _requests = tx;
-                while let Some(message) = updates.message().await? {
-                    if let Some(SyncKind::Update(update)) = message.kind {
-                        let at = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                        if deliveries.send((update.serial, at)).is_err() {
-                            break;
-                        }
-                    }
-                }
-                Ok(())
-            });
+            super::fanout::open_sync(channel, ZONE, serial, epoch, deliveries, tasks).await?;
         }
         Ok(())
     }
@@ -380,6 +350,16 @@ impl Setup {
         duration: Duration,
         n: &AtomicU64,
     ) -> anyhow::Result<(f64, f64)> {
+        // The subscribers' server learns the publisher's batches through the shared journal:
+        // subscribing before it caught up would start them behind the next publish.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.edge.zone(ZONE)?.serial != self.publisher.zone(ZONE)?.serial {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the subscribers' server did not catch up with the publisher in 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let epoch = Instant::now();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut tasks = JoinSet::new();
