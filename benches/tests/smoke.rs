@@ -84,8 +84,8 @@ fn check_results(dir: &Path, expected: &[String]) {
             .iter()
             .map(|t| t["wire"].as_str().unwrap())
             .collect();
-        // edge-fanout measures grpc-h3's own fan-out; tonic-h3 does not run it.
-        let expected: &[&str] = if name == "edge-fanout" {
+        // These measure grpc-h3's own fan-out / journals; tonic-h3 does not run them.
+        let expected: &[&str] = if ["edge-fanout", "journal-redb-vs-nats"].contains(&name) {
             &["h2", "h3"]
         } else {
             &["h2", "h3", "tonic-h3"]
