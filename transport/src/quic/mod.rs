@@ -8,10 +8,15 @@
 //! - Cubic congestion control (quinn's default); BBR is selectable and holds up far better under
 //!   random loss (≥ 1 %), where Cubic keeps halving its window.
 //! - idle timeout 30 s; keep-alive off unless configured (as for HTTP/2).
-//! - UDP socket buffers of 4 MiB (Linux defaults to 208 KiB): with a few MiB in flight the
+//! - UDP socket buffers of 1 MiB (Linux defaults to 208 KiB): with a few MiB in flight the
 //!   default receive buffer overflowed and the kernel dropped datagrams (`RcvbufErrors` in
 //!   /proc/net/snmp), which QUIC took for congestion — 64 KiB unary calls at c=32 ran at a
-//!   quarter of HTTP/2's rate. The kernel caps the request at `net.core.rmem_max`/`wmem_max`.
+//!   quarter of HTTP/2's rate, server streams at ~0.6× of what they reach now. Bigger is not
+//!   better: a 4 MiB buffer queues small calls behind bulk data (bufferbloat in the socket) —
+//!   in `zone-bench --soak --soak-secs 20 --wire h3` (unary mixed with bulk streams on one
+//!   connection) unary p99 was 30–33 ms with 4 MiB against 21–23 ms with 1 MiB (208 KiB: 13–17
+//!   ms, but stream-64k fell from ~5 to 3.2 Gbit/s), at the same rates and bulk throughput. The
+//!   kernel caps the request at `net.core.rmem_max`/`wmem_max`.
 //!
 //! ## Where HTTP/3 time goes (profiled 2026-11-24, `perf record --call-graph dwarf` on
 //! `zone-bench --quick --scenario stream-64k`, loopback, 2 cores)
@@ -83,7 +88,7 @@ pub struct QuicSettings {
     pub congestion: CongestionControl,
     /// Generic segmentation offload (GSO) for sending; on by default (quinn's default).
     pub segmentation_offload: bool,
-    /// SO_RCVBUF / SO_SNDBUF of the UDP socket in bytes; default 4 MiB (capped by the kernel).
+    /// SO_RCVBUF / SO_SNDBUF of the UDP socket in bytes; default 1 MiB (capped by the kernel).
     pub udp_buffer_size: usize,
     /// Largest UDP payload path-MTU discovery (RFC 9000 §14.3) probes for; default 65527 (the
     /// UDP maximum), so paths with a large MTU — loopback, jumbo frames — use it. quinn's own
@@ -103,7 +108,7 @@ impl Default for QuicSettings {
             keep_alive_interval: None,
             congestion: CongestionControl::Cubic,
             segmentation_offload: true,
-            udp_buffer_size: 4 * 1024 * 1024,
+            udp_buffer_size: 1024 * 1024,
             mtu_upper_bound: 65_527,
         }
     }
