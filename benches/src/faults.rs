@@ -230,6 +230,20 @@ pub struct FaultCase {
 }
 
 impl FaultCase {
+    /// The case as measured, or a row saying why it could not run.
+    fn or_failed(
+        case: Result<FaultCase, String>,
+        fault: &'static str,
+        wire: Wire,
+        detail: String,
+    ) -> FaultCase {
+        case.unwrap_or_else(|e| {
+            let mut c = FaultCase::new(fault, wire, detail);
+            c.error = Some(e);
+            c
+        })
+    }
+
     fn new(fault: &'static str, wire: Wire, detail: String) -> FaultCase {
         FaultCase {
             fault,
@@ -314,11 +328,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         };
         let limit = idle.unwrap_or_default() + Duration::from_secs(40);
         let case = guarded(kill_restart(env.clone(), wire, idle, detail.clone()), limit).await;
-        cases.push(case.unwrap_or_else(|e| {
-            let mut c = FaultCase::new(fault, wire, detail);
-            c.error = Some(e);
-            c
-        }));
+        cases.push(FaultCase::or_failed(case, fault, wire, detail));
     }
     eprintln!("zone-bench --faults: rebind during unary load over h3");
     let detail = format!(
@@ -330,11 +340,12 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Duration::from_secs(60),
     )
     .await;
-    cases.push(case.unwrap_or_else(|e| {
-        let mut c = FaultCase::new("rebind (unary load)", Wire::H3, detail);
-        c.error = Some(e);
-        c
-    }));
+    cases.push(FaultCase::or_failed(
+        case,
+        "rebind (unary load)",
+        Wire::H3,
+        detail,
+    ));
     eprintln!("zone-bench --faults: rebind during server streams over h3");
     let detail = format!(
         "{} streams of {} × 1000 B, {} ms apart; one rebind each after a quarter",
@@ -345,11 +356,12 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Duration::from_secs(60),
     )
     .await;
-    cases.push(case.unwrap_or_else(|e| {
-        let mut c = FaultCase::new("rebind (server stream)", Wire::H3, detail);
-        c.error = Some(e);
-        c
-    }));
+    cases.push(FaultCase::or_failed(
+        case,
+        "rebind (server stream)",
+        Wire::H3,
+        detail,
+    ));
 
     let mut notes = vec![
         "The server is a separate process (zone-bench --fault-server, grpc-h3 serving TestService); \
