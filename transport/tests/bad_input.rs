@@ -15,10 +15,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Observed, certs, endpoint, service};
+use common::{Observed, certs, endpoint, grpc_request, service, stalling_body};
 use futures::StreamExt;
 use grpc_h3::{Channel, Server, ServerStats, ServerTls, Transport};
-use http_body::Frame;
 use tonic::Code;
 use tower::ServiceExt;
 use zone_proto::grpc_testing::test_service_client::TestServiceClient;
@@ -113,32 +112,6 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-}
-
-/// A request body: `first` at once, then nothing until the sender is dropped.
-fn stalling_body(
-    first: Vec<u8>,
-) -> (
-    tonic::body::Body,
-    tokio::sync::mpsc::Sender<Result<Frame<Bytes>, tonic::Status>>,
-) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, tonic::Status>>(4);
-    tx.try_send(Ok(Frame::data(Bytes::from(first)))).unwrap();
-    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    (
-        tonic::body::Body::new(http_body_util::StreamBody::new(stream)),
-        tx,
-    )
-}
-
-fn grpc_request(path: &str, body: tonic::body::Body) -> http::Request<tonic::body::Body> {
-    http::Request::builder()
-        .method(http::Method::POST)
-        .uri(path)
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(body)
-        .unwrap()
 }
 
 async fn huge_declared_length_is_refused_before_the_payload_arrives(t: Transport) {

@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Observed, certs, endpoint, service};
+use common::{Observed, certs, endpoint, grpc_request, service, stalling_body};
 use futures::StreamExt;
 use grpc_h3::{Channel, Server, ServerStats, ServerTls, Transport};
-use http_body::Frame;
 use tonic::Code;
 use tower::ServiceExt;
 use zone_proto::grpc_testing::test_service_client::TestServiceClient;
@@ -262,32 +261,6 @@ async fn stream_limit_queues_the_next_call(t: Transport) {
     // Another connection is not limited by this one's streams.
     let other = endpoint(t, server.addr).connect().await.unwrap();
     healthy(&other).await;
-}
-
-/// A request body: `first` at once, then nothing, ever (the sender is kept alive by the caller).
-fn stalling_body(
-    first: Vec<u8>,
-) -> (
-    tonic::body::Body,
-    tokio::sync::mpsc::Sender<Result<Frame<Bytes>, tonic::Status>>,
-) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, tonic::Status>>(4);
-    tx.try_send(Ok(Frame::data(Bytes::from(first)))).unwrap();
-    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    (
-        tonic::body::Body::new(http_body_util::StreamBody::new(stream)),
-        tx,
-    )
-}
-
-fn grpc_request(path: &str, body: tonic::body::Body) -> http::Request<tonic::body::Body> {
-    http::Request::builder()
-        .method(http::Method::POST)
-        .uri(path)
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(body)
-        .unwrap()
 }
 
 async fn grpc_status_of(resp: http::Response<tonic::body::Body>) -> tonic::Status {

@@ -508,3 +508,32 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// A request body: `first` at once, then nothing until the sender is dropped.
+pub fn stalling_body(
+    first: Vec<u8>,
+) -> (
+    tonic::body::Body,
+    tokio::sync::mpsc::Sender<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>,
+) {
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>(4);
+    tx.try_send(Ok(http_body::Frame::data(bytes::Bytes::from(first))))
+        .unwrap();
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    (
+        tonic::body::Body::new(http_body_util::StreamBody::new(stream)),
+        tx,
+    )
+}
+
+/// A gRPC POST of `body` to `path`, as a generated client would send it.
+pub fn grpc_request(path: &str, body: tonic::body::Body) -> http::Request<tonic::body::Body> {
+    http::Request::builder()
+        .method(http::Method::POST)
+        .uri(path)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap()
+}
