@@ -1,8 +1,6 @@
 //! The HTTP/2 wire of the client: one multiplexed hyper connection over TCP (+ TLS with ALPN `h2`,
 //! RFC 9113 §3.2, or plaintext with prior knowledge, §3.3), re-established on demand after a loss.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,24 +76,11 @@ impl H2Connection {
     }
 
     async fn sender(&self) -> Result<SendRequest<RequestBody>, Error> {
-        match self.slot.cached() {
-            Some(sender) => Ok(sender),
-            None => self.reconnect().await,
-        }
-    }
-
-    /// The slow path of [`Self::sender`], boxed so the connect future does not inflate every
-    /// call's future.
-    fn reconnect(
-        &self,
-    ) -> Pin<Box<dyn Future<Output = Result<SendRequest<RequestBody>, Error>> + Send + '_>> {
-        Box::pin(async move {
-            let config = &self.config;
-            let target = format!("{}:{}", config.host, config.port);
-            self.slot
-                .get(connect(config), config.connect_timeout, &target)
-                .await
-        })
+        let config = &self.config;
+        let target = || format!("{}:{}", config.host, config.port);
+        self.slot
+            .get(|| connect(config), config.connect_timeout, target)
+            .await
     }
 
     /// Sends one call. A request the connection refused before sending anything (the connection

@@ -137,22 +137,11 @@ impl H3Connection {
     }
 
     async fn live(&self) -> Result<Live, Error> {
-        match self.slot.cached() {
-            Some(live) => Ok(live),
-            None => self.reconnect().await,
-        }
-    }
-
-    /// The slow path of [`Self::live`], boxed: the connect future is ~10 KB, and inlined it would
-    /// make every call's future that large.
-    fn reconnect(&self) -> Pin<Box<dyn Future<Output = Result<Live, Error>> + Send + '_>> {
-        Box::pin(async move {
-            let config = &self.config;
-            let target = format!("QUIC {}:{}", config.host, config.port);
-            self.slot
-                .get(self.connect(), config.connect_timeout, &target)
-                .await
-        })
+        let config = &self.config;
+        let target = || format!("QUIC {}:{}", config.host, config.port);
+        self.slot
+            .get(|| self.connect(), config.connect_timeout, target)
+            .await
     }
 
     fn forget(&self, quic: &quinn::Connection) {
