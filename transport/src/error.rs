@@ -115,6 +115,16 @@ impl Error {
         self.kind == Kind::Io
     }
 
+    /// An I/O error whose cause is `EADDRINUSE` (the port is taken).
+    pub(crate) fn is_addr_in_use(&self) -> bool {
+        self.kind == Kind::Io
+            && self
+                .source
+                .as_deref()
+                .and_then(|e| e.downcast_ref::<std::io::Error>())
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+    }
+
     fn description(&self) -> &'static str {
         match self.kind {
             Kind::InvalidUri => "invalid URI",

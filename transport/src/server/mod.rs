@@ -36,6 +36,9 @@ use crate::tls::ServerTls;
 /// The type-erased service every request goes through; what [`Server::layer`] layers wrap.
 pub type BoxService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
+/// How many ephemeral ports [`Server::bind`] tries before giving up on one free on both UDP and TCP.
+const EPHEMERAL_BIND_ATTEMPTS: u32 = 16;
+
 type LayerFn = Arc<dyn Fn(BoxService) -> BoxService + Send + Sync>;
 
 /// Limits and timers of a server; defaults are documented on each [`Server`] setter.
@@ -325,7 +328,7 @@ impl Server {
         quic.keep_alive_interval = quic
             .keep_alive_interval
             .or(self.settings.keep_alive_interval);
-        let h3 = match (&self.tls, serve_h3) {
+        let h3_config = match (&self.tls, serve_h3) {
             (Some(tls), true) => {
                 let reset_secret = tls.stateless_reset_secret();
                 let mut tls = tls.server_config(crate::tls::ALPN_H3)?;
@@ -333,21 +336,46 @@ impl Server {
                     // QUIC takes all-or-nothing: u32::MAX enables 0-RTT (RFC 9001 §4.6.1).
                     tls.max_early_data_size = u32::MAX;
                 }
-                let config = crate::quic::server_config(tls, &quic)?;
-                Some(h3::H3Listener::bind(addr, config, reset_secret, &quic)?)
+                Some((crate::quic::server_config(tls, &quic)?, reset_secret))
             }
             _ => None,
         };
-        // HTTP/2 on the same port number as HTTP/3 (an ephemeral UDP port is reused for TCP).
-        let tcp_addr = h3.as_ref().map_or(addr, h3::H3Listener::local_addr);
-        let h2 = if serve_h2 {
-            let tls = match &self.tls {
-                Some(tls) => Some(tls.server_config(crate::tls::ALPN_H2)?),
+        let h2_tls = match (&self.tls, serve_h2) {
+            (Some(tls), true) => Some(tls.server_config(crate::tls::ALPN_H2)?),
+            _ => None,
+        };
+        // HTTP/2 on the same port number as HTTP/3: an ephemeral UDP port is reused for TCP. The
+        // kernel picks the UDP port without looking at TCP, so that port may already be taken
+        // there (often by some outgoing connection's local port); then pick another, a bounded
+        // number of times. A port the caller named is never swapped for another.
+        let mut attempt = 0;
+        let (h3, h2) = loop {
+            attempt += 1;
+            let h3 = match &h3_config {
+                Some((config, reset_secret)) => Some(h3::H3Listener::bind(
+                    addr,
+                    config.clone(),
+                    *reset_secret,
+                    &quic,
+                )?),
                 None => None,
             };
-            Some(h2::H2Listener::bind(tcp_addr, tls).await?)
-        } else {
-            None
+            if !serve_h2 {
+                break (h3, None);
+            }
+            let tcp_addr = h3.as_ref().map_or(addr, h3::H3Listener::local_addr);
+            match h2::H2Listener::bind(tcp_addr, h2_tls.clone()).await {
+                Ok(h2) => break (h3, Some(h2)),
+                Err(e)
+                    if h3.is_some()
+                        && addr.port() == 0
+                        && attempt < EPHEMERAL_BIND_ATTEMPTS
+                        && e.is_addr_in_use() =>
+                {
+                    tracing::debug!(%tcp_addr, attempt, "ephemeral UDP port taken on TCP; retrying");
+                }
+                Err(e) => return Err(e),
+            }
         };
         // RFC 7838: tell HTTP/2 clients where HTTP/3 is (same host, UDP port).
         let alt_svc = h3.as_ref().and_then(|l| {
