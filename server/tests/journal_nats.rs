@@ -336,6 +336,219 @@ async fn jetstream_journal_keeps_the_journal_contract() {
     assert!(journal.load_snapshot(ZONE).await.unwrap().is_none());
 }
 
+/// Every batch after `after` via pages of `limit`; asserts consecutive serials and that each
+/// batch is `numbered` batch `serial - 101`.
+async fn read_all_after(journal: &NatsJournal, after: u32, limit: usize) -> Vec<u32> {
+    let mut serials = Vec::new();
+    let mut at = after;
+    loop {
+        let ReadAfter::Entries(page) = journal.read_after(ZONE, at, limit).await.unwrap() else {
+            panic!("entries expected after {at}")
+        };
+        if page.is_empty() {
+            return serials;
+        }
+        assert!(
+            page.len() <= limit,
+            "page of {} > limit {limit}",
+            page.len()
+        );
+        for batch in page {
+            assert_eq!(batch.serial(), at + 1, "gap or disorder");
+            let record = batch.changes()[0].record.as_ref().unwrap();
+            assert_eq!(record.name, format!("h{}.{ZONE}", batch.serial() - 101));
+            at = batch.serial();
+            serials.push(at);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_from_the_middle_of_a_long_journal_streams_in_order() {
+    let nats = nats_or_skip!();
+    let journal = connect(&nats.url()).await;
+    let store = store_with(ZONE_TEXT);
+    store
+        .attach_journal(journal.clone(), JournalOptions::default())
+        .await
+        .unwrap();
+    for i in 0..500 {
+        store.push(numbered(ZONE, i)).await.unwrap();
+    }
+    // From serial 350 (after 250 batches) to the last one: the read ends at the stream's last
+    // sequence instead of waiting for more.
+    let started = Instant::now();
+    let ReadAfter::Entries(tail) = journal.read_after(ZONE, 350, 1000).await.unwrap() else {
+        panic!("entries expected")
+    };
+    let one_read = started.elapsed();
+    let serials: Vec<_> = tail.iter().map(|b| b.serial()).collect();
+    assert_eq!(serials, (351..=600).collect::<Vec<_>>());
+    let started = Instant::now();
+    assert_eq!(
+        read_all_after(&journal, 350, 64).await,
+        (351..=600).collect::<Vec<_>>()
+    );
+    let paged = started.elapsed();
+    let started = Instant::now();
+    for after in 350..400 {
+        let ReadAfter::Entries(one) = journal.read_after(ZONE, after, 1).await.unwrap() else {
+            panic!("entries expected")
+        };
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].serial(), after + 1);
+    }
+    let singles = started.elapsed() / 50;
+    // A read in the middle of a stream, bounded by the limit.
+    let ReadAfter::Entries(middle) = journal.read_after(ZONE, 250, 10).await.unwrap() else {
+        panic!("entries expected")
+    };
+    let serials: Vec<_> = middle.iter().map(|b| b.serial()).collect();
+    assert_eq!(serials, (251..=260).collect::<Vec<_>>());
+    assert!(matches!(
+        journal.read_after(ZONE, 600, 10).await.unwrap(),
+        ReadAfter::Entries(e) if e.is_empty()
+    ));
+    eprintln!(
+        "read 250 batches after serial 350: {one_read:?} in one read, {paged:?} in pages of 64; \
+         one-batch read: {singles:?}"
+    );
+}
+
+/// The zone's `h*` record names in the journal, with their serials.
+async fn journaled_names(journal: &NatsJournal, zone: &str, after: u32) -> Vec<(String, u32)> {
+    let mut names = Vec::new();
+    let mut at = after;
+    loop {
+        let ReadAfter::Entries(page) = journal.read_after(zone, at, 256).await.unwrap() else {
+            panic!("entries expected")
+        };
+        if page.is_empty() {
+            return names;
+        }
+        for batch in page {
+            at = batch.serial();
+            for change in batch.changes() {
+                let record = change.record.as_ref().unwrap();
+                if record.name.starts_with('h') {
+                    names.push((record.name.clone(), at));
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_resent_after_a_nats_server_restart_is_applied_once() {
+    let mut nats = nats_or_skip!();
+    let store = store_with(ZONE_TEXT);
+    let journal = NatsJournal::connect(
+        &nats.url(),
+        NatsOptions::default().timeout(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    store
+        .attach_journal(journal.clone(), JournalOptions::default())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        store.push(numbered(ZONE, i)).await.unwrap();
+    }
+    let pinned = pb::ChangeBatch {
+        expected_serial: Some(103),
+        ..numbered(ZONE, 3)
+    };
+    nats.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while journal.client().connection_state() == async_nats::connection::State::Connected {
+        assert!(
+            Instant::now() < deadline,
+            "the client did not notice the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let err = store.push(pinned.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert_eq!(store.zone(ZONE).unwrap().serial, 103);
+    nats.restart();
+    // The publisher resends the same batch (same expected serial) until NATS answers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut refused = 0;
+    let serial = loop {
+        match store.push(pinned.clone()).await {
+            Ok(applied) => break applied.serial,
+            Err(err) if err.code() == Code::Unavailable => {
+                assert!(Instant::now() < deadline, "pushes did not resume: {err}");
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(err) => panic!("resend after the restart: {err}"),
+        }
+    };
+    assert_eq!(serial, 104);
+    // Resent once more (as after a lost answer): refused, nothing written twice.
+    let err = store.push(pinned.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err}");
+    let names = journaled_names(&journal, ZONE, 100).await;
+    let h3: Vec<_> = names.iter().filter(|(n, _)| n.starts_with("h3.")).collect();
+    assert_eq!(h3, [&(format!("h3.{ZONE}"), 104)]);
+    assert_eq!(names.len(), 4);
+    assert_eq!(
+        journal.zone_state(ZONE).await.unwrap().unwrap().last_serial,
+        104
+    );
+    assert_eq!(store.zone(ZONE).unwrap().serial, 104);
+    eprintln!("{refused} resends refused while NATS came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_resent_after_its_ack_was_lost_is_aborted_not_duplicated() {
+    let nats = nats_or_skip!();
+    // Journal level: the second append of a stored batch names a sequence that is no longer
+    // the last one.
+    let journal = connect(&nats.url()).await;
+    let a = store_with(ZONE_TEXT);
+    a.attach_journal(journal.clone(), JournalOptions::default())
+        .await
+        .unwrap();
+    let pinned = pb::ChangeBatch {
+        expected_serial: Some(100),
+        ..numbered(ZONE, 0)
+    };
+    a.push(pinned.clone()).await.unwrap();
+    let ReadAfter::Entries(stored) = journal.read_after(ZONE, 100, 1).await.unwrap() else {
+        panic!("entries expected")
+    };
+    let err = journal.append(stored[0].clone(), 100).await.unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err}");
+
+    // Store level: server A stored and applied it but the answer was lost; the client resends
+    // the same batch to A, and to B (sharing the journal, not caught up yet: no tail).
+    let b = store_with(ZONE_TEXT);
+    b.attach_journal(connect(&nats.url()).await, JournalOptions::default())
+        .await
+        .unwrap();
+    let b_before = b.zone(ZONE).unwrap().serial;
+    a.push(numbered(ZONE, 1)).await.unwrap();
+    let resent = pb::ChangeBatch {
+        expected_serial: Some(101),
+        ..numbered(ZONE, 1)
+    };
+    for (name, store) in [("A", &a), ("B", &b)] {
+        let err = store.push(resent.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::Aborted, "resent to {name}: {err}");
+        // The refusal leaves the store caught up with the journal, the batch applied once.
+        assert_eq!(store.zone(ZONE).unwrap().serial, 102, "{name}");
+    }
+    assert_eq!(b_before, 101);
+    assert_eq!(zone_lines(&a, ZONE), zone_lines(&b, ZONE));
+    assert_eq!(
+        journaled_names(&journal, ZONE, 100).await,
+        [(format!("h0.{ZONE}"), 101), (format!("h1.{ZONE}"), 102)]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_sharing_a_jetstream_journal_see_each_others_pushes_in_order() {
     let nats = nats_or_skip!();
