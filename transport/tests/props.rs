@@ -1,6 +1,7 @@
 //! Property tests of everything the transport parses from the network: `grpc-timeout` (gRPC
 //! PROTOCOL-HTTP2.md, "Requests"), `Alt-Svc` (RFC 7838 §3), percent-encoded `grpc-message`, `-bin`
-//! metadata, and the length-prefixed message framing ("Length-Prefixed-Message").
+//! metadata, and the length-prefixed message framing ("Length-Prefixed-Message"); and, on the
+//! client's receive path, arbitrary `grpc-message` and `-bin` values sent by a raw server.
 //!
 //! Case counts: `PROPTEST_CASES` for the pure parsers (default 256), `PROPTEST_NET_CASES` for the
 //! ones that go through a server over both wires (default 32), so `cargo test` stays fast and
@@ -580,6 +581,7 @@ matrix!(
     grpc_message_round_trips_byte_identical,
     bin_metadata_round_trips_byte_identical,
     malformed_request_bodies_get_clean_statuses_and_the_connection_survives,
+    any_received_grpc_message_and_bin_value_yields_a_status,
 );
 
 /// Runs a property whose cases are async calls, on the test's own (multi-thread) runtime.
@@ -736,4 +738,416 @@ async fn malformed_request_bodies_get_clean_statuses_and_the_connection_survives
             }
         },
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// What our client receives: a raw server answers with any `grpc-message` and `-bin` bytes a field
+// value can carry, and the client (tonic's decoding, over our wires) must still yield a Status.
+
+/// Request headers that make [`RawStatus`] answer instead of the service; values hex-encoded so
+/// any bytes survive the request.
+const RAW_CODE: &str = "x-raw-code";
+const RAW_MESSAGE: &str = "x-raw-message";
+const RAW_BIN: &str = "x-raw-bin-value";
+const RAW_TRAILERS_ONLY: &str = "x-raw-trailers-only";
+const RAW_DETAILS: &str = "x-raw-details";
+/// The `-bin` key the raw server fills.
+const FUZZ_BIN: &str = "x-fuzz-bin";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &[u8]) -> Vec<u8> {
+    text.chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
+
+/// Answers requests carrying [`RAW_CODE`] with exactly the requested status fields, as a
+/// response with one empty message and trailers, or Trailers-Only (PROTOCOL-HTTP2.md,
+/// "Responses"); passes everything else to the service.
+#[derive(Clone)]
+struct RawStatus<S>(S);
+
+#[derive(Clone)]
+struct RawStatusLayer;
+
+impl<S> tower::Layer<S> for RawStatusLayer {
+    type Service = RawStatus<S>;
+    fn layer(&self, inner: S) -> RawStatus<S> {
+        RawStatus(inner)
+    }
+}
+
+type HttpResponse = http::Response<tonic::body::Body>;
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for RawStatus<S>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = HttpResponse,
+            Error = Infallible,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<HttpResponse, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let h = req.headers();
+        let Some(code) = h.get(RAW_CODE).cloned() else {
+            return Box::pin(self.0.call(req));
+        };
+        let mut status = http::HeaderMap::new();
+        status.insert("grpc-status", code);
+        let fields = [
+            (RAW_MESSAGE, "grpc-message"),
+            (RAW_BIN, FUZZ_BIN),
+            (RAW_DETAILS, "grpc-status-details-bin"),
+        ];
+        for (from, to) in fields {
+            if let Some(v) = h.get(from) {
+                let raw = http::HeaderValue::from_bytes(&unhex(v.as_bytes())).unwrap();
+                status.insert(to, raw);
+            }
+        }
+        let trailers_only = h.contains_key(RAW_TRAILERS_ONLY);
+        Box::pin(async move {
+            let mut resp = if trailers_only {
+                let mut resp = http::Response::new(tonic::body::Body::empty());
+                resp.headers_mut().extend(status);
+                resp
+            } else {
+                let frames = vec![
+                    Ok::<_, Infallible>(Frame::data(Bytes::from_static(&[0; 5]))),
+                    Ok(Frame::trailers(status)),
+                ];
+                let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+                http::Response::new(tonic::body::Body::new(body))
+            };
+            resp.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            Ok(resp)
+        })
+    }
+}
+
+/// A byte an HTTP field value may hold (RFC 9110 §5.5: VCHAR, obs-text, SP, HTAB).
+fn field_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![0x20u8..=0x7e, 0x80u8..=0xff, Just(b'\t')]
+}
+
+/// Percent-decoding as PROTOCOL-HTTP2.md specifies it: `%` and two hex digits is one byte, and
+/// anything else — a lone or truncated `%`, bad hex digits — stays as it is ("a receiver must
+/// not fail on invalid encoding"). `None` when the bytes are not UTF-8 once decoded.
+fn grpc_message_model(raw: &[u8]) -> Option<String> {
+    let hex_digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        let escaped = raw.get(i + 1..i + 3).and_then(|pair| {
+            let (hi, lo) = (hex_digit(pair[0])?, hex_digit(pair[1])?);
+            Some(hi << 4 | lo)
+        });
+        match escaped {
+            Some(b) if raw[i] == b'%' => {
+                out.push(b);
+                i += 3;
+            }
+            _ => {
+                out.push(raw[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Percent-encodes `text` as a gRPC sender should: `%`, and every byte outside 0x20–0x7E.
+fn percent_encode(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &b in text.as_bytes() {
+        if b == b'%' || !(0x20..=0x7e).contains(&b) {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_encode(bytes: &[u8], pad: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        let chars = chunk.len() + 1;
+        for i in 0..4 {
+            if i < chars {
+                out.push(BASE64[(n >> (18 - 6 * i) & 63) as usize]);
+            } else if pad {
+                out.push(b'=');
+            }
+        }
+    }
+    out
+}
+
+/// `-bin` decoding as PROTOCOL-HTTP2.md specifies it: base64 (RFC 4648 §4) where
+/// "implementations MUST accept padded and un-padded values"; `=`s, when present, at most
+/// complete the last quantum (a partial `Zg=` is accepted too, as tonic does: lenient, not
+/// wrong), and the unused low bits of the last character are zero (RFC 4648 §3.5, canonical).
+fn bin_model(raw: &[u8]) -> Option<Vec<u8>> {
+    let pads = raw.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &raw[..raw.len() - pads];
+    let rem = body.len() % 4;
+    if rem == 1 || (rem == 0 && pads > 0) || pads > (4 - rem) % 4 {
+        return None;
+    }
+    let sextets: Vec<u32> = body
+        .iter()
+        .map(|b| BASE64.iter().position(|c| c == b).map(|p| p as u32))
+        .collect::<Option<_>>()?;
+    let mut out = Vec::new();
+    for chunk in sextets.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &s)| n | s << (18 - 6 * i));
+        let bytes = chunk.len() - 1;
+        if n & ((1 << (24 - 8 * bytes)) - 1) != 0 {
+            return None;
+        }
+        out.extend_from_slice(&n.to_be_bytes()[1..=bytes]);
+    }
+    Some(out)
+}
+
+#[test]
+fn reference_models_agree_with_the_specs_examples() {
+    // PROTOCOL-HTTP2.md's and RFC 4648 §10's examples, and the invalid forms the models refuse.
+    assert_eq!(grpc_message_model(b"a%20b%25c").as_deref(), Some("a b%c"));
+    assert_eq!(grpc_message_model(b"%zz%4%").as_deref(), Some("%zz%4%"));
+    assert_eq!(grpc_message_model(b"%C3%A9").as_deref(), Some("é"));
+    assert_eq!(grpc_message_model(b"%C3%28"), None);
+    assert_eq!(base64_encode(b"fo", true), b"Zm8=");
+    assert_eq!(base64_encode(b"fo", false), b"Zm8");
+    assert_eq!(bin_model(b"Zm9vYg==").unwrap(), b"foob");
+    assert_eq!(bin_model(b"Zm9vYg").unwrap(), b"foob");
+    assert_eq!(bin_model(b"Zm9vYg=").unwrap(), b"foob");
+    assert_eq!(bin_model(b""), Some(vec![]));
+    for bad in [
+        &b"Zm9vYg==="[..],
+        b"Zm9v=",
+        b"Zm9vY",
+        b"Zm9vYh==",
+        b"Zm-_",
+        b"Zm8==",
+        b"====",
+    ] {
+        assert_eq!(bin_model(bad), None, "{:?}", String::from_utf8_lossy(bad));
+    }
+}
+
+/// `grpc-message` values: arbitrary field bytes, near-misses of percent-encoding, and well-formed
+/// encodings of any text.
+fn raw_grpc_message() -> impl Strategy<Value = Vec<u8>> {
+    let pieces = proptest::collection::vec(
+        prop_oneof![
+            Just(&b"%"[..]),
+            Just(&b"%4"[..]),
+            Just(&b"%zz"[..]),
+            Just(&b"%25"[..]),
+            Just(&b"%20"[..]),
+            Just(&b"%00"[..]),
+            Just(&b"%C3%A9"[..]),
+            Just(&b"%c3%a9"[..]),
+            Just(&b"%C3"[..]),
+            Just(&b"%C3%28"[..]),
+            Just(&b"%E2%82"[..]),
+            Just(&b"%FF"[..]),
+            Just(&b"\xc3\xa9"[..]),
+            Just(&b"\xff"[..]),
+            Just(&b"a"[..]),
+            Just(&b" "[..]),
+        ],
+        0..12,
+    )
+    .prop_map(|p| p.concat());
+    prop_oneof![
+        proptest::collection::vec(field_byte(), 0..48).boxed(),
+        pieces.boxed(),
+        unicode_text().prop_map(|t| percent_encode(&t)).boxed(),
+    ]
+}
+
+/// `-bin` values: padded and unpadded encodings, mutated ones, and arbitrary field bytes.
+fn raw_bin_value() -> impl Strategy<Value = Vec<u8>> {
+    let encoded = (proptest::collection::vec(any::<u8>(), 0..40), any::<bool>())
+        .prop_map(|(bytes, pad)| base64_encode(&bytes, pad));
+    let mutated = (
+        encoded.clone(),
+        any::<prop::sample::Index>(),
+        prop_oneof![
+            Just(None),
+            Just(Some(b'=')),
+            Just(Some(b'-')),
+            Just(Some(b'_')),
+            Just(Some(b' ')),
+            Just(Some(b'A')),
+            Just(Some(b'/')),
+        ],
+    )
+        .prop_map(|(mut value, at, byte)| {
+            let at = at.index(value.len() + 1);
+            match byte {
+                None if at < value.len() => {
+                    value.remove(at);
+                }
+                None => value.push(b'='),
+                Some(b) => value.insert(at, b),
+            }
+            value
+        });
+    prop_oneof![
+        3 => encoded,
+        3 => mutated,
+        2 => proptest::collection::vec(field_byte(), 0..32),
+    ]
+}
+
+async fn any_received_grpc_message_and_bin_value_yields_a_status(t: Transport) {
+    let (channel, server) = raw_status_server(t).await;
+    let strategy = (
+        0i32..=16,
+        raw_grpc_message(),
+        raw_bin_value(),
+        any::<bool>(),
+    );
+    check_async(
+        &format!("received_status_{t}"),
+        strategy,
+        |(code, message, bin, trailers_only)| {
+            let mut client = zone_proto::grpc_testing::test_service_client::TestServiceClient::new(
+                channel.clone(),
+            );
+            async move {
+                let mut req = tonic::Request::new(Empty {});
+                let m = req.metadata_mut();
+                m.insert(RAW_CODE, code.to_string().parse().unwrap());
+                m.insert(RAW_MESSAGE, hex(&message).parse().unwrap());
+                m.insert(RAW_BIN, hex(&bin).parse().unwrap());
+                if trailers_only {
+                    m.insert(RAW_TRAILERS_ONLY, "1".parse().unwrap());
+                }
+                let (got_code, got_message, metadata) = match client.empty_call(req).await {
+                    Ok(resp) => (Code::Ok, String::new(), resp.metadata().clone()),
+                    Err(s) => (s.code(), s.message().to_owned(), s.metadata().clone()),
+                };
+                let case = format!(
+                    "code {code}, grpc-message {:?}, bin {:?}, trailers-only {trailers_only}",
+                    String::from_utf8_lossy(&message),
+                    String::from_utf8_lossy(&bin)
+                );
+                match grpc_message_model(&message) {
+                    Some(_) if trailers_only && code == 0 => {
+                        // No message at all for a unary call that succeeded: tonic reports the
+                        // broken promise (Trailers-Only is for "an immediate error").
+                        prop_assert_eq!(got_code, Code::Internal, "{}", case);
+                        return Ok(());
+                    }
+                    Some(text) => {
+                        prop_assert_eq!(got_code, Code::from(code), "{}", case);
+                        if code != 0 {
+                            prop_assert_eq!(got_message, text, "{}", case);
+                        }
+                    }
+                    // Not UTF-8 once decoded. The spec wants the status kept and at worst the
+                    // raw value as the message; tonic 0.14 (`Status::from_header_map`) replaces
+                    // the whole status by UNKNOWN instead — a known gap, pinned down here.
+                    None => {
+                        prop_assert_eq!(got_code, Code::Unknown, "{}", case);
+                        prop_assert!(
+                            got_message.starts_with("Error deserializing status message header"),
+                            "{}: {:?}",
+                            case,
+                            got_message
+                        );
+                    }
+                }
+                let got_bin = metadata
+                    .get_bin(FUZZ_BIN)
+                    .map(|v| v.to_bytes().map(|b| b.to_vec()).ok());
+                prop_assert_eq!(got_bin, Some(bin_model(&bin)), "{}", case);
+                Ok(())
+            }
+        },
+    );
+    // The connection that carried all of it still serves ordinary calls.
+    let mut client =
+        zone_proto::grpc_testing::test_service_client::TestServiceClient::new(channel.clone());
+    client.empty_call(Empty {}).await.unwrap();
+    server.abort();
+}
+
+/// Starts a server whose [`RawStatusLayer`] answers raw status fields, and a channel to it.
+async fn raw_status_server(t: Transport) -> (grpc_h3::Channel, tokio::task::JoinHandle<()>) {
+    let certs = common::certs();
+    let tls = grpc_h3::ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem).unwrap();
+    let bound = grpc_h3::Server::builder()
+        .tls(tls)
+        .transport(t)
+        .layer(RawStatusLayer)
+        .add_service(common::service(Default::default()))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = match t {
+        Transport::H3 => bound.h3_addr().unwrap(),
+        _ => bound.h2_addr().unwrap(),
+    };
+    let server = tokio::spawn(async move {
+        bound
+            .serve_with_shutdown(futures::future::pending())
+            .await
+            .unwrap()
+    });
+    (common::endpoint(t, addr).connect().await.unwrap(), server)
+}
+
+// tonic 0.14.9's `Status::from_header_map` decodes `grpc-status-details-bin` with
+// `.expect("Invalid status header, expected base64 encoded value")`: any server can panic the
+// task that awaits our client's call. Found by this harness; the property above leaves that
+// header out until the client drops an undecodable value before tonic reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tonic 0.14.9 panics on an invalid grpc-status-details-bin (transport/tests/README.md, known gaps)"]
+async fn invalid_status_details_bin_keeps_the_status_and_does_not_panic() {
+    for t in [Transport::H2, Transport::H3] {
+        let (channel, server) = raw_status_server(t).await;
+        let mut client =
+            zone_proto::grpc_testing::test_service_client::TestServiceClient::new(channel);
+        let mut req = tonic::Request::new(Empty {});
+        req.metadata_mut().insert(RAW_CODE, "9".parse().unwrap());
+        req.metadata_mut()
+            .insert(RAW_DETAILS, hex(b"not base64!").parse().unwrap());
+        let call = tokio::spawn(async move { client.empty_call(req).await }).await;
+        let status = call.expect("the call panicked").unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition, "{t}: {status:?}");
+        server.abort();
+    }
 }
