@@ -1,5 +1,7 @@
 //! The journal on NATS JetStream against a real `nats-server -js` (started per test on a free
 //! loopback port with a temporary store directory): the journal contract, replay and rebase;
+//! reading from the middle of a long journal (in order, bounded, consumers cleaned up); a batch
+//! resent after a nats-server restart or a lost answer is applied once;
 //! two zone stores sharing one journal see each other's pushes in order; a subscriber moves
 //! between two `zone-server` processes and resumes by serial; nats-server restarted mid-stream
 //! (pushes get UNAVAILABLE meanwhile, no acknowledged batch lost, none applied twice); a
@@ -409,6 +411,25 @@ async fn reading_from_the_middle_of_a_long_journal_streams_in_order() {
         journal.read_after(ZONE, 600, 10).await.unwrap(),
         ReadAfter::Entries(e) if e.is_empty()
     ));
+    // The readers' ephemeral consumers are deleted, not left to expire.
+    let js = async_nats::jetstream::new(journal.client().clone());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut consumers = 0;
+        let mut names = js.stream_names();
+        while let Some(name) = names.next().await {
+            let mut stream = js.get_stream(name.unwrap()).await.unwrap();
+            consumers += stream.info().await.unwrap().state.consumer_count;
+        }
+        if consumers == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{consumers} read consumers left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     eprintln!(
         "read 250 batches after serial 350: {one_read:?} in one read, {paged:?} in pages of 64; \
          one-batch read: {singles:?}"

@@ -22,7 +22,24 @@
 //!
 //! Durability is JetStream's: the publish is acknowledged once the stream's replicas (R=3 in a
 //! cluster, see [`NatsOptions::replicas`]) stored it. Reads go to the stream leader (not direct
-//! gets, which replicas may answer with stale data).
+//! gets, which replicas may answer with stale data): `read_after` takes the stream's last
+//! sequence from its info, then streams the batches after the serial through one ephemeral
+//! ordered pull consumer (`DeliverPolicy::ByStartSequence`, one pull of at most `limit`
+//! messages) and stops at that last sequence, so a bounded read never waits for batches not
+//! appended yet; the consumer is deleted right after. A sequence that arrives out of turn means
+//! a compaction purged the range meanwhile: the read starts over and answers
+//! [`ReadAfter::Compacted`]. A read of one batch is one direct get (half the round trips).
+//!
+//! Resending a batch. Appends are never duplicated: each serial has one stream sequence and the
+//! append names the one before it. A batch resent with the same expected serial is stored if
+//! the first attempt was not (refused while disconnected, or lost before JetStream stored it);
+//! if the first attempt *was* stored and only its answer was lost, the resend is refused with
+//! [`JournalError::Conflict`] (`ABORTED`), not acknowledged as an idempotent success: the other
+//! journals answer the same, and by then the zone store may already have learnt the batch (its
+//! own `expected_serial` check answers `ABORTED` before the journal is asked), so success
+//! would depend on timing. The client re-reads the zone and finds its change at the next
+//! serial. Within one push the store already tells the cases apart: when the append's answer
+//! is lost it reads the batch back and counts it as applied if it is there.
 //!
 //! Availability: when the client is not connected, or JetStream does not answer within
 //! [`NatsOptions::timeout`], operations fail with [`JournalError::Unavailable`] (`UNAVAILABLE`)
@@ -41,11 +58,14 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::context::{Context, ContextBuilder, PublishErrorKind};
-use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::object_store::{self, ObjectStore};
 use async_nats::jetstream::response::Response;
-use async_nats::jetstream::stream::{self, LastRawMessageErrorKind, StorageType};
+use async_nats::jetstream::stream::{
+    self, ConsumerErrorKind, LastRawMessageErrorKind, StorageType,
+};
 use async_nats::{Client, ConnectOptions, ServerAddr};
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -65,8 +85,6 @@ const META_PREFIX: &str = "zone-meta";
 const BATCH_PREFIX: &str = "zones";
 const SNAPSHOT_BUCKET: &str = "zone-snapshots";
 const SERIAL_HEADER: &str = "Zone-Serial";
-/// Batch reads in flight at once (each is one request to the stream leader).
-const READ_CONCURRENCY: usize = 32;
 /// Zone names whose escaped form is longer are hashed (stream names must stay short).
 const MAX_TOKEN: usize = 100;
 /// Attempts of a conditional meta write racing with other servers.
@@ -503,38 +521,98 @@ impl NatsJournal {
         }
     }
 
-    async fn get_batch(
+    /// Batches `first..=last` of the zone's stream, in order, through one ephemeral ordered
+    /// consumer starting at `first` (one pull for the whole range instead of a request per
+    /// batch); `None` when one of them is gone (purged or the stream deleted meanwhile).
+    async fn read_range(
         &self,
         meta: &Meta,
-        stream: &stream::Stream<()>,
-        seq: u64,
-    ) -> Result<Option<AppliedBatch>, JournalError> {
-        let zone = &meta.record.zone;
-        let message: StreamMessage = match stream.get_raw_message(seq).await {
-            Ok(message) => message,
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
-            Err(e) => return Err(unavailable(format!("reading `{zone}` batch #{seq}"), e)),
+        first: u64,
+        last: u64,
+    ) -> Result<Option<Vec<Arc<AppliedBatch>>>, JournalError> {
+        let count = last - first + 1;
+        let name = format!("zone-read-{:016x}", rand::random::<u64>());
+        let config = pull::OrderedConfig {
+            name: Some(name.clone()),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: first,
+            },
+            // The server sends no more than the range per pull, however long the stream is.
+            max_batch: i64::try_from(count).unwrap_or(i64::MAX),
+            ..Default::default()
         };
-        let serial = meta.serial_at(seq)?;
-        let header = message
-            .headers
-            .get(SERIAL_HEADER)
-            .map(|v| v.as_str().to_owned());
-        let update = pb::ZoneUpdate::decode(message.payload.as_ref())
-            .map_err(|e| JournalError::Corrupt(format!("zone `{zone}` batch {serial}: {e}")))?;
-        if header.as_deref() != Some(serial.to_string().as_str())
-            || update.serial != serial
-            || update.zone != *zone
+        let consumer = match self
+            .js
+            .create_consumer_on_stream(config, meta.stream())
+            .await
         {
-            return Err(JournalError::Corrupt(format!(
-                "zone `{zone}`: stream {} #{seq} should hold batch {serial}, holds `{}` serial {} \
-                 (header {header:?})",
-                meta.stream(),
-                update.zone,
-                update.serial
-            )));
+            Ok(consumer) => consumer,
+            Err(e)
+                if matches!(e.kind(), ConsumerErrorKind::JetStream(j)
+                if j.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(unavailable(format!("reading {}", meta.stream()), e)),
+        };
+        let read = match consumer.messages().await {
+            Ok(messages) => self.consume(meta, messages, first, count).await,
+            Err(e) => Err(unavailable(format!("reading {}", meta.stream()), e)),
+        };
+        // Ephemeral, but it would linger for its inactivity threshold (30 s): delete it now,
+        // off the read path. A consumer the ordered stream recreated (after a gap) expires.
+        let (js, stream) = (self.js.clone(), meta.stream());
+        tokio::spawn(async move {
+            let _ = js.delete_consumer_from_stream(name, stream).await;
+        });
+        read
+    }
+
+    /// Takes `count` consecutive batches from `first` off an ordered consumer.
+    async fn consume(
+        &self,
+        meta: &Meta,
+        mut messages: pull::Ordered,
+        first: u64,
+        count: u64,
+    ) -> Result<Option<Vec<Arc<AppliedBatch>>>, JournalError> {
+        let zone = &meta.record.zone;
+        let mut batches = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        for seq in first..first + count {
+            // Bounded: a consumer on a deleted stream would be recreated forever.
+            let message = match tokio::time::timeout(self.options.timeout, messages.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(Some(Err(e))) => {
+                    return Err(unavailable(format!("reading `{zone}` batch #{seq}"), e));
+                }
+                Ok(None) => {
+                    return Err(JournalError::Unavailable(format!(
+                        "reading `{zone}` batch #{seq}: the consumer ended"
+                    )));
+                }
+                Err(_) => {
+                    return Err(JournalError::Unavailable(format!(
+                        "reading `{zone}` batch #{seq}: no answer within {:?}",
+                        self.options.timeout
+                    )));
+                }
+            };
+            let stored_at = message
+                .info()
+                .map_err(|e| unavailable(format!("reading `{zone}` batch #{seq}"), e))?
+                .stream_sequence;
+            if stored_at != seq {
+                // Purged by a compaction that raced with this read: the caller re-reads.
+                return Ok(None);
+            }
+            let header = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(SERIAL_HEADER))
+                .map(|v| v.as_str());
+            batches.push(Arc::new(decode_batch(meta, seq, header, &message.payload)?));
         }
-        Ok(Some(AppliedBatch::from_update(update)))
+        Ok(Some(batches))
     }
 
     async fn try_read_after(
@@ -558,27 +636,73 @@ impl NatsJournal {
             }));
         }
         let first = meta.seq(after) + 1;
-        let last = last_seq.min(first.saturating_add(limit.max(1) as u64 - 1));
+        if first > last_seq {
+            return Ok(Some(ReadAfter::Entries(Vec::new())));
+        }
+        // Ends at the last sequence the stream info named: a bounded read never waits for
+        // batches not appended yet.
+        let limit = u64::try_from(limit.max(1)).unwrap_or(u64::MAX);
+        let last = last_seq.min(first.saturating_add(limit - 1));
+        let batches = if first == last {
+            self.get_one(meta, first).await?.map(|b| vec![b])
+        } else {
+            self.read_range(meta, first, last).await?
+        };
+        Ok(batches.map(ReadAfter::Entries))
+    }
+
+    /// Batch `seq` by one direct request: a consumer (create, pull, delete) costs about twice
+    /// as long for the one batch a tail or a push's re-check usually reads.
+    async fn get_one(
+        &self,
+        meta: &Meta,
+        seq: u64,
+    ) -> Result<Option<Arc<AppliedBatch>>, JournalError> {
+        let zone = &meta.record.zone;
         let stream = self
             .js
             .get_stream_no_info(meta.stream())
             .await
             .map_err(|e| unavailable(meta.stream(), e))?;
-        let pages: Vec<_> = futures::stream::iter(first..=last)
-            .map(|seq| self.get_batch(meta, &stream, seq))
-            .buffered(READ_CONCURRENCY)
-            .collect()
-            .await;
-        let mut batches = Vec::with_capacity(pages.len());
-        for page in pages {
-            match page? {
-                Some(batch) => batches.push(Arc::new(batch)),
-                // Purged by a compaction that raced with this read: the caller re-reads.
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(ReadAfter::Entries(batches)))
+        let message = match stream.get_raw_message(seq).await {
+            Ok(message) => message,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+            Err(e) => return Err(unavailable(format!("reading `{zone}` batch #{seq}"), e)),
+        };
+        let header = message.headers.get(SERIAL_HEADER).map(|v| v.as_str());
+        Ok(Some(Arc::new(decode_batch(
+            meta,
+            seq,
+            header,
+            &message.payload,
+        )?)))
     }
+}
+
+/// Batch `seq` of the zone's stream, checked against the serial that sequence stands for.
+fn decode_batch(
+    meta: &Meta,
+    seq: u64,
+    header: Option<&str>,
+    payload: &[u8],
+) -> Result<AppliedBatch, JournalError> {
+    let zone = &meta.record.zone;
+    let serial = meta.serial_at(seq)?;
+    let update = pb::ZoneUpdate::decode(payload)
+        .map_err(|e| JournalError::Corrupt(format!("zone `{zone}` batch {serial}: {e}")))?;
+    if header != Some(serial.to_string().as_str())
+        || update.serial != serial
+        || update.zone != *zone
+    {
+        return Err(JournalError::Corrupt(format!(
+            "zone `{zone}`: stream {} #{seq} should hold batch {serial}, holds `{}` serial {} \
+             (header {header:?})",
+            meta.stream(),
+            update.zone,
+            update.serial
+        )));
+    }
+    Ok(AppliedBatch::from_update(update))
 }
 
 impl Journal for NatsJournal {
