@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Long property-test ("fuzz") run of the stable proptest suites (issue #7.2): the same targets as
-# `cargo test`, with many more cases, each suite bounded in time.
+# Long property-test ("fuzz") run of the stable proptest suites (issue #7.2) and of the change-file
+# driver (client/tests/change_file_props.rs, same knobs): the same targets as `cargo test`, with
+# many more cases, each suite bounded in time.
 #
 #   scripts/fuzz.sh                 # 100000 parser cases, 2000 network cases, ≤ 2 min per property
 #   CASES=1000000 SECS=1800 scripts/fuzz.sh
@@ -18,7 +19,7 @@ CASES=${CASES:-100000}
 NET_CASES=${NET_CASES:-2000}
 SECS=${SECS:-120}
 PROFILE=${PROFILE:-release}
-SUITES=("grpc-h3 props" "zone-server props")
+SUITES=("grpc-h3 props" "zone-server props" "zone-client change_file_props")
 LOG_DIR=${LOG_DIR:-target/fuzz}
 mkdir -p "$LOG_DIR"
 
