@@ -10,6 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use grpc_h3::{Server, ServerTls, Transport};
+use zone_proto::zone::v1 as pb;
+use zone_server::journal::{JournalOptions, MemoryJournal};
 use zone_server::zones::ZoneStore;
 
 const TRANSPORTS: &[&str] = &["h2", "h3"];
@@ -42,13 +44,17 @@ struct TestServer {
 
 impl TestServer {
     fn start(transport: &'static str) -> TestServer {
+        let store = ZoneStore::new();
+        store.insert_zone_text(ZONE, ZONE_TEXT).unwrap();
+        Self::serving(transport, store)
+    }
+
+    /// A server on `store` (which holds [`ZONE`]).
+    fn serving(transport: &'static str, store: ZoneStore) -> TestServer {
         let certs = dev_certs::DevCerts::generate().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, &certs.ca_pem).unwrap();
-
-        let store = ZoneStore::new();
-        store.insert_zone_text(ZONE, ZONE_TEXT).unwrap();
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -401,6 +407,69 @@ fn push_applies_batches_and_incremental_transfer_shows_them() {
             ),
             "{run:#?}"
         );
+    }
+}
+
+/// Two stores sharing one journal, like two zone-servers on one NATS JetStream; the second
+/// has no tail, so it learns the first one's batches only when its own append conflicts.
+fn stores_sharing_a_journal() -> (ZoneStore, ZoneStore) {
+    let journal = MemoryJournal::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let stores = [(), ()].map(|()| {
+        let store = ZoneStore::new();
+        store.insert_zone_text(ZONE, ZONE_TEXT).unwrap();
+        runtime
+            .block_on(store.attach_journal(journal.clone(), JournalOptions::default()))
+            .unwrap();
+        store
+    });
+    let [a, b] = stores;
+    (a, b)
+}
+
+#[test]
+fn push_retries_a_batch_another_server_took_the_serial_of() {
+    for &transport in TRANSPORTS {
+        let (other, served) = stores_sharing_a_journal();
+        let before = served.zone(ZONE).unwrap().serial;
+        // The other server takes the next serial: the served one's first append conflicts
+        // (ABORTED, for a serial the user never pinned).
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let taken = pb::ChangeBatch {
+            zone: ZONE.into(),
+            changes: vec![pb::Change {
+                op: pb::change::Op::Create.into(),
+                record: Some(pb::Record {
+                    name: "other".into(),
+                    r#type: "A".into(),
+                    class: String::new(),
+                    ttl: 300,
+                    rdata: "192.0.2.99".into(),
+                }),
+                previous: None,
+            }],
+            expected_serial: None,
+        };
+        runtime.block_on(other.push(taken)).unwrap();
+        let server = TestServer::serving(transport, served);
+        assert_eq!(server.serial(), before, "no tail: not learnt yet");
+        let changes = write(
+            &server.path("c.changes"),
+            "add shop 300 IN A 192.0.2.50\n---\nadd shop2 300 IN A 192.0.2.51\n",
+        );
+        let run = server.client(&["push", &changes, "--zone", ZONE]);
+        assert_ok(&run);
+        let after = before.wrapping_add(3);
+        assert_eq!(server.serial(), after);
+        assert!(
+            run.stdout.contains(&format!(
+                "applied 2 batches (2 changes) to {ZONE}, serial {after}"
+            )),
+            "{run:#?}"
+        );
+        let run = server.client(&["get", ZONE, "other.example.com."]);
+        assert_ok(&run);
+        assert!(run.stdout.contains("192.0.2.99"), "{run:#?}");
     }
 }
 

@@ -173,18 +173,58 @@ async fn transfer(
     }
 }
 
+/// Attempts of a batch the server refused with `ABORTED` only because another writer took
+/// the serial it filled in (the change file pins none).
+const PUSH_ATTEMPTS: u32 = 5;
+/// Pause before the second attempt; doubled after each.
+const PUSH_BACKOFF: Duration = Duration::from_millis(20);
+
+/// One `PushChanges` call per batch: a failed call then tells which batches were applied, so
+/// a batch refused with `ABORTED` can be resent alone without applying earlier ones twice.
 async fn push(
     client: &mut Client,
     batches: Vec<zone_proto::zone::v1::ChangeBatch>,
 ) -> Result<(), CliError> {
-    let result = client
-        .push_changes(tokio_stream::iter(batches))
-        .await?
-        .into_inner();
+    let mut total = zone_proto::zone::v1::PushResult::default();
+    for batch in batches {
+        let result = push_batch(client, batch).await?;
+        total.zone = result.zone;
+        total.serial = result.serial;
+        total.batches_applied = total.batches_applied.saturating_add(result.batches_applied);
+        total.changes_applied = total.changes_applied.saturating_add(result.changes_applied);
+    }
     emit(&format!(
         "applied {} batches ({} changes) to {}, serial {}",
-        result.batches_applied, result.changes_applied, result.zone, result.serial
+        total.batches_applied, total.changes_applied, total.zone, total.serial
     ))
+}
+
+/// Pushes one batch. Without an `expected_serial` the server fills in the zone's serial, and
+/// on a shared journal another server may take it first (`ABORTED`; the server has caught up
+/// by then), so that refusal is retried a few times; any other status ends the push.
+async fn push_batch(
+    client: &mut Client,
+    batch: zone_proto::zone::v1::ChangeBatch,
+) -> Result<zone_proto::zone::v1::PushResult, CliError> {
+    let (mut attempt, mut backoff) = (1, PUSH_BACKOFF);
+    loop {
+        match client
+            .push_changes(tokio_stream::iter([batch.clone()]))
+            .await
+        {
+            Ok(result) => return Ok(result.into_inner()),
+            Err(status)
+                if status.code() == tonic::Code::Aborted
+                    && batch.expected_serial.is_none()
+                    && attempt < PUSH_ATTEMPTS =>
+            {
+                tokio::time::sleep(backoff).await;
+                attempt += 1;
+                backoff = backoff.saturating_mul(2);
+            }
+            Err(status) => return Err(status.into()),
+        }
+    }
 }
 
 fn read_change_file(
