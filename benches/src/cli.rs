@@ -17,7 +17,8 @@ pub struct Args {
     #[arg(long, hide = true)]
     pub tiny: bool,
 
-    /// Run only these scenarios (exact names, or a prefix such as `unary`); default all.
+    /// Run only these scenarios (exact names, or a prefix such as `unary`); default all. With
+    /// `--netlab`: `grid` (RTT × loss grid, faults) and/or `edge-fanout`.
     #[arg(long = "scenario", value_name = "NAME", num_args = 1..)]
     pub scenarios: Vec<String>,
 

@@ -1323,7 +1323,53 @@ fn extra_sections(
 }
 
 /// `--netlab`: exit 2 (a skip) when the lab cannot start here.
+/// What `--netlab` runs: the RTT × loss grid (with its faults and analysis), the edge fan-out,
+/// or both (the default). `--scenario` picks by these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NetlabParts {
+    grid: bool,
+    fanout: bool,
+}
+
+/// `--scenario` names `--netlab` understands.
+const NETLAB_PARTS: [&str; 2] = ["grid", "edge-fanout"];
+
+impl NetlabParts {
+    fn select(names: &[String]) -> Result<NetlabParts, String> {
+        if names.is_empty() {
+            return Ok(NetlabParts {
+                grid: true,
+                fanout: true,
+            });
+        }
+        let mut parts = NetlabParts {
+            grid: false,
+            fanout: false,
+        };
+        for name in names {
+            match name.as_str() {
+                "grid" => parts.grid = true,
+                "edge-fanout" => parts.fanout = true,
+                other => {
+                    return Err(format!(
+                        "unknown --netlab scenario `{other}` (known: {})",
+                        NETLAB_PARTS.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(parts)
+    }
+}
+
 pub fn main(args: &Args) -> ExitCode {
+    let parts = match NetlabParts::select(&args.scenarios) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("zone-bench --netlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let lab = match Lab::start(Impairment::default(), Impairment::default()) {
         Ok(lab) => lab,
         Err(e) => {
@@ -1337,7 +1383,7 @@ pub fn main(args: &Args) -> ExitCode {
         }
     };
     eprintln!("{}", lab.ready_line());
-    let outcome = run(&lab, args);
+    let outcome = run(&lab, args, parts);
     drop(lab);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -1348,8 +1394,13 @@ pub fn main(args: &Args) -> ExitCode {
     }
 }
 
-fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
-    let settings = LabSettings::from_args(args);
+fn run(lab: &Lab, args: &Args, parts: NetlabParts) -> anyhow::Result<()> {
+    let mut settings = LabSettings::from_args(args);
+    if !parts.grid {
+        settings.rtts_ms.clear();
+        settings.losses_pct.clear();
+        settings.faults = false;
+    }
     let started = Instant::now();
     let started_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1405,10 +1456,14 @@ fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
     if let Some(e) = failure {
         return Err(e);
     }
-    let fanout = lab_fanout::run_all(lab, &settings).unwrap_or_else(|e| {
-        eprintln!("zone-bench --netlab: edge fan-out skipped: {e:#}");
+    let fanout = if parts.fanout {
+        lab_fanout::run_all(lab, &settings).unwrap_or_else(|e| {
+            eprintln!("zone-bench --netlab: edge fan-out skipped: {e:#}");
+            Vec::new()
+        })
+    } else {
         Vec::new()
-    });
+    };
 
     let goals = evaluate(&points);
     let info = informational(&points);
@@ -1497,6 +1552,22 @@ fn run(lab: &Lab, args: &Args) -> anyhow::Result<()> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn netlab_scenarios_select_parts_and_refuse_unknown_names() {
+        let names = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+        let all = NetlabParts::select(&[]).unwrap();
+        assert!(all.grid && all.fanout);
+        let fanout = NetlabParts::select(&names(&["edge-fanout"])).unwrap();
+        assert!(fanout.fanout && !fanout.grid);
+        let grid = NetlabParts::select(&names(&["grid"])).unwrap();
+        assert!(grid.grid && !grid.fanout);
+        let err = NetlabParts::select(&names(&["unary-64b-c1"])).unwrap_err();
+        assert!(
+            err.contains("unary-64b-c1") && err.contains("edge-fanout"),
+            "{err}"
+        );
+    }
 
     fn point(rtt_ms: u64, loss_pct: f64, wire: NetWire, figures: &[(&'static str, f64)]) -> Point {
         Point {

@@ -4,10 +4,11 @@
 //! Each case starts its own grpc-h3 server over a store with a [`MemoryJournal`] attached (pushes
 //! take the durable path: validate, append, apply, wake followers), so the shared bench servers'
 //! load does not mix in; a second pass uses a [`RedbJournal`](zone_server::journal::RedbJournal)
-//! on a temporary file, so the figure includes the fsync'd commit. The publisher calls
-//! [`ZoneStore::push`] in-process; the clock starts before that call and stops when a
-//! subscriber's stream yields the batch's serial. `zone-bench --netlab` reuses this with the
-//! server in one lab namespace and the subscribers in the other.
+//! on a temporary file, so the figure includes the fsync'd commit. The publisher is a gRPC client
+//! of the same server over the wire being measured: one `PushChanges` call per batch, on its own
+//! connection. The clock starts before that call and stops when a subscriber's stream yields the
+//! batch's serial, so a figure is publish RPC + commit + fan-out. `zone-bench --netlab` reuses
+//! this with the server and its publisher in one lab namespace and the subscribers in the other.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -80,6 +81,8 @@ pub(crate) struct FanoutTarget {
     h3: SocketAddr,
     ca_pem: Vec<u8>,
     store: ZoneStore,
+    /// The publisher's channels (lazy; connected by the first push), HTTP/2 and HTTP/3.
+    publishers: (Channel, Channel),
     /// Runtime to publish on (the server's, when the measuring task runs on another one, e.g.
     /// in the other lab namespace); `None` publishes on the caller's.
     publish_on: Option<tokio::runtime::Handle>,
@@ -141,12 +144,17 @@ pub(crate) async fn start_server(ip: IpAddr, journal: JournalKind) -> anyhow::Re
     let task = tokio::spawn(bound.serve_with_shutdown(async {
         let _ = rx.await;
     }));
+    let publishers = (
+        endpoint(Transport::H2, h2, &certs.ca_pem)?.connect_lazy(),
+        endpoint(Transport::H3, h3, &certs.ca_pem)?.connect_lazy(),
+    );
     Ok(FanoutServer {
         target: FanoutTarget {
             h2,
             h3,
             ca_pem: certs.ca_pem,
             store,
+            publishers,
             publish_on: None,
         },
         shutdown,
@@ -176,6 +184,14 @@ impl FanoutServer {
     }
 }
 
+/// A client endpoint of the fan-out server over `transport` at `addr`.
+fn endpoint(transport: Transport, addr: SocketAddr, ca_pem: &[u8]) -> anyhow::Result<Endpoint> {
+    Ok(Endpoint::new(format!("https://{addr}"))?
+        .transport(transport)
+        .server_name("localhost")
+        .ca_certificate_pem(ca_pem)?)
+}
+
 impl FanoutTarget {
     async fn channel(&self, wire: Wire) -> anyhow::Result<Channel> {
         let (transport, addr) = if wire == Wire::H3 {
@@ -183,18 +199,23 @@ impl FanoutTarget {
         } else {
             (Transport::H2, self.h2)
         };
-        Ok(Endpoint::new(format!("https://{addr}"))?
-            .transport(transport)
-            .server_name("localhost")
-            .ca_certificate_pem(&self.ca_pem)?
-            .connect()
-            .await?)
+        Ok(endpoint(transport, addr, &self.ca_pem)?.connect().await?)
     }
 
-    /// Pushes `batch` on the publishing runtime; returns the serial it got.
-    async fn publish(&self, batch: ChangeBatch) -> anyhow::Result<u32> {
-        let store = self.store.clone();
-        let push = async move { store.push(batch).await.map(|applied| applied.serial) };
+    /// Pushes `batch` with one `PushChanges` call over `wire`, on the publishing runtime;
+    /// returns the serial it got.
+    async fn publish(&self, wire: Wire, batch: ChangeBatch) -> anyhow::Result<u32> {
+        let channel = if wire == Wire::H3 {
+            self.publishers.1.clone()
+        } else {
+            self.publishers.0.clone()
+        };
+        let push = async move {
+            ZonesClient::new(channel)
+                .push_changes(tokio_stream::iter([batch]))
+                .await
+                .map(|r| r.into_inner().serial)
+        };
         Ok(match &self.publish_on {
             Some(rt) => rt
                 .spawn(push)
@@ -298,6 +319,7 @@ fn batch(n: u64) -> ChangeBatch {
 /// subscriber's latency in ns.
 async fn publish_once(
     target: &FanoutTarget,
+    wire: Wire,
     n: &AtomicU64,
     count: usize,
     epoch: Instant,
@@ -305,7 +327,7 @@ async fn publish_once(
 ) -> anyhow::Result<Vec<u64>> {
     let sent = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
     let serial = target
-        .publish(batch(n.fetch_add(1, Ordering::Relaxed)))
+        .publish(wire, batch(n.fetch_add(1, Ordering::Relaxed)))
         .await?;
     let deadline = tokio::time::Instant::now() + DELIVERY_TIMEOUT;
     let mut latencies = Vec::with_capacity(count);
@@ -346,7 +368,7 @@ pub(crate) async fn measure(
     subscribe(server, wire, count, epoch, &tx, &mut tasks).await?;
     drop(tx);
     // Untimed: every stream is registered with the server once it has delivered a batch.
-    publish_once(server, n, count, epoch, &mut rx)
+    publish_once(server, wire, n, count, epoch, &mut rx)
         .await
         .context("first (untimed) publish")?;
     let mut histogram: Histogram<u64> = latency_histogram()?;
@@ -355,7 +377,7 @@ pub(crate) async fn measure(
         if i > 0 && started.elapsed() >= duration {
             break;
         }
-        for ns in publish_once(server, n, count, epoch, &mut rx).await? {
+        for ns in publish_once(server, wire, n, count, epoch, &mut rx).await? {
             histogram.saturating_record(ns.max(1));
         }
     }
