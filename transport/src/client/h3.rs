@@ -550,7 +550,7 @@ async fn write_complete(send: &mut SendHalf, mut body: Replay) {
     let send = &mut *guard.0;
     while let Some(Ok(frame)) = body.frame().await {
         let result = match frame.into_data() {
-            Ok(data) => send.send_data(data).await,
+            Ok(data) => backend::send_payload(&data, send.send_data(data.clone())).await,
             Err(frame) => match frame.into_trailers() {
                 Ok(trailers) => send.send_trailers(trailers).await,
                 Err(_) => Ok(()),
@@ -579,7 +579,7 @@ async fn pump_request(
         match body.frame().await {
             Some(Ok(frame)) => {
                 let result = match frame.into_data() {
-                    Ok(data) => send.send_data(data).await,
+                    Ok(data) => backend::send_payload(&data, send.send_data(data.clone())).await,
                     Err(frame) => match frame.into_trailers() {
                         Ok(trailers) => send.send_trailers(trailers).await,
                         Err(_) => Ok(()),

@@ -387,10 +387,41 @@ impl quic::RecvStream for RecvStream {
     }
 }
 
+thread_local! {
+    /// The payload of the DATA frame this thread is handing to h3 (see [`send_payload`]).
+    static PAYLOAD: std::cell::RefCell<Option<Bytes>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `send` — h3's `send_data(payload.clone())` — so that the payload reaches quinn without a
+/// copy. h3 0.0.8 hands a backend DATA frames only as an opaque [`WriteBuf`] (frame header, then
+/// payload) whose payload `Bytes` cannot be taken out, and quinn's `poll_write(&[u8])` copies
+/// every byte into a fresh buffer (h3-quinn does the same): one memcpy per message on top of the
+/// one packet assembly needs. While `send` is polled the payload is offered here; the backend
+/// takes it only if the frame's payload is that very memory, and then queues header and payload
+/// as `Bytes` chunks (quinn's `write_chunks`, no copy). Anything else takes the copying path.
+pub(crate) async fn send_payload<F: Future>(payload: &Bytes, send: F) -> F::Output {
+    let mut send = pin!(send);
+    std::future::poll_fn(|cx| {
+        PAYLOAD.with(|p| *p.borrow_mut() = Some(payload.clone()));
+        let polled = send.as_mut().poll(cx);
+        PAYLOAD.with(|p| p.borrow_mut().take());
+        polled
+    })
+    .await
+}
+
+/// Data queued on a send stream, written by the next `poll_ready`.
+enum Pending<B: Buf> {
+    /// Copied into quinn as it is written.
+    Buf(WriteBuf<B>),
+    /// Frame header and payload, handed to quinn as they are.
+    Chunks([Bytes; 2], usize),
+}
+
 /// The sending half of a stream.
 pub(crate) struct SendStream<B: Buf> {
     stream: quinn::SendStream,
-    writing: Option<WriteBuf<B>>,
+    writing: Option<Pending<B>>,
     /// Finished or reset on purpose, or something was written (see Drop).
     used: bool,
 }
@@ -422,11 +453,23 @@ impl<B: Buf> Drop for SendStream<B> {
 
 impl<B: Buf> quic::SendStream<B> for SendStream<B> {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
-        if let Some(data) = self.writing.as_mut() {
-            while data.has_remaining() {
-                let written = ready!(Pin::new(&mut self.stream).poll_write(cx, data.chunk()))
-                    .map_err(convert_write_error)?;
-                data.advance(written);
+        match self.writing.as_mut() {
+            None => {}
+            Some(Pending::Buf(data)) => {
+                while data.has_remaining() {
+                    let written = ready!(Pin::new(&mut self.stream).poll_write(cx, data.chunk()))
+                        .map_err(convert_write_error)?;
+                    data.advance(written);
+                }
+            }
+            Some(Pending::Chunks(chunks, done)) => {
+                while *done < chunks.len() {
+                    // `write_chunks` is cancel-safe (quinn docs): a fresh future per poll is fine.
+                    let written =
+                        ready!(pin!(self.stream.write_chunks(&mut chunks[*done..])).poll(cx))
+                            .map_err(convert_write_error)?;
+                    *done += written.chunks;
+                }
             }
         }
         self.writing = None;
@@ -443,7 +486,11 @@ impl<B: Buf> quic::SendStream<B> for SendStream<B> {
                 ),
             });
         }
-        self.writing = Some(data.into());
+        let mut data = data.into();
+        self.writing = Some(match zero_copy(&mut data) {
+            Some(chunks) => Pending::Chunks(chunks, 0),
+            None => Pending::Buf(data),
+        });
         Ok(())
     }
 
@@ -498,6 +545,31 @@ fn convert_read_error(e: ReadError) -> StreamErrorIncoming {
     }
 }
 
+/// Header and payload of `frame` as `Bytes` if its payload is the one [`send_payload`] offers
+/// (same memory, same length); `None`, with `frame` untouched, for any other frame.
+fn zero_copy<B: Buf>(frame: &mut WriteBuf<B>) -> Option<[Bytes; 2]> {
+    PAYLOAD.with(|offered| {
+        let mut offered = offered.borrow_mut();
+        let payload = offered.as_ref().filter(|p| !p.is_empty())?;
+        let header_len = frame.remaining().checked_sub(payload.len())?;
+        // A DATA frame's WriteBuf yields its encoded header as the first chunk, then the payload.
+        if header_len == 0 || frame.chunk().len() != header_len {
+            return None;
+        }
+        let header = Bytes::copy_from_slice(frame.chunk());
+        frame.advance(header_len);
+        let body = frame.chunk();
+        if body.as_ptr() != payload.as_ptr() || body.len() != payload.len() {
+            // Same length, other memory: not our payload after all. The header is taken out
+            // already, so the rest goes as a copy, as it would have on the copying path.
+            return Some([header, frame.copy_to_bytes(frame.remaining())]);
+        }
+        let payload = offered.take()?;
+        frame.advance(payload.len());
+        Some([header, payload])
+    })
+}
+
 fn convert_write_error(e: WriteError) -> StreamErrorIncoming {
     match e {
         WriteError::Stopped(code) => StreamErrorIncoming::StreamTerminated {
@@ -507,5 +579,73 @@ fn convert_write_error(e: WriteError) -> StreamErrorIncoming {
             connection_error: convert_connection_error(e),
         },
         other => StreamErrorIncoming::Unknown(Box::new(other)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use h3::proto::frame::Frame;
+
+    fn offer(payload: &Bytes) {
+        PAYLOAD.with(|p| *p.borrow_mut() = Some(payload.clone()));
+    }
+
+    fn data_frame(payload: &Bytes) -> WriteBuf<Bytes> {
+        Frame::Data(payload.clone()).into()
+    }
+
+    #[test]
+    fn the_offered_payload_goes_to_quinn_without_a_copy() {
+        let payload = Bytes::from(vec![7u8; 70_000]);
+        offer(&payload);
+        let mut frame = data_frame(&payload);
+        let [header, body] = zero_copy(&mut frame).expect("our payload is recognised");
+        // RFC 9114 §7.2.1: type 0x00, then the length as a 4-byte varint (RFC 9000 §16).
+        assert_eq!(&header[..], &[0x00, 0x80, 0x01, 0x11, 0x70]);
+        assert_eq!(
+            body.as_ptr(),
+            payload.as_ptr(),
+            "the same memory, not a copy"
+        );
+        assert_eq!(body.len(), payload.len());
+        assert!(!frame.has_remaining());
+        assert!(
+            PAYLOAD.with(|p| p.borrow().is_none()),
+            "the offer is used up"
+        );
+    }
+
+    #[test]
+    fn other_frames_take_the_copying_path_intact() {
+        let payload = Bytes::from(vec![7u8; 1000]);
+        // Nothing offered.
+        let mut frame = data_frame(&payload);
+        assert!(zero_copy(&mut frame).is_none());
+        assert_eq!(frame.remaining(), 1000 + 3);
+        // Another frame while ours is offered (h3 may write a frame of its own first).
+        offer(&payload);
+        let other = Bytes::from(vec![1u8; 10]);
+        let mut frame = data_frame(&other);
+        assert!(zero_copy(&mut frame).is_none());
+        assert_eq!(frame.remaining(), 10 + 2);
+        assert!(
+            PAYLOAD.with(|p| p.borrow().is_some()),
+            "the offer is still there"
+        );
+        // Same length, other memory: written whole, as a copy.
+        let twin = Bytes::from(vec![9u8; 1000]);
+        let mut frame = data_frame(&twin);
+        let [header, body] = zero_copy(&mut frame).unwrap();
+        assert_eq!(&header[..], &[0x00, 0x43, 0xe8]);
+        assert_eq!(body, twin);
+        assert_ne!(body.as_ptr(), payload.as_ptr());
+        // Empty DATA frames are left to the copying path.
+        let empty = Bytes::new();
+        offer(&empty);
+        let mut frame = data_frame(&empty);
+        assert!(zero_copy(&mut frame).is_none());
+        assert_eq!(frame.remaining(), 2);
     }
 }

@@ -454,7 +454,7 @@ where
     loop {
         let result = match body.frame().await {
             Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => send.send_data(data).await,
+                Ok(data) => backend::send_payload(&data, send.send_data(data.clone())).await,
                 Err(frame) => match frame.into_trailers() {
                     Ok(trailers) => send.send_trailers(trailers).await,
                     Err(_) => Ok(()),
