@@ -203,6 +203,52 @@ impl From<Error> for Status {
     }
 }
 
+/// Makes a received status (trailers, or the headers of a Trailers-Only response) safe for tonic's
+/// `Status::from_header_map`, which panics on a `grpc-status-details-bin` that is not base64 and
+/// turns a `grpc-message` that is not percent-encoded UTF-8 into UNKNOWN, losing the real code.
+///
+/// - PROTOCOL-HTTP2.md: a receiver decoding an invalid `grpc-message` "MUST NOT error or throw away
+///   the message. At worst, [it] can abort decoding the status message altogether such that the
+///   user would receive the raw percent-encoded form": such a value is re-encoded so that it
+///   decodes to exactly its raw text.
+/// - Malformed details (not base64, padded or not, as `-bin` values may be either) cannot be
+///   passed on: the call fails with INTERNAL, as grpc-go does ("malformed
+///   grpc-status-details-bin").
+pub(crate) fn sanitize_status(headers: &mut http::HeaderMap) {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const BIN: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    if let Some(details) = headers.get(Status::GRPC_STATUS_DETAILS)
+        && BIN.decode(details.as_bytes()).is_err()
+    {
+        headers.remove(Status::GRPC_STATUS_DETAILS);
+        headers.insert(Status::GRPC_STATUS, http::HeaderValue::from_static("13"));
+        headers.insert(
+            Status::GRPC_MESSAGE,
+            http::HeaderValue::from_static("malformed grpc-status-details-bin"),
+        );
+        return;
+    }
+    if let Some(message) = headers.get(Status::GRPC_MESSAGE) {
+        let raw = message.as_bytes();
+        if percent_encoding::percent_decode(raw).decode_utf8().is_err() {
+            let text = String::from_utf8_lossy(raw);
+            let encoded = percent_encoding::utf8_percent_encode(&text, GRPC_MESSAGE_ESCAPED);
+            if let Ok(value) = http::HeaderValue::from_str(&encoded.to_string()) {
+                headers.insert(Status::GRPC_MESSAGE, value);
+            } else {
+                headers.remove(Status::GRPC_MESSAGE);
+            }
+        }
+    }
+}
+
+/// Bytes `grpc-message` percent-encodes: all but printable ASCII, and `%` itself (PROTOCOL-HTTP2.md).
+const GRPC_MESSAGE_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
 /// The status of a response whose HTTP status is not 200 and which carries no `grpc-status`
 /// (grpc's http-grpc-status-mapping.md, plus 415 → INTERNAL for a content-type the server refused,
 /// PROTOCOL-HTTP2.md, and 431 → RESOURCE_EXHAUSTED for a header section over the server's limit).

@@ -129,7 +129,15 @@ where
         if let Some(inner) = this.inner.as_mut()
             && let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx)
         {
-            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
+            let mut frame = frame.map(|r| r.map_err(Into::into));
+            // The client's trailers carry the call's status: make it one tonic can read.
+            if *this.side == Side::Client
+                && let Some(Ok(f)) = frame.as_mut()
+                && let Some(trailers) = f.trailers_mut()
+            {
+                crate::error::sanitize_status(trailers);
+            }
+            return Poll::Ready(frame);
         }
         if let Some(sleep) = this.sleep.as_mut() {
             ready!(sleep.as_mut().poll(cx));

@@ -27,6 +27,8 @@ matrix!(
     server_gone_mid_stream_is_unavailable,
     garbage_datagrams_and_bytes_do_not_disturb_the_server,
     silent_clients_are_dropped_after_the_handshake_timeout,
+    malformed_status_details_are_internal_not_a_client_panic,
+    undecodable_grpc_message_keeps_its_code_and_raw_text,
 );
 
 async fn misbehaving(t: Transport) -> Fixture {
@@ -68,6 +70,74 @@ async fn http_status_without_grpc_status_maps_per_spec(t: Transport) {
     }
     // The connection is still usable after every refusal.
     f.client().empty_call(Empty {}).await.unwrap();
+}
+
+/// A call answered with the raw status `(code, message, details)`, in trailers or Trailers-Only.
+async fn call_answered(
+    f: &Fixture,
+    place: &str,
+    code: &str,
+    message: Option<&str>,
+    details: Option<&str>,
+) -> tonic::Status {
+    let mut req = tonic::Request::new(Empty {});
+    let md = req.metadata_mut();
+    md.insert("x-misbehave", format!("status-{place}").parse().unwrap());
+    md.insert("x-status-code", code.parse().unwrap());
+    if let Some(m) = message {
+        md.insert("x-status-message", m.parse().unwrap());
+    }
+    if let Some(d) = details {
+        md.insert("x-status-details", d.parse().unwrap());
+    }
+    f.client().empty_call(req).await.unwrap_err()
+}
+
+/// tonic's `Status::from_header_map` panics on details that are not base64: a hostile server
+/// must not be able to crash the client. grpc-go answers INTERNAL; so do we.
+async fn malformed_status_details_are_internal_not_a_client_panic(t: Transport) {
+    let f = misbehaving(t).await;
+    for place in ["trailers", "headers"] {
+        let status = call_answered(&f, place, "5", Some("gone"), Some("not base64!")).await;
+        assert_eq!(status.code(), Code::Internal, "{place}: {status:?}");
+        assert!(
+            status.message().contains("grpc-status-details-bin"),
+            "{place}: {status:?}"
+        );
+        // -bin values may come padded or not (PROTOCOL-HTTP2.md): both decode.
+        for (details, bytes) in [
+            ("AQID", &[1u8, 2, 3][..]),
+            ("AQI=", &[1, 2]),
+            ("AQI", &[1, 2]),
+        ] {
+            let status = call_answered(&f, place, "5", Some("gone"), Some(details)).await;
+            assert_eq!(
+                status.code(),
+                Code::NotFound,
+                "{place} {details}: {status:?}"
+            );
+            assert_eq!(status.details(), bytes, "{place} {details}");
+        }
+    }
+    // The client survived all of that on the same channel.
+    f.client().empty_call(Empty {}).await.unwrap();
+}
+
+/// PROTOCOL-HTTP2.md: an invalid `grpc-message` must not fail the call or lose the message; at
+/// worst the caller gets the raw percent-encoded text. tonic alone turns it into UNKNOWN.
+async fn undecodable_grpc_message_keeps_its_code_and_raw_text(t: Transport) {
+    let f = misbehaving(t).await;
+    for place in ["trailers", "headers"] {
+        let status = call_answered(&f, place, "5", Some("bad %FF%FE utf-8"), None).await;
+        assert_eq!(status.code(), Code::NotFound, "{place}: {status:?}");
+        assert_eq!(status.message(), "bad %FF%FE utf-8", "{place}");
+        let status = call_answered(&f, place, "5", Some("caf%C3%A9 100%25"), None).await;
+        assert_eq!(
+            status.message(),
+            "café 100%",
+            "{place}: valid encoding decodes"
+        );
+    }
 }
 
 async fn missing_grpc_status_is_unknown(t: Transport) {

@@ -260,6 +260,9 @@ where
     {
         return Err(crate::error::status_from_http(response.status()));
     }
+    let mut response = response;
+    // A Trailers-Only response carries its status here.
+    crate::error::sanitize_status(response.headers_mut());
     Ok(response.map(|b| {
         Body::new(Guarded::new(
             DeadlineBody::new(b, deadline, Side::Client),

@@ -340,7 +340,10 @@ impl Default for Options {
 }
 
 /// A layer that breaks the gRPC protocol on request: metadata `x-misbehave: http-NNN` answers
-/// HTTP status NNN without grpc-status; `no-status` answers 200 with no grpc-status at all.
+/// HTTP status NNN without grpc-status; `no-status` answers 200 with no grpc-status at all;
+/// `status-trailers` / `status-headers` answer a status whose `grpc-status`, `grpc-message` and
+/// `grpc-status-details-bin` are copied verbatim from the request's `x-status-code`,
+/// `x-status-message` and `x-status-details`, in trailers or Trailers-Only.
 #[derive(Clone)]
 pub struct Misbehave;
 
@@ -383,6 +386,33 @@ where
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         match how {
+            Some(how) if how.starts_with("status-") => {
+                let mut status = http::HeaderMap::new();
+                for (from, to) in [
+                    ("x-status-code", "grpc-status"),
+                    ("x-status-message", "grpc-message"),
+                    ("x-status-details", "grpc-status-details-bin"),
+                ] {
+                    if let Some(v) = req.headers().get(from) {
+                        status.insert(to, v.clone());
+                    }
+                }
+                Box::pin(async move {
+                    let grpc = http::HeaderValue::from_static("application/grpc");
+                    let mut resp = if how == "status-headers" {
+                        let mut resp = http::Response::new(tonic::body::Body::empty());
+                        resp.headers_mut().extend(status);
+                        resp
+                    } else {
+                        let frame = Ok::<_, tonic::Status>(http_body::Frame::trailers(status));
+                        http::Response::new(tonic::body::Body::new(
+                            http_body_util::StreamBody::new(futures::stream::iter([frame])),
+                        ))
+                    };
+                    resp.headers_mut().insert("content-type", grpc);
+                    Ok(resp)
+                })
+            }
             Some(how) => Box::pin(async move {
                 let mut resp = http::Response::new(tonic::body::Body::empty());
                 if let Some(code) = how.strip_prefix("http-") {
