@@ -6,7 +6,8 @@
 #   scripts/fuzz.sh                 # 100000 parser cases, 2000 network cases, ≤ 2 min per property
 #   CASES=1000000 SECS=1800 scripts/fuzz.sh
 #
-# PROFILE=dev skips the release build (slower cases, quicker start).
+# PROFILE=dev skips the release build (slower cases, quicker start). SUITES="zone-server props"
+# runs only the listed suites ("package test", space-separated pairs).
 # CASES: cases per pure-parser property (PROPTEST_CASES). NET_CASES: cases per property that goes
 # through a server over HTTP/2 and HTTP/3 (PROPTEST_NET_CASES). SECS: time budget per property
 # (PROPTEST_MAX_SECS): a property stops at its first case past it and reports how many ran; a suite
@@ -19,7 +20,13 @@ CASES=${CASES:-100000}
 NET_CASES=${NET_CASES:-2000}
 SECS=${SECS:-120}
 PROFILE=${PROFILE:-release}
-SUITES=("grpc-h3 props" "zone-server props" "zone-client change_file_props")
+if [[ -n "${SUITES:-}" ]]; then
+    read -r -a words <<<"$SUITES"
+    SUITES=()
+    for ((i = 0; i + 1 < ${#words[@]}; i += 2)); do SUITES+=("${words[i]} ${words[i + 1]}"); done
+else
+    SUITES=("grpc-h3 props" "zone-server props" "zone-client change_file_props")
+fi
 LOG_DIR=${LOG_DIR:-target/fuzz}
 mkdir -p "$LOG_DIR"
 
@@ -27,11 +34,13 @@ failed=0
 for suite in "${SUITES[@]}"; do
     read -r package test <<<"$suite"
     # Build first (outside the time budget), then run the test binary itself so `timeout` stops it.
-    binary=$(cargo test --profile "$PROFILE" -p "$package" --test "$test" --no-run --message-format=json 2>/dev/null |
+    build_log="$LOG_DIR/$package-$test.build.log"
+    binary=$(cargo test --profile "$PROFILE" -p "$package" --test "$test" --no-run --message-format=json 2>"$build_log" |
         grep -F '"kind":["test"]' | grep -F "\"name\":\"$test\"" |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
     if [[ -z "$binary" ]]; then
-        echo "FAIL $package/$test: does not build"
+        echo "FAIL $package/$test: does not build ($build_log):"
+        grep -E '^error' -A 5 "$build_log" | head -n 20 | sed 's/^/   /'
         failed=1
         continue
     fi
