@@ -1289,9 +1289,10 @@ fn extra_sections(
             "Edge fan-out through the lab (publisher + server in b, subscribers in a)",
         ));
         out.push_str(
-            "ZoneStore::push (MemoryJournal) in namespace b → every Sync subscriber in namespace a \
-             has the batch; the figures include the link's one-way delay (column one-way ms). \
-             One publish at a time; 64 subscribers per connection.\n\n",
+            "A PushChanges call from the publisher in namespace b (MemoryJournal) → every Sync \
+             subscriber in namespace a has the batch, over the wire of the row; the figures \
+             include the link's one-way delay (column one-way ms). One publish at a time; 64 \
+             subscribers per connection, subscribed 64 at a time.\n\n",
         );
         out.push_str(&table(&lab_fanout::rows(fanout), markdown));
         for p in fanout.iter().filter(|p| p.error.is_some()) {

@@ -300,7 +300,7 @@ impl Setup {
                 );
             }
             let channel = channel.clone().context("no channel")?;
-            super::fanout::open_sync(channel, ZONE, serial, epoch, deliveries, tasks).await?;
+            tasks.spawn(super::fanout::open_sync(channel, ZONE, serial, epoch, deliveries).await?);
         }
         Ok(())
     }

@@ -220,7 +220,7 @@ pub enum Kind {
     Connect,
     /// Unary 64 B at c=32 against servers without and with the per-RPC auth layer.
     Auth,
-    /// `ZoneStore::push` on a journaled store → `Sync` subscribers: propagation latency.
+    /// `PushChanges` to a journaled store → `Sync` subscribers: propagation latency.
     EdgeFanout,
     /// The redb journal against the shared NATS JetStream one: publish rate, propagation.
     JournalCompare,
@@ -351,8 +351,8 @@ pub static CATALOGUE: &[ScenarioDef] = &[
     },
     ScenarioDef {
         name: "edge-fanout",
-        description: "Edge push fan-out: ZoneStore::push (MemoryJournal; redb rows: RedbJournal) → every Sync \
-                      subscriber received the batch; 1, 64 and 1000 subscribers",
+        description: "Edge push fan-out: a PushChanges call (MemoryJournal; redb rows: RedbJournal) → every \
+                      Sync subscriber received the batch; 1, 64 and 1000 subscribers",
         kind: Kind::EdgeFanout,
         metrics: FANOUT,
         notes: &[
@@ -361,10 +361,11 @@ pub static CATALOGUE: &[ScenarioDef] = &[
              disk: the figure is propagation, not fsync).",
             "Subscribers are raw Sync streams, 64 per connection (1000 subscribers = 16 \
              connections), subscribed at the zone's current serial; they do not ack.",
-            "One publisher: the clock starts before ZoneStore::push and stops when a \
-             subscriber's stream yields that serial; the next push waits until every \
-             subscriber has it (latency without queueing). Quick/tiny runs push to 1000 \
-             subscribers only a few times.",
+            "One publisher, a gRPC client on its own connection over the same wire: the clock \
+             starts before its PushChanges call (one batch) and stops when a subscriber's \
+             stream yields that serial; the next push waits until every subscriber has it \
+             (latency without queueing). Quick/tiny runs push to 1000 subscribers only a few \
+             times.",
             "redb rows: the same with a RedbJournal on a temporary file (zone_server::journal::\
              attach_redb), so publish→edge includes the fsync'd commit; 1 and 64 subscribers.",
         ],
