@@ -41,6 +41,18 @@
 //!   GOAWAY retry are boxed slow paths; `client::channel` tests bound it). Packets per call are
 //!   not the problem: quinn's `ConnectionStats` show ~1.0 datagram per call from the client and
 //!   ~0.7 from the server. CPU µs per call at c=32: h2 ~50, ours ~85–90, tonic-h3 ~65.
+//! - Session 3 (2026-12-04): DATA payloads now reach quinn as their own `Bytes`
+//!   (`backend::send_payload`, quinn's `write_chunks`) instead of being copied by `poll_write`.
+//!   The copy was small: `memmove` stayed at ~11 % of the samples either way (`perf record -F
+//!   999` on `zone-bench --scenario stream-64k --wire h3`); nearly all of it is quinn's packet
+//!   assembly and receive path. Throughput did not move beyond run-to-run spread, which is large
+//!   on this path (2.2–3.8 Gbit/s for the same build, `--reps 5 --duration 3`). A lead for that
+//!   spread: `Udp: RcvbufErrors` in /proc/net/snmp rises by 50–160 per 9 s of stream-64k with
+//!   the 1 MiB buffers — the receiving runtime falls behind, the kernel drops datagrams, and the
+//!   congestion controller takes each drop for congestion (on loopback, Cubic's time-based
+//!   regrowth is slow next to the µs RTT). TCP never loses there: its window follows the socket
+//!   buffer. Flow-control windows (2 MiB stream / 16 MiB connection) far exceed what the socket
+//!   buffer holds, so they do not prevent it.
 
 pub(crate) mod backend;
 mod empty_data;
