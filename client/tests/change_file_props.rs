@@ -1,173 +1,122 @@
 //! Property tests of the change-file parser (`zone_client::cli::changes`, the input of
 //! `zone-client push`): arbitrary text and mutations of valid files give batches or a readable
-//! line error, never a panic; generated valid files parse to exactly the batches they describe.
+//! line error, never a panic; a bad line injected into a valid file is reported at that line;
+//! generated valid files parse to exactly the batches they describe.
 //!
-//! zone-client has no proptest dependency, so this is a bounded randomized driver: a seeded
-//! generator (`FUZZ_SEED`, printed on failure), `PROPTEST_CASES` cases per property (default
-//! 256), `PROPTEST_MAX_SECS` as a time budget, and a greedy shrink of a failing input — the same
-//! knobs and `PROPS` report lines as the proptest suites, so `scripts/fuzz.sh` runs it alike.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Case counts: `PROPTEST_CASES` per property (default 256); `PROPTEST_MAX_SECS` bounds a long
+//! run, as in the other proptest suites, so `scripts/fuzz.sh` runs this one alike.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::{Index, select};
+use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use zone_client::cli::changes::{ChangeFileError, parse_change_file};
 use zone_proto::zone::v1::{Change, ChangeBatch, Record, change::Op};
 
-/// SplitMix64: small, seedable, good enough to pick test inputs.
-struct Rng(u64);
+fn cases_from(var: &str, default: u32) -> u32 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-
-    fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
-        items[self.below(items.len())]
+/// Runner config; regressions are kept as explicit tests (in `cli::changes`) rather than files.
+fn config(cases: u32) -> Config {
+    Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
     }
 }
 
-fn env_number(var: &str) -> Option<u64> {
-    std::env::var(var).ok().and_then(|v| v.parse().ok())
-}
-
-/// Runs `property` on `cases` generated inputs; on a failure shrinks the input and panics with
-/// the seed and the smallest failing input.
-fn check<T: Shrink + std::fmt::Debug>(
+/// Runs `test` over `strategy`, panics with the minimal failing input, and reports how many cases
+/// ran. `PROPTEST_MAX_SECS` bounds a long run: the run stops at the first case past it (unless a
+/// failure is being shrunk) and reports how far it got.
+fn check<S: Strategy>(
     name: &str,
-    generate: impl Fn(&mut Rng) -> T,
-    property: impl Fn(&T) -> Result<(), String>,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
 ) {
-    let cases = env_number("PROPTEST_CASES").unwrap_or(256);
-    let budget = env_number("PROPTEST_MAX_SECS").map(Duration::from_secs);
-    let seed = env_number("FUZZ_SEED").unwrap_or_else(|| {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        now.unwrap().as_nanos() as u64
-    });
-    let mut rng = Rng(seed);
-    // A panic in the parser is a failure like any other, not the end of the run.
-    let run = |input: &T| match catch_unwind(AssertUnwindSafe(|| property(input))) {
-        Ok(result) => result,
-        Err(panic) => Err(format!("panicked: {:?}", panic_message(&panic))),
-    };
+    let config = config(cases_from("PROPTEST_CASES", 256));
+    let cases = config.cases;
+    let budget = std::env::var("PROPTEST_MAX_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs);
     let started = Instant::now();
-    let mut ran = 0;
-    while ran < cases {
-        if budget.is_some_and(|b| started.elapsed() > b) {
-            eprintln!("PROPS {name}: {ran} of {cases} cases run (time budget), 0 failures");
-            return;
+    let ran = AtomicUsize::new(0);
+    let failing = AtomicBool::new(false);
+    // Past the budget a case is rejected, and the first reject ends the run (rejects are not
+    // shrunk, unlike failures).
+    let config = Config {
+        max_global_rejects: 0,
+        ..config
+    };
+    let result = TestRunner::new(config).run(&strategy, |value| {
+        if !failing.load(Ordering::Relaxed) && budget.is_some_and(|b| started.elapsed() > b) {
+            return Err(TestCaseError::reject("PROPTEST_MAX_SECS reached"));
         }
-        let input = generate(&mut rng);
-        ran += 1;
-        if let Err(first) = run(&input) {
-            let (input, why) = input.shrink(first, &run);
-            panic!("PROPS {name}: FAILED after {ran} cases (FUZZ_SEED={seed}): {why}\n{input:?}");
+        ran.fetch_add(1, Ordering::Relaxed);
+        let result = test(value);
+        if result.is_err() {
+            failing.store(true, Ordering::Relaxed);
         }
-    }
-    eprintln!("PROPS {name}: {ran} of {cases} cases run, 0 failures");
-}
-
-/// How a failing input is made smaller before it is reported.
-trait Shrink: Sized {
-    fn shrink(self, why: String, run: &impl Fn(&Self) -> Result<(), String>) -> (Self, String);
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic".to_owned()
-    }
-}
-
-/// Greedy shrink of a text: drop whole lines, then single characters, while it still fails.
-impl Shrink for String {
-    fn shrink(self, why: String, run: &impl Fn(&String) -> Result<(), String>) -> (String, String) {
-        let (mut text, mut why) = (self, why);
-        let try_smaller = |candidate: String, text: &mut String, why: &mut String| {
-            run(&candidate).err().map(|e| {
-                *text = candidate;
-                *why = e;
-            })
-        };
-        let mut i = 0;
-        while i < text.lines().count() {
-            let mut lines: Vec<&str> = text.lines().collect();
-            lines.remove(i);
-            if try_smaller(lines.join("\n"), &mut text, &mut why).is_none() {
-                i += 1;
-            }
+        result
+    });
+    let ran = ran.into_inner();
+    match result {
+        Ok(()) => eprintln!("PROPS {name}: {ran} of {cases} cases run, 0 failures"),
+        Err(TestError::Abort(_)) if !failing.load(Ordering::Relaxed) => {
+            eprintln!("PROPS {name}: {ran} of {cases} cases run (time budget), 0 failures")
         }
-        let mut i = 0;
-        while i < text.chars().count() {
-            let candidate = text
-                .chars()
-                .enumerate()
-                .filter_map(|(j, c)| (j != i).then_some(c))
-                .collect();
-            if try_smaller(candidate, &mut text, &mut why).is_none() {
-                i += 1;
-            }
-        }
-        (text, why)
-    }
-}
-
-/// A generated file with its expected parse: shrinking the text would lose the expectation.
-impl Shrink for (String, Vec<ChangeBatch>) {
-    fn shrink(self, why: String, _: &impl Fn(&Self) -> Result<(), String>) -> (Self, String) {
-        (self, why)
+        Err(e) => panic!("PROPS {name}: FAILED after {ran} cases: {e}"),
     }
 }
 
 /// What any input must satisfy: batches, or an error that names a line of the input (or says
-/// there are no changes) in words a user can act on.
-fn parses_or_explains(text: &str, default_zone: Option<&str>) -> Result<(), String> {
+/// there are no changes) in words a user can act on. (A panic in the parser is caught by the
+/// runner and fails the case like any other failure.)
+fn parses_or_explains(text: &str, default_zone: Option<&str>) -> Result<(), TestCaseError> {
     match parse_change_file(text, default_zone) {
         Ok(batches) => {
-            if batches.is_empty() || batches.iter().any(|b| b.changes.is_empty()) {
-                return Err(format!("empty batch returned: {batches:?}"));
-            }
+            prop_assert!(
+                !batches.is_empty() && batches.iter().all(|b| !b.changes.is_empty()),
+                "empty batch returned: {batches:?}"
+            );
             // A batch only ever exists for a zone (the file's or `--zone`).
-            if batches.iter().any(|b| b.zone.is_empty()) && default_zone != Some("") {
-                return Err(format!("batch without a zone: {batches:?}"));
-            }
-            Ok(())
+            prop_assert!(
+                batches.iter().all(|b| !b.zone.is_empty()) || default_zone == Some(""),
+                "batch without a zone: {batches:?}"
+            );
         }
         Err(e @ ChangeFileError::Line { line, .. }) => {
             let lines = text.lines().count();
             let shown = e.to_string();
-            if line == 0 || line > lines {
-                return Err(format!("error on line {line} of {lines}: {shown}"));
-            }
-            if !shown.starts_with(&format!("line {line}: ")) || shown.len() < 12 {
-                return Err(format!("unreadable error {shown:?}"));
-            }
-            Ok(())
+            prop_assert!(
+                (1..=lines).contains(&line),
+                "error on line {line} of {lines}: {shown}"
+            );
+            prop_assert!(
+                shown.starts_with(&format!("line {line}: ")) && shown.len() >= 12,
+                "unreadable error {shown:?}"
+            );
         }
-        Err(ChangeFileError::Empty) => Ok(()),
-        Err(other) => Err(format!("unexpected error {other:?}")),
+        Err(ChangeFileError::Empty) => {}
+        Err(other) => return Err(TestCaseError::fail(format!("unexpected error {other:?}"))),
     }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
-// Valid files, generated from the batches they should parse to.
+// Valid files, generated with the batches they should parse to.
 
+const DEFAULT_ZONE: &str = "default.test.";
+const ZONES: &[&str] = &["example.com.", "example.org.", "é.test."];
+/// Lines that end a batch.
+const SEPARATORS: &[&str] = &["---", "", "  ", " --- "];
 const BLANKS: &[&str] = &[" ", "  ", "\t", " \t "];
 /// Type mnemonics that are not also class mnemonics (a class is optional, so `CH` would be
 /// read as one).
@@ -211,294 +160,329 @@ const WORDS: &[&str] = &[
     "ñ",
 ];
 
-fn blank(rng: &mut Rng) -> &'static str {
-    rng.pick(BLANKS)
+fn blank() -> impl Strategy<Value = &'static str> {
+    select(BLANKS)
 }
 
-fn record(rng: &mut Rng) -> Record {
-    let words = 1 + rng.below(4);
-    let mut rdata = String::new();
-    for i in 0..words {
-        if i > 0 {
-            // Inner spacing of the rdata is kept as written.
-            rdata.push_str(blank(rng));
-        }
-        rdata.push_str(rng.pick(WORDS));
-    }
-    let ttl = match rng.below(4) {
-        0 => 0,
-        1 => u32::MAX,
-        _ => rng.next() as u32 % 86_400,
-    };
-    Record {
-        name: rng.pick(NAMES).to_owned(),
-        r#type: rng.pick(TYPES).to_owned(),
-        class: if rng.chance(2) {
-            rng.pick(CLASSES).to_owned()
-        } else {
-            String::new()
-        },
-        ttl,
-        rdata,
-    }
+/// Leading blanks of a line, one line in three.
+fn indent() -> impl Strategy<Value = &'static str> {
+    prop_oneof![2 => Just(""), 1 => blank()]
 }
 
-/// `NAME TTL [CLASS] TYPE RDATA` with random blanks; the record as the parser should return it.
-fn render_record(rng: &mut Rng, r: &Record) -> (String, Record) {
-    let mut text = format!("{}{}{}", r.name, blank(rng), r.ttl);
-    if !r.class.is_empty() {
-        text.push_str(blank(rng));
-        text.push_str(&r.class);
-    }
-    text.push_str(blank(rng));
-    text.push_str(&r.r#type);
-    text.push_str(blank(rng));
-    text.push_str(&r.rdata);
-    let parsed = Record {
-        class: r.class.to_ascii_uppercase(),
-        r#type: r.r#type.to_ascii_uppercase(),
-        ..r.clone()
-    };
-    (text, parsed)
+/// Trailing blanks of a line, one line in four.
+fn trailing() -> impl Strategy<Value = &'static str> {
+    prop_oneof![3 => Just(""), 1 => blank()]
 }
 
-/// A valid change file and the batches it describes (`--zone` is [`DEFAULT_ZONE`]).
-fn valid_file(rng: &mut Rng) -> (String, Vec<ChangeBatch>) {
-    let mut lines = Vec::new();
-    let mut batches = Vec::new();
-    let mut zone = DEFAULT_ZONE.to_owned();
-    for _ in 0..1 + rng.below(4) {
-        if rng.chance(2) {
-            zone = rng
-                .pick(&["example.com.", "example.org.", "é.test."])
-                .to_owned();
-            lines.push(format!("{}zone{}{zone}", indent(rng), blank(rng)));
+prop_compose! {
+    /// A record as written (mixed-case type and class, no class one time in two); its rdata is
+    /// 1 to 4 words whose inner spacing the parser keeps as written.
+    fn record()(
+        name in select(NAMES),
+        ttl in prop_oneof![1 => Just(0), 1 => Just(u32::MAX), 2 => 0..86_400u32],
+        class in prop_oneof![Just(""), select(CLASSES)],
+        ty in select(TYPES),
+        first in select(WORDS),
+        more in vec((blank(), select(WORDS)), 0..4),
+    ) -> Record {
+        let mut rdata = first.to_owned();
+        for (blank, word) in more {
+            rdata.push_str(blank);
+            rdata.push_str(word);
         }
-        let mut changes = Vec::new();
-        for _ in 0..rng.below(5) {
-            if rng.chance(4) {
-                // A comment inside a batch does not end it.
-                lines.push(format!("{}# {}", indent(rng), rng.pick(WORDS)));
-            }
-            let (text, change) = change(rng);
-            lines.push(format!("{}{text}{}", indent(rng), trailing(rng)));
-            changes.push(change);
-        }
-        lines.push(rng.pick(&["---", "", "  ", " --- "]).to_owned());
-        if !changes.is_empty() {
-            batches.push(ChangeBatch {
-                zone: zone.clone(),
-                changes,
-                expected_serial: None,
-            });
+        Record {
+            name: name.to_owned(),
+            r#type: ty.to_owned(),
+            class: class.to_owned(),
+            ttl,
+            rdata,
         }
     }
-    let newline = if rng.chance(4) { "\r\n" } else { "\n" };
-    (lines.join(newline), batches)
 }
 
-const DEFAULT_ZONE: &str = "default.test.";
-
-fn indent(rng: &mut Rng) -> &'static str {
-    if rng.chance(3) { blank(rng) } else { "" }
+prop_compose! {
+    /// `NAME TTL [CLASS] TYPE RDATA` with random blanks, and the record as the parser should
+    /// return it.
+    fn rendered_record()(r in record(), b in prop::array::uniform::<_, 4>(blank()))
+        -> (String, Record)
+    {
+        let mut text = format!("{}{}{}", r.name, b[0], r.ttl);
+        if !r.class.is_empty() {
+            text.push_str(b[1]);
+            text.push_str(&r.class);
+        }
+        text.push_str(b[2]);
+        text.push_str(&r.r#type);
+        text.push_str(b[3]);
+        text.push_str(&r.rdata);
+        let parsed = Record {
+            class: r.class.to_ascii_uppercase(),
+            r#type: r.r#type.to_ascii_uppercase(),
+            ..r
+        };
+        (text, parsed)
+    }
 }
 
-fn trailing(rng: &mut Rng) -> &'static str {
-    if rng.chance(4) { blank(rng) } else { "" }
-}
-
-fn change(rng: &mut Rng) -> (String, Change) {
-    let generated = record(rng);
-    let (text, record) = render_record(rng, &generated);
-    match rng.below(3) {
-        0 => (
-            format!("add{}{text}", blank(rng)),
-            Change {
-                op: Op::Create.into(),
+/// An `add`, `del` or `edit` line (without indent) and the change it describes.
+fn change() -> impl Strategy<Value = (String, Change)> {
+    let single = |op: Op, directive: &'static str| {
+        (blank(), rendered_record()).prop_map(move |(blank, (text, record))| {
+            let change = Change {
+                op: op.into(),
                 record: Some(record),
                 previous: None,
-            },
-        ),
-        1 => (
-            format!("del{}{text}", blank(rng)),
-            Change {
-                op: Op::Delete.into(),
-                record: Some(record),
-                previous: None,
-            },
-        ),
-        _ => {
-            let generated = self::record(rng);
-            let (old_text, old) = render_record(rng, &generated);
-            let text = format!(
-                "edit{}{old_text}{}=>{}{text}",
-                blank(rng),
-                blank(rng),
-                blank(rng)
-            );
+            };
+            (format!("{directive}{blank}{text}"), change)
+        })
+    };
+    let edit = (
+        prop::array::uniform::<_, 3>(blank()),
+        rendered_record(),
+        rendered_record(),
+    )
+        .prop_map(|(b, (old_text, old), (text, record))| {
             let change = Change {
                 op: Op::Edit.into(),
                 record: Some(record),
                 previous: Some(old),
             };
+            let text = format!("edit{}{old_text}{}=>{}{text}", b[0], b[1], b[2]);
             (text, change)
+        });
+    prop_oneof![single(Op::Create, "add"), single(Op::Delete, "del"), edit]
+}
+
+prop_compose! {
+    /// A change line of a batch, with a comment above it one time in four (a comment inside a
+    /// batch does not end it).
+    fn batch_line()(
+        comment in prop::option::weighted(0.25, (indent(), select(WORDS))),
+        before in indent(),
+        (text, change) in change(),
+        after in trailing(),
+    ) -> (Option<String>, String, Change) {
+        let comment = comment.map(|(indent, word)| format!("{indent}# {word}"));
+        (comment, format!("{before}{text}{after}"), change)
+    }
+}
+
+prop_compose! {
+    /// A valid change file and the batches it describes (`--zone` is [`DEFAULT_ZONE`]): 1 to 4
+    /// batches of 0 to 4 changes, each after a `zone` line one time in two (otherwise in the
+    /// zone before), each ended by a separator; lines end in `\r\n` one file in four.
+    fn valid_file()(
+        batches in vec(
+            (
+                prop::option::of((indent(), blank(), select(ZONES))),
+                vec(batch_line(), 0..5),
+                select(SEPARATORS),
+            ),
+            1..5,
+        ),
+        newline in prop_oneof![3 => Just("\n"), 1 => Just("\r\n")],
+    ) -> (String, Vec<ChangeBatch>) {
+        let mut lines = Vec::new();
+        let mut want = Vec::new();
+        let mut zone = DEFAULT_ZONE;
+        for (zone_line, batch_lines, separator) in batches {
+            if let Some((indent, blank, name)) = zone_line {
+                zone = name;
+                lines.push(format!("{indent}zone{blank}{name}"));
+            }
+            let mut changes = Vec::new();
+            for (comment, line, change) in batch_lines {
+                lines.extend(comment);
+                lines.push(line);
+                changes.push(change);
+            }
+            lines.push(separator.to_owned());
+            if !changes.is_empty() {
+                want.push(ChangeBatch {
+                    zone: zone.to_owned(),
+                    changes,
+                    expected_serial: None,
+                });
+            }
         }
+        (lines.join(newline), want)
     }
 }
 
 #[test]
 fn valid_files_parse_to_the_batches_they_describe() {
-    check("change_file_valid", valid_file, |(text, want)| {
-        let got = parse_change_file(text, Some(DEFAULT_ZONE));
+    check("change_file_valid", valid_file(), |(text, want)| {
+        let got = parse_change_file(&text, Some(DEFAULT_ZONE));
         let want = if want.is_empty() {
             Err(ChangeFileError::Empty)
         } else {
-            Ok(want.clone())
+            Ok(want)
         };
-        if got != want {
-            return Err(format!("got {got:?}\nwant {want:?}"));
-        }
+        prop_assert_eq!(got, want);
         Ok(())
     });
 }
 
-#[test]
-fn a_bad_line_in_a_valid_file_is_reported_at_its_line() {
-    const BAD: &[&str] = &[
-        "frob x",
-        "zone",
-        "zone a. b.",
-        "add",
-        "add www",
-        "add www -1 A 192.0.2.1",
-        "add www 4294967296 A 192.0.2.1",
-        "del www 300 IN",
-        "add www 300 1A x",
-        "add www 300 A",
-        "edit a 1 A 192.0.2.1 b 1 A 192.0.2.2",
-        "edit a 1 A 192.0.2.1 =>",
-        "edit => b 1 A 192.0.2.2",
-        "Add www 300 A 192.0.2.1",
-    ];
-    let generate = |rng: &mut Rng| {
-        let (text, _) = valid_file(rng);
+/// Lines that are wrong wherever they stand.
+const BAD: &[&str] = &[
+    "frob x",
+    "zone",
+    "zone a. b.",
+    "add",
+    "add www",
+    "add www -1 A 192.0.2.1",
+    "add www 4294967296 A 192.0.2.1",
+    "del www 300 IN",
+    "add www 300 1A x",
+    "add www 300 A",
+    "edit a 1 A 192.0.2.1 b 1 A 192.0.2.2",
+    "edit a 1 A 192.0.2.1 =>",
+    "edit => b 1 A 192.0.2.2",
+    "Add www 300 A 192.0.2.1",
+];
+
+prop_compose! {
+    /// A valid file with a line of [`BAD`] inserted anywhere, and that line's number.
+    fn file_with_bad_line()(
+        (text, _) in valid_file(),
+        at in any::<Index>(),
+        before in indent(),
+        bad in select(BAD),
+    ) -> (String, usize) {
         let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        let at = rng.below(lines.len() + 1);
-        lines.insert(at, format!("{}{}", indent(rng), rng.pick(BAD)));
+        let at = at.index(lines.len() + 1);
+        lines.insert(at, format!("{before}{bad}"));
         (lines.join("\n"), at + 1)
-    };
-    check(
-        "change_file_bad_line",
-        generate,
-        |(text, line)| match parse_change_file(text, Some(DEFAULT_ZONE)) {
-            Err(e) if e.line() == Some(*line) => Ok(()),
-            other => Err(format!("want an error on line {line}, got {other:?}")),
-        },
-    );
+    }
 }
 
-impl Shrink for (String, usize) {
-    fn shrink(self, why: String, _: &impl Fn(&Self) -> Result<(), String>) -> (Self, String) {
-        (self, why)
-    }
+#[test]
+fn a_bad_line_in_a_valid_file_is_reported_at_its_line() {
+    check(
+        "change_file_bad_line",
+        file_with_bad_line(),
+        |(text, line)| match parse_change_file(&text, Some(DEFAULT_ZONE)) {
+            Err(e) if e.line() == Some(line) => Ok(()),
+            other => Err(TestCaseError::fail(format!(
+                "want an error on line {line}, got {other:?}"
+            ))),
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Anything else.
 
 /// Characters a change file is made of, near-misses of its syntax, and any Unicode.
-fn arbitrary_text(rng: &mut Rng) -> String {
-    const PIECES: &[&str] = &[
-        "zone",
-        "add",
-        "del",
-        "edit",
-        "=>",
-        "=",
-        ">",
-        "---",
-        "-",
-        "#",
-        " ",
-        "\t",
-        "\n",
-        "\r\n",
-        "\r",
-        "IN",
-        "CLASS",
-        "TYPE",
-        "A",
-        "300",
-        "4294967295",
-        "4294967296",
-        "-1",
-        "@",
-        ".",
-        "\"",
-        "\\",
-        "\u{0}",
-        "\u{feff}",
-        "\u{85}",
-        "\u{2028}",
-        "\u{3000}",
-        "é",
+const PIECES: &[&str] = &[
+    "zone",
+    "add",
+    "del",
+    "edit",
+    "=>",
+    "=",
+    ">",
+    "---",
+    "-",
+    "#",
+    " ",
+    "\t",
+    "\n",
+    "\r\n",
+    "\r",
+    "IN",
+    "CLASS",
+    "TYPE",
+    "A",
+    "300",
+    "4294967295",
+    "4294967296",
+    "-1",
+    "@",
+    ".",
+    "\"",
+    "\\",
+    "\u{0}",
+    "\u{feff}",
+    "\u{85}",
+    "\u{2028}",
+    "\u{3000}",
+    "é",
+];
+
+/// Text of `pieces` pieces: three in four from [`PIECES`], the others any character.
+fn text_of(pieces: std::ops::Range<usize>) -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        3 => select(PIECES).prop_map(str::to_owned),
+        1 => any::<char>().prop_map(String::from),
     ];
-    let mut text = String::new();
-    for _ in 0..rng.below(64) {
-        if rng.chance(4) {
-            text.push(char::from_u32(rng.next() as u32 % 0x11_0000).unwrap_or('\u{fffd}'));
-        } else {
-            text.push_str(rng.pick(PIECES));
-        }
-    }
-    text
+    vec(piece, pieces).prop_map(|pieces| pieces.concat())
 }
 
 #[test]
 fn arbitrary_text_parses_or_explains_itself() {
-    check("change_file_arbitrary", arbitrary_text, |text| {
-        parses_or_explains(text, None)?;
-        parses_or_explains(text, Some(DEFAULT_ZONE))
+    check("change_file_arbitrary", text_of(0..64), |text| {
+        parses_or_explains(&text, None)?;
+        parses_or_explains(&text, Some(DEFAULT_ZONE))
     });
 }
 
-/// A valid file with a few random edits: characters and lines dropped, duplicated, swapped,
-/// or replaced by near-misses.
-fn mutated_file(rng: &mut Rng) -> String {
-    let (text, _) = valid_file(rng);
-    let mut chars: Vec<char> = text.chars().collect();
-    for _ in 0..1 + rng.below(4) {
-        let at = rng.below(chars.len() + 1);
-        match rng.below(5) {
-            0 if at < chars.len() => {
-                chars.remove(at);
-            }
-            1 if at < chars.len() => {
-                let c = chars[at];
-                chars.insert(at, c);
-            }
-            2 if at < chars.len() => {
-                let other = rng.below(chars.len());
-                chars.swap(at, other);
-            }
-            3 => {
-                let piece = arbitrary_text(rng);
-                let piece: Vec<char> = piece.chars().take(8).collect();
-                chars.splice(at..at, piece);
-            }
-            _ => {
-                let piece = rng.pick(&["=>", "\n", " ", "#", "---", "4294967296", "\u{0}"]);
-                chars.splice(at..at, piece.chars());
+/// Near-misses inserted into valid files.
+const NEAR_MISSES: &[&str] = &["=>", "\n", " ", "#", "---", "4294967296", "\u{0}"];
+
+/// One edit of a file's characters; positions are taken modulo the length at that point.
+#[derive(Clone, Debug)]
+enum Mutation {
+    Remove(Index),
+    Duplicate(Index),
+    Swap(Index, Index),
+    Insert(Index, String),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        any::<Index>().prop_map(Mutation::Remove),
+        any::<Index>().prop_map(Mutation::Duplicate),
+        any::<(Index, Index)>().prop_map(|(a, b)| Mutation::Swap(a, b)),
+        (any::<Index>(), text_of(0..8))
+            .prop_map(|(at, text)| Mutation::Insert(at, text.chars().take(8).collect())),
+        (any::<Index>(), select(NEAR_MISSES))
+            .prop_map(|(at, piece)| Mutation::Insert(at, piece.to_owned())),
+    ]
+}
+
+prop_compose! {
+    /// A valid file with 1 to 4 random edits: characters dropped, duplicated, swapped, or
+    /// inserted (arbitrary text or near-misses of the syntax).
+    fn mutated_file()((text, _) in valid_file(), mutations in vec(mutation(), 1..5)) -> String {
+        let mut chars: Vec<char> = text.chars().collect();
+        for mutation in mutations {
+            let len = chars.len();
+            match mutation {
+                Mutation::Remove(at) if len > 0 => {
+                    chars.remove(at.index(len));
+                }
+                Mutation::Duplicate(at) if len > 0 => {
+                    let at = at.index(len);
+                    chars.insert(at, chars[at]);
+                }
+                Mutation::Swap(a, b) if len > 0 => chars.swap(a.index(len), b.index(len)),
+                Mutation::Insert(at, piece) => {
+                    let at = at.index(len + 1);
+                    chars.splice(at..at, piece.chars());
+                }
+                // Nothing to remove, duplicate or swap in an empty file.
+                _ => {}
             }
         }
+        chars.into_iter().collect()
     }
-    chars.into_iter().collect()
 }
 
 #[test]
 fn mutated_valid_files_parse_or_explain_themselves() {
-    check("change_file_mutated", mutated_file, |text| {
-        parses_or_explains(text, None)?;
-        parses_or_explains(text, Some(DEFAULT_ZONE))
+    check("change_file_mutated", mutated_file(), |text| {
+        parses_or_explains(&text, None)?;
+        parses_or_explains(&text, Some(DEFAULT_ZONE))
     });
 }
