@@ -15,7 +15,11 @@
 //! | `ENHANCE_YOUR_CALM` / `H3_EXCESSIVE_LOAD`            | `RESOURCE_EXHAUSTED`|
 //! | `INADEQUATE_SECURITY`                                | `PERMISSION_DENIED` |
 //! | `NO_ERROR` before trailers, protocol / internal errors | `INTERNAL`        |
+//! | received `grpc-status-details-bin` that is not base64 | `INTERNAL`         |
 //! | anything else                                        | `UNKNOWN`           |
+//!
+//! A received `grpc-message` that does not decode keeps its status code and arrives as raw text
+//! (see [`sanitize_status`]).
 
 use std::error::Error as StdError;
 use std::fmt;
