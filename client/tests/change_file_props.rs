@@ -6,75 +6,16 @@
 //! Case counts: `PROPTEST_CASES` per property (default 256); `PROPTEST_MAX_SECS` bounds a long
 //! run, as in the other proptest suites, so `scripts/fuzz.sh` runs this one alike.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
-use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use zone_client::cli::changes::{ChangeFileError, parse_change_file};
 use zone_proto::zone::v1::{Change, ChangeBatch, Record, change::Op};
 
-fn cases_from(var: &str, default: u32) -> u32 {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Runner config; regressions are kept as explicit tests (in `cli::changes`) rather than files.
-fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// Runs `test` over `strategy`, panics with the minimal failing input, and reports how many cases
-/// ran. `PROPTEST_MAX_SECS` bounds a long run: the run stops at the first case past it (unless a
-/// failure is being shrunk) and reports how far it got.
-fn check<S: Strategy>(
-    name: &str,
-    strategy: S,
-    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
-) {
-    let config = config(cases_from("PROPTEST_CASES", 256));
-    let cases = config.cases;
-    let budget = std::env::var("PROPTEST_MAX_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_secs);
-    let started = Instant::now();
-    let ran = AtomicUsize::new(0);
-    let failing = AtomicBool::new(false);
-    // Past the budget a case is rejected, and the first reject ends the run (rejects are not
-    // shrunk, unlike failures).
-    let config = Config {
-        max_global_rejects: 0,
-        ..config
-    };
-    let result = TestRunner::new(config).run(&strategy, |value| {
-        if !failing.load(Ordering::Relaxed) && budget.is_some_and(|b| started.elapsed() > b) {
-            return Err(TestCaseError::reject("PROPTEST_MAX_SECS reached"));
-        }
-        ran.fetch_add(1, Ordering::Relaxed);
-        let result = test(value);
-        if result.is_err() {
-            failing.store(true, Ordering::Relaxed);
-        }
-        result
-    });
-    let ran = ran.into_inner();
-    match result {
-        Ok(()) => eprintln!("PROPS {name}: {ran} of {cases} cases run, 0 failures"),
-        Err(TestError::Abort(_)) if !failing.load(Ordering::Relaxed) => {
-            eprintln!("PROPS {name}: {ran} of {cases} cases run (time budget), 0 failures")
-        }
-        Err(e) => panic!("PROPS {name}: FAILED after {ran} cases: {e}"),
-    }
-}
+#[path = "../../test-support/bounded_proptest.rs"]
+mod bounded_proptest;
+use bounded_proptest::{check, parser_config};
 
 /// What any input must satisfy: batches, or an error that names a line of the input (or says
 /// there are no changes) in words a user can act on. (A panic in the parser is caught by the
@@ -311,16 +252,21 @@ prop_compose! {
 
 #[test]
 fn valid_files_parse_to_the_batches_they_describe() {
-    check("change_file_valid", valid_file(), |(text, want)| {
-        let got = parse_change_file(&text, Some(DEFAULT_ZONE));
-        let want = if want.is_empty() {
-            Err(ChangeFileError::Empty)
-        } else {
-            Ok(want)
-        };
-        prop_assert_eq!(got, want);
-        Ok(())
-    });
+    check(
+        "change_file_valid",
+        parser_config(),
+        valid_file(),
+        |(text, want)| {
+            let got = parse_change_file(&text, Some(DEFAULT_ZONE));
+            let want = if want.is_empty() {
+                Err(ChangeFileError::Empty)
+            } else {
+                Ok(want)
+            };
+            prop_assert_eq!(got, want);
+            Ok(())
+        },
+    );
 }
 
 /// Lines that are wrong wherever they stand.
@@ -360,6 +306,7 @@ prop_compose! {
 fn a_bad_line_in_a_valid_file_is_reported_at_its_line() {
     check(
         "change_file_bad_line",
+        parser_config(),
         file_with_bad_line(),
         |(text, line)| match parse_change_file(&text, Some(DEFAULT_ZONE)) {
             Err(e) if e.line() == Some(line) => Ok(()),
@@ -421,10 +368,15 @@ fn text_of(pieces: std::ops::Range<usize>) -> impl Strategy<Value = String> {
 
 #[test]
 fn arbitrary_text_parses_or_explains_itself() {
-    check("change_file_arbitrary", text_of(0..64), |text| {
-        parses_or_explains(&text, None)?;
-        parses_or_explains(&text, Some(DEFAULT_ZONE))
-    });
+    check(
+        "change_file_arbitrary",
+        parser_config(),
+        text_of(0..64),
+        |text| {
+            parses_or_explains(&text, None)?;
+            parses_or_explains(&text, Some(DEFAULT_ZONE))
+        },
+    );
 }
 
 /// Near-misses inserted into valid files.
@@ -481,8 +433,13 @@ prop_compose! {
 
 #[test]
 fn mutated_valid_files_parse_or_explain_themselves() {
-    check("change_file_mutated", mutated_file(), |text| {
-        parses_or_explains(&text, None)?;
-        parses_or_explains(&text, Some(DEFAULT_ZONE))
-    });
+    check(
+        "change_file_mutated",
+        parser_config(),
+        mutated_file(),
+        |text| {
+            parses_or_explains(&text, None)?;
+            parses_or_explains(&text, Some(DEFAULT_ZONE))
+        },
+    );
 }

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use zone_proto::zone::v1 as pb;
 use zone_proto::zone::v1::change::Op;
 use zone_server::journal::{JournalOptions, MemoryJournal};
@@ -18,60 +18,9 @@ use zone_server::zones::{StoreError, ZoneRecord, ZoneStore};
 
 const ORIGIN: &str = "fuzz.test.";
 
-fn config() -> Config {
-    Config {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(256),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// Runs `test` over `strategy`, panics with the minimal failing input, and reports how many cases
-/// ran. `PROPTEST_MAX_SECS` bounds a long run: the run stops at the first case past it (unless a
-/// failure is being shrunk) and reports how far it got.
-fn check<S: Strategy>(
-    name: &str,
-    strategy: S,
-    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
-) {
-    let config = config();
-    let cases = config.cases;
-    let budget = std::env::var("PROPTEST_MAX_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(std::time::Duration::from_secs);
-    let started = std::time::Instant::now();
-    let ran = AtomicUsize::new(0);
-    let failing = std::sync::atomic::AtomicBool::new(false);
-    // Past the budget a case is rejected, and the first reject ends the run (rejects are not
-    // shrunk, unlike failures).
-    let config = Config {
-        max_global_rejects: 0,
-        ..config
-    };
-    let result = TestRunner::new(config).run(&strategy, |value| {
-        if !failing.load(Ordering::Relaxed) && budget.is_some_and(|b| started.elapsed() > b) {
-            return Err(TestCaseError::reject("PROPTEST_MAX_SECS reached"));
-        }
-        ran.fetch_add(1, Ordering::Relaxed);
-        let result = test(value);
-        if result.is_err() {
-            failing.store(true, Ordering::Relaxed);
-        }
-        result
-    });
-    let ran = ran.into_inner();
-    match result {
-        Ok(()) => eprintln!("PROPS {name}: {ran} of {cases} cases run, 0 failures"),
-        Err(TestError::Abort(_)) if !failing.load(Ordering::Relaxed) => {
-            eprintln!("PROPS {name}: {ran} of {cases} cases run (time budget), 0 failures")
-        }
-        Err(e) => panic!("PROPS {name}: FAILED after {ran} cases: {e}"),
-    }
-}
+#[path = "../../test-support/bounded_proptest.rs"]
+mod bounded_proptest;
+use bounded_proptest::{check, parser_config};
 
 /// A record as the store shows it: (name, type, rdata) → ttl.
 type Records = BTreeMap<(String, String, String), u32>;
@@ -379,21 +328,26 @@ fn zone_text_never_panics() {
         4 => Just(ORIGIN.to_owned()),
         1 => any::<String>(),
     ];
-    check("zone_text_arbitrary", (origin, text), |(origin, text)| {
-        let store = ZoneStore::new();
-        if store.insert_zone_text(&origin, &text).is_ok() {
-            // Whatever loaded is a zone: it has a SOA and can be read back.
-            let zone = store.zones().pop().unwrap();
-            let snapshot = store.snapshot(&zone.name).unwrap();
-            prop_assert_eq!(snapshot.records().filter(|r| r.r#type == "SOA").count(), 1);
-        }
-        Ok(())
-    });
+    check(
+        "zone_text_arbitrary",
+        parser_config(),
+        (origin, text),
+        |(origin, text)| {
+            let store = ZoneStore::new();
+            if store.insert_zone_text(&origin, &text).is_ok() {
+                // Whatever loaded is a zone: it has a SOA and can be read back.
+                let zone = store.zones().pop().unwrap();
+                let snapshot = store.snapshot(&zone.name).unwrap();
+                prop_assert_eq!(snapshot.records().filter(|r| r.r#type == "SOA").count(), 1);
+            }
+            Ok(())
+        },
+    );
 }
 
 #[test]
 fn generated_zones_load_exactly_and_round_trip_through_snapshots() {
-    check("zone_text_generated", gen_zone(), |zone| {
+    check("zone_text_generated", parser_config(), gen_zone(), |zone| {
         let (text, want) = zone.render();
         let store = ZoneStore::new();
         let loaded = store.insert_zone_text(ORIGIN, &text);
@@ -624,6 +578,7 @@ fn batches_follow_the_model(name: &str, durable: bool) {
     let base_serial = prop_oneof![Just(7u32), Just(u32::MAX - 1)];
     check(
         name,
+        parser_config(),
         (base_serial, proptest::collection::vec(gen_batch(), 1..6)),
         |(base_serial, batches)| {
             let store = ZoneStore::new();

@@ -12,7 +12,6 @@
 mod common;
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -21,78 +20,18 @@ use grpc_h3::__fuzz::{self, AltSvc};
 use grpc_h3::Transport;
 use http_body::Frame;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use tonic::Code;
 use tonic::codec::{DecodeBuf, Decoder, Streaming};
 use tower::ServiceExt;
 use zone_proto::grpc_testing::*;
 
-fn cases_from(var: &str, default: u32) -> u32 {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "../../test-support/bounded_proptest.rs"]
+mod bounded_proptest;
+use bounded_proptest::{cases_from, check, config, parser_config};
 
-/// Runner config; regressions are kept as explicit tests below rather than files.
-fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-fn parser_config() -> Config {
-    config(cases_from("PROPTEST_CASES", 256))
-}
-
-fn net_config() -> Config {
+fn net_config() -> proptest::test_runner::Config {
     config(cases_from("PROPTEST_NET_CASES", 32))
-}
-
-/// Runs `test` over `strategy`, panics with the minimal failing input, and reports how many cases
-/// ran. `PROPTEST_MAX_SECS` bounds a long run: the run stops at the first case past it (unless a
-/// failure is being shrunk) and reports how far it got.
-fn check<S: Strategy>(
-    name: &str,
-    config: Config,
-    strategy: S,
-    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
-) {
-    let cases = config.cases;
-    let budget = std::env::var("PROPTEST_MAX_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(std::time::Duration::from_secs);
-    let started = std::time::Instant::now();
-    let ran = AtomicUsize::new(0);
-    let failing = std::sync::atomic::AtomicBool::new(false);
-    // Past the budget a case is rejected, and the first reject ends the run (rejects are not
-    // shrunk, unlike failures).
-    let config = Config {
-        max_global_rejects: 0,
-        ..config
-    };
-    let result = TestRunner::new(config).run(&strategy, |value| {
-        if !failing.load(Ordering::Relaxed) && budget.is_some_and(|b| started.elapsed() > b) {
-            return Err(TestCaseError::reject("PROPTEST_MAX_SECS reached"));
-        }
-        ran.fetch_add(1, Ordering::Relaxed);
-        let result = test(value);
-        if result.is_err() {
-            failing.store(true, Ordering::Relaxed);
-        }
-        result
-    });
-    let ran = ran.into_inner();
-    match result {
-        Ok(()) => eprintln!("PROPS {name}: {ran} of {cases} cases run, 0 failures"),
-        Err(TestError::Abort(_)) if !failing.load(Ordering::Relaxed) => {
-            eprintln!("PROPS {name}: {ran} of {cases} cases run (time budget), 0 failures")
-        }
-        Err(e) => panic!("PROPS {name}: FAILED after {ran} cases: {e}"),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
