@@ -304,19 +304,25 @@ async fn serve_request(
     let header_timeout = settings.handshake_timeout;
     let early_data: Option<&HashSet<String>> = settings.early_data.as_deref();
     // A stream that never completes its HEADERS (slowloris) must not hold a task forever.
-    let (request, stream) =
-        match tokio::time::timeout(header_timeout, resolver.resolve_request()).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(err)) => {
-                tracing::debug!(error = %err, "malformed HTTP/3 request");
-                return;
-            }
-            Err(_) => {
-                // Dropping the resolver drops the stream: quinn resets/stops it.
-                tracing::debug!("request headers did not arrive in time");
-                return;
-            }
-        };
+    // Boxed: h3's resolve future is ~2.5 KiB, over half of this task's state, and every request
+    // would otherwise carry (and copy when spawned) that much for a phase that ends at once.
+    let (request, stream) = match Box::pin(tokio::time::timeout(
+        header_timeout,
+        resolver.resolve_request(),
+    ))
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "malformed HTTP/3 request");
+            return;
+        }
+        Err(_) => {
+            // Dropping the resolver drops the stream: quinn resets/stops it.
+            tracing::debug!("request headers did not arrive in time");
+            return;
+        }
+    };
     // The client's STOP_SENDING (it dropped the call, RFC 9114 §4.1.1) cancels the handler: the
     // selects below drop its future or its response stream.
     let (stopped, early) = match stops.take(stream.id().into_inner()) {
@@ -483,5 +489,21 @@ where
             tracing::debug!(error = %err, "finishing response stream failed");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The size of the future an `async fn` of seven arguments returns.
+    fn future_size<A, B, C, D, E, F, G, R>(_: fn(A, B, C, D, E, F, G) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Each request is one task holding this future: its size is memory per in-flight call and a
+    /// memcpy at every spawn (4.9 KiB with h3's resolve future inline, 3.0 KiB boxed).
+    #[test]
+    fn request_futures_stay_small() {
+        let size = future_size(super::serve_request);
+        assert!(size < 4 * 1024, "serve_request future is {size} bytes");
     }
 }
