@@ -1363,6 +1363,44 @@ impl NetlabParts {
     }
 }
 
+/// Interrupted (Ctrl-C, SIGTERM), the run ends without unwinding, so the lab's destructor never
+/// deletes its namespaces: a watcher thread deletes them and exits with 128 + the signal.
+fn delete_namespaces_on_signal() {
+    let watcher = std::thread::Builder::new()
+        .name("netlab-signals".into())
+        .spawn(|| {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            else {
+                return;
+            };
+            let code = rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut int), Ok(mut term)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) else {
+                    return None;
+                };
+                tokio::select! {
+                    _ = int.recv() => Some(130),
+                    _ = term.recv() => Some(143),
+                }
+            });
+            if let Some(code) = code {
+                eprintln!("zone-bench --netlab: interrupted; deleting the lab's namespaces");
+                zone_bench::netlab::cleanup_all();
+                std::process::exit(code);
+            }
+        });
+    if let Err(e) = watcher {
+        eprintln!(
+            "zone-bench --netlab: no signal watcher ({e}); an interrupted run leaves its namespaces to the next run's sweep"
+        );
+    }
+}
+
 pub fn main(args: &Args) -> ExitCode {
     let parts = match NetlabParts::select(&args.scenarios) {
         Ok(p) => p,
@@ -1384,6 +1422,7 @@ pub fn main(args: &Args) -> ExitCode {
         }
     };
     eprintln!("{}", lab.ready_line());
+    delete_namespaces_on_signal();
     let outcome = run(&lab, args, parts);
     drop(lab);
     match outcome {

@@ -327,3 +327,61 @@ fn faults_tiny_reports_recovery_after_kill_and_rebind() {
         }
     }
 }
+
+/// An interrupted `--netlab` run (Ctrl-C) deletes its namespaces and exits 130; without root the
+/// lab cannot start and the run is a skip that says why.
+#[test]
+fn interrupted_netlab_deletes_its_namespaces() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--netlab", "--tiny", "--out"])
+        .arg(dir.path().join("out"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start zone-bench");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // `netlab READY a=NAME/ADDR b=NAME/ADDR ...`, or the reason it cannot start.
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let Some(ready) = first.strip_prefix("netlab READY ") else {
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(2), "{first}");
+        println!("skipping: {first}");
+        return;
+    };
+    let names: Vec<String> = ready
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("a=").or_else(|| w.strip_prefix("b=")))
+        .filter_map(|w| w.split('/').next().map(str::to_owned))
+        .collect();
+    assert_eq!(names.len(), 2, "{first}");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    // Drain stderr so the child cannot block on a full pipe while it exits.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("zone-bench did not exit after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let rest = drain.join().unwrap().join("\n");
+    assert_eq!(status.code(), Some(130), "{rest}");
+    let left = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    for name in &names {
+        assert!(!left.contains(name.as_str()), "{name} left behind: {left}");
+    }
+}
