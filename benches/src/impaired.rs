@@ -1364,25 +1364,36 @@ impl NetlabParts {
 }
 
 /// Interrupted (Ctrl-C, SIGTERM), the run ends without unwinding, so the lab's destructor never
-/// deletes its namespaces: a watcher thread deletes them and exits with 128 + the signal.
+/// deletes its namespaces: a watcher thread deletes them and exits with 128 + the signal. Returns
+/// once the handlers are in place, so a signal right after the READY line is caught too.
 fn delete_namespaces_on_signal() {
+    let (registered_tx, registered) = std::sync::mpsc::channel::<Result<(), String>>();
     let watcher = std::thread::Builder::new()
         .name("netlab-signals".into())
-        .spawn(|| {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_io()
                 .build()
-            else {
-                return;
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = registered_tx.send(Err(e.to_string()));
+                    return;
+                }
             };
-            let code = rt.block_on(async {
+            let code = rt.block_on(async move {
                 use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut int), Ok(mut term)) = (
+                let (mut int, mut term) = match (
                     signal(SignalKind::interrupt()),
                     signal(SignalKind::terminate()),
-                ) else {
-                    return None;
+                ) {
+                    (Ok(int), Ok(term)) => (int, term),
+                    (Err(e), _) | (_, Err(e)) => {
+                        let _ = registered_tx.send(Err(e.to_string()));
+                        return None;
+                    }
                 };
+                let _ = registered_tx.send(Ok(()));
                 tokio::select! {
                     _ = int.recv() => Some(130),
                     _ = term.recv() => Some(143),
@@ -1394,9 +1405,17 @@ fn delete_namespaces_on_signal() {
                 std::process::exit(code);
             }
         });
-    if let Err(e) = watcher {
+    let outcome = match watcher {
+        Ok(_) => registered
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|e| e.to_string())
+            .and_then(|r| r),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = outcome {
         eprintln!(
-            "zone-bench --netlab: no signal watcher ({e}); an interrupted run leaves its namespaces to the next run's sweep"
+            "zone-bench --netlab: no signal watcher ({e}); an interrupted run leaves its \
+             namespaces to the next run's sweep"
         );
     }
 }
@@ -1421,8 +1440,8 @@ pub fn main(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    eprintln!("{}", lab.ready_line());
     delete_namespaces_on_signal();
+    eprintln!("{}", lab.ready_line());
     let outcome = run(&lab, args, parts);
     drop(lab);
     match outcome {
