@@ -82,13 +82,21 @@ async fn call_answered(
 ) -> tonic::Status {
     let mut req = tonic::Request::new(Empty {});
     let md = req.metadata_mut();
-    md.insert("x-misbehave", format!("status-{place}").parse().unwrap());
-    md.insert("x-status-code", code.parse().unwrap());
+    md.insert(common::RAW_CODE, code.parse().unwrap());
+    if place == "headers" {
+        md.insert(common::RAW_TRAILERS_ONLY, "1".parse().unwrap());
+    }
     if let Some(m) = message {
-        md.insert("x-status-message", m.parse().unwrap());
+        md.insert(
+            common::RAW_MESSAGE,
+            common::hex(m.as_bytes()).parse().unwrap(),
+        );
     }
     if let Some(d) = details {
-        md.insert("x-status-details", d.parse().unwrap());
+        md.insert(
+            common::RAW_DETAILS,
+            common::hex(d.as_bytes()).parse().unwrap(),
+        );
     }
     f.client().empty_call(req).await.unwrap_err()
 }

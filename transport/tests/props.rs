@@ -15,7 +15,9 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use common::Fixture;
+use common::{
+    FUZZ_BIN, Fixture, Options, RAW_BIN, RAW_CODE, RAW_DETAILS, RAW_MESSAGE, RAW_TRAILERS_ONLY, hex,
+};
 use grpc_h3::__fuzz::{self, AltSvc};
 use grpc_h3::Transport;
 use http_body::Frame;
@@ -683,105 +685,6 @@ async fn malformed_request_bodies_get_clean_statuses_and_the_connection_survives
 // What our client receives: a raw server answers with any `grpc-message` and `-bin` bytes a field
 // value can carry, and the client (tonic's decoding, over our wires) must still yield a Status.
 
-/// Request headers that make [`RawStatus`] answer instead of the service; values hex-encoded so
-/// any bytes survive the request.
-const RAW_CODE: &str = "x-raw-code";
-const RAW_MESSAGE: &str = "x-raw-message";
-const RAW_BIN: &str = "x-raw-bin-value";
-const RAW_TRAILERS_ONLY: &str = "x-raw-trailers-only";
-const RAW_DETAILS: &str = "x-raw-details";
-/// The `-bin` key the raw server fills.
-const FUZZ_BIN: &str = "x-fuzz-bin";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &[u8]) -> Vec<u8> {
-    text.chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-        .collect()
-}
-
-/// Answers requests carrying [`RAW_CODE`] with exactly the requested status fields, as a
-/// response with one empty message and trailers, or Trailers-Only (PROTOCOL-HTTP2.md,
-/// "Responses"); passes everything else to the service.
-#[derive(Clone)]
-struct RawStatus<S>(S);
-
-#[derive(Clone)]
-struct RawStatusLayer;
-
-impl<S> tower::Layer<S> for RawStatusLayer {
-    type Service = RawStatus<S>;
-    fn layer(&self, inner: S) -> RawStatus<S> {
-        RawStatus(inner)
-    }
-}
-
-type HttpResponse = http::Response<tonic::body::Body>;
-
-impl<S> tower::Service<http::Request<tonic::body::Body>> for RawStatus<S>
-where
-    S: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = HttpResponse,
-            Error = Infallible,
-        >,
-    S::Future: Send + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = futures::future::BoxFuture<'static, Result<HttpResponse, Infallible>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let h = req.headers();
-        let Some(code) = h.get(RAW_CODE).cloned() else {
-            return Box::pin(self.0.call(req));
-        };
-        let mut status = http::HeaderMap::new();
-        status.insert("grpc-status", code);
-        let fields = [
-            (RAW_MESSAGE, "grpc-message"),
-            (RAW_BIN, FUZZ_BIN),
-            (RAW_DETAILS, "grpc-status-details-bin"),
-        ];
-        for (from, to) in fields {
-            if let Some(v) = h.get(from) {
-                let raw = http::HeaderValue::from_bytes(&unhex(v.as_bytes())).unwrap();
-                status.insert(to, raw);
-            }
-        }
-        let trailers_only = h.contains_key(RAW_TRAILERS_ONLY);
-        Box::pin(async move {
-            let mut resp = if trailers_only {
-                let mut resp = http::Response::new(tonic::body::Body::empty());
-                resp.headers_mut().extend(status);
-                resp
-            } else {
-                let frames = vec![
-                    Ok::<_, Infallible>(Frame::data(Bytes::from_static(&[0; 5]))),
-                    Ok(Frame::trailers(status)),
-                ];
-                let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
-                http::Response::new(tonic::body::Body::new(body))
-            };
-            resp.headers_mut().insert(
-                "content-type",
-                http::HeaderValue::from_static("application/grpc"),
-            );
-            Ok(resp)
-        })
-    }
-}
-
 /// A byte an HTTP field value may hold (RFC 9110 §5.5: VCHAR, obs-text, SP, HTAB).
 fn field_byte() -> impl Strategy<Value = u8> {
     prop_oneof![0x20u8..=0x7e, 0x80u8..=0xff, Just(b'\t')]
@@ -971,7 +874,16 @@ fn raw_bin_value() -> impl Strategy<Value = Vec<u8>> {
 }
 
 async fn any_received_grpc_message_and_bin_value_yields_a_status(t: Transport) {
-    let (channel, server) = raw_status_server(t).await;
+    // `Misbehave` answers the raw status fields a call asks for (common::RAW_CODE).
+    let f = Fixture::start_with(
+        t,
+        Options {
+            misbehave: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let channel = f.channel.clone();
     let strategy = (
         0i32..=16,
         raw_grpc_message(),
@@ -1050,56 +962,4 @@ async fn any_received_grpc_message_and_bin_value_yields_a_status(t: Transport) {
     let mut client =
         zone_proto::grpc_testing::test_service_client::TestServiceClient::new(channel.clone());
     client.empty_call(Empty {}).await.unwrap();
-    server.abort();
-}
-
-/// Starts a server whose [`RawStatusLayer`] answers raw status fields, and a channel to it.
-async fn raw_status_server(t: Transport) -> (grpc_h3::Channel, tokio::task::JoinHandle<()>) {
-    let certs = common::certs();
-    let tls = grpc_h3::ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem).unwrap();
-    let bound = grpc_h3::Server::builder()
-        .tls(tls)
-        .transport(t)
-        .layer(RawStatusLayer)
-        .add_service(common::service(Default::default()))
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = match t {
-        Transport::H3 => bound.h3_addr().unwrap(),
-        _ => bound.h2_addr().unwrap(),
-    };
-    let server = tokio::spawn(async move {
-        bound
-            .serve_with_shutdown(futures::future::pending())
-            .await
-            .unwrap()
-    });
-    (common::endpoint(t, addr).connect().await.unwrap(), server)
-}
-
-// tonic 0.14.9's `Status::from_header_map` decodes `grpc-status-details-bin` with `expect`: before
-// the client filtered that header, any server could panic the task awaiting a call.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_status_details_bin_is_internal_and_does_not_panic() {
-    for t in [Transport::H2, Transport::H3] {
-        let (channel, server) = raw_status_server(t).await;
-        for trailers_only in [false, true] {
-            let mut client = zone_proto::grpc_testing::test_service_client::TestServiceClient::new(
-                channel.clone(),
-            );
-            let mut req = tonic::Request::new(Empty {});
-            req.metadata_mut().insert(RAW_CODE, "9".parse().unwrap());
-            req.metadata_mut()
-                .insert(RAW_DETAILS, hex(b"not base64!").parse().unwrap());
-            if trailers_only {
-                req.metadata_mut()
-                    .insert(RAW_TRAILERS_ONLY, "1".parse().unwrap());
-            }
-            let call = tokio::spawn(async move { client.empty_call(req).await }).await;
-            let status = call.expect("the call panicked").unwrap_err();
-            assert_eq!(status.code(), Code::Internal, "{t}: {status:?}");
-        }
-        server.abort();
-    }
 }

@@ -339,11 +339,67 @@ impl Default for Options {
     }
 }
 
+/// Request metadata that makes [`Misbehave`] answer a raw status of exactly these fields
+/// (values hex-encoded, so any bytes a field value can carry survive the request).
+pub const RAW_CODE: &str = "x-raw-code";
+pub const RAW_MESSAGE: &str = "x-raw-message";
+pub const RAW_BIN: &str = "x-raw-bin-value";
+pub const RAW_TRAILERS_ONLY: &str = "x-raw-trailers-only";
+pub const RAW_DETAILS: &str = "x-raw-details";
+/// The `-bin` key a raw status fills from [`RAW_BIN`].
+pub const FUZZ_BIN: &str = "x-fuzz-bin";
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &[u8]) -> Vec<u8> {
+    text.chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
+
+/// The raw status a request carrying [`RAW_CODE`] asks for: a response with one empty message
+/// and the status in trailers, or Trailers-Only with [`RAW_TRAILERS_ONLY`] (PROTOCOL-HTTP2.md,
+/// "Responses").
+fn raw_status(h: &http::HeaderMap) -> Option<HttpResponse> {
+    let mut status = http::HeaderMap::new();
+    status.insert("grpc-status", h.get(RAW_CODE)?.clone());
+    let fields = [
+        (RAW_MESSAGE, "grpc-message"),
+        (RAW_BIN, FUZZ_BIN),
+        (RAW_DETAILS, "grpc-status-details-bin"),
+    ];
+    for (from, to) in fields {
+        if let Some(v) = h.get(from) {
+            let raw = http::HeaderValue::from_bytes(&unhex(v.as_bytes())).unwrap();
+            status.insert(to, raw);
+        }
+    }
+    let mut resp = if h.contains_key(RAW_TRAILERS_ONLY) {
+        let mut resp = http::Response::new(tonic::body::Body::empty());
+        resp.headers_mut().extend(status);
+        resp
+    } else {
+        let frames = vec![
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes::Bytes::from_static(
+                &[0; 5],
+            ))),
+            Ok(http_body::Frame::trailers(status)),
+        ];
+        let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+        http::Response::new(tonic::body::Body::new(body))
+    };
+    resp.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    Some(resp)
+}
+
 /// A layer that breaks the gRPC protocol on request: metadata `x-misbehave: http-NNN` answers
 /// HTTP status NNN without grpc-status; `no-status` answers 200 with no grpc-status at all;
-/// `status-trailers` / `status-headers` answer a status whose `grpc-status`, `grpc-message` and
-/// `grpc-status-details-bin` are copied verbatim from the request's `x-status-code`,
-/// `x-status-message` and `x-status-details`, in trailers or Trailers-Only.
+/// [`RAW_CODE`] answers a raw status (see [`raw_status`]).
 #[derive(Clone)]
 pub struct Misbehave;
 
@@ -380,39 +436,15 @@ where
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        if let Some(resp) = raw_status(req.headers()) {
+            return Box::pin(std::future::ready(Ok(resp)));
+        }
         let how = req
             .headers()
             .get("x-misbehave")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         match how {
-            Some(how) if how.starts_with("status-") => {
-                let mut status = http::HeaderMap::new();
-                for (from, to) in [
-                    ("x-status-code", "grpc-status"),
-                    ("x-status-message", "grpc-message"),
-                    ("x-status-details", "grpc-status-details-bin"),
-                ] {
-                    if let Some(v) = req.headers().get(from) {
-                        status.insert(to, v.clone());
-                    }
-                }
-                Box::pin(async move {
-                    let grpc = http::HeaderValue::from_static("application/grpc");
-                    let mut resp = if how == "status-headers" {
-                        let mut resp = http::Response::new(tonic::body::Body::empty());
-                        resp.headers_mut().extend(status);
-                        resp
-                    } else {
-                        let frame = Ok::<_, tonic::Status>(http_body::Frame::trailers(status));
-                        http::Response::new(tonic::body::Body::new(
-                            http_body_util::StreamBody::new(futures::stream::iter([frame])),
-                        ))
-                    };
-                    resp.headers_mut().insert("content-type", grpc);
-                    Ok(resp)
-                })
-            }
             Some(how) => Box::pin(async move {
                 let mut resp = http::Response::new(tonic::body::Body::empty());
                 if let Some(code) = how.strip_prefix("http-") {
