@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zone-bench");
@@ -31,21 +31,30 @@ fn run(args: &[&str], limit: Duration) -> Output {
         std::io::Read::read_to_end(&mut stderr, &mut buf).ok();
         buf
     });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("zone-bench {args:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_within(
+        &mut child,
+        started + limit,
+        &format!("zone-bench {args:?} ({limit:?})"),
+    );
     Output {
         status,
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
+    }
+}
+
+/// Waits for `child` to exit; past `deadline` it is killed and the test fails naming `what`.
+fn wait_within(child: &mut std::process::Child, deadline: Instant, what: &str) -> ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish in time");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -361,16 +370,7 @@ fn interrupted_netlab_deletes_its_namespaces() {
     // Drain stderr so the child cannot block on a full pipe while it exits.
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("zone-bench did not exit after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_within(&mut child, deadline, "zone-bench after SIGINT");
     let rest = drain.join().unwrap().join("\n");
     assert_eq!(status.code(), Some(130), "{rest}");
     let left = String::from_utf8_lossy(
