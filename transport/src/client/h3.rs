@@ -129,8 +129,8 @@ impl H3Connection {
     pub(crate) fn rebind(&self, socket: std::net::UdpSocket) -> Result<(), Error> {
         let guard = self.endpoint.lock().unwrap_or_else(PoisonError::into_inner);
         match guard.as_ref() {
-            Some(ep) => ep
-                .rebind(socket)
+            Some(ep) => crate::quic::socket::SplitGsoSocket::wrap(socket)
+                .and_then(|socket| ep.rebind_abstract(socket))
                 .map_err(|e| Error::with(Kind::Io, e).context("rebind QUIC socket")),
             None => Err(Error::new(Kind::Closed).context("no QUIC endpoint to rebind yet")),
         }
@@ -208,11 +208,14 @@ impl H3Connection {
             .build::<_, _, Bytes>(backend::Connection::new(quic.clone(), None))
             .await
             .map_err(|e| Error::with(Kind::Protocol, e).context("HTTP/3 connection setup"))?;
+        let ended = quic.clone();
         tokio::spawn(async move {
             let err = futures::future::poll_fn(|cx| driver.poll_close(cx)).await;
             if !err.is_h3_no_error() {
                 tracing::debug!(error = %err, "HTTP/3 connection ended");
             }
+            // Losses, path MTU, congestion events: what a throughput question starts from.
+            tracing::debug!(stats = ?ended.stats(), "QUIC connection statistics");
         });
         Ok(Live {
             send,

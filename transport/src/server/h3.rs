@@ -251,6 +251,7 @@ async fn serve_connection(
         }
     }
     while requests.join_next().await.is_some() {}
+    tracing::debug!(%remote, stats = ?conn.stats(), "QUIC connection statistics");
     if draining {
         // Responses that finished just before the drain began may still be unacknowledged, and
         // closing discards them: give the client about two round trips (+ its ACK delay).
