@@ -42,6 +42,14 @@ pub struct Args {
     #[arg(long = "wire", value_name = "WIRE", value_delimiter = ',', num_args = 1..)]
     pub wires: Vec<crate::target::Wire>,
 
+    /// `QuicSettings::mtu_upper_bound` of grpc-h3's HTTP/3 client and servers (default 1452):
+    /// e.g. 65527 lets loopback connections find its 64 KiB MTU, which bulk streams gain from
+    /// and every new connection pays for with an MTU search (see the setting's docs). tonic-h3
+    /// keeps quinn's defaults.
+    #[arg(long, value_name = "BYTES",
+          value_parser = clap::value_parser!(u16).range(1200..=65527))]
+    pub quic_mtu: Option<u16>,
+
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
@@ -126,6 +134,8 @@ pub struct Settings {
     pub case_timeout: Duration,
     /// Wires to run (empty = every wire the target offers).
     pub wires: Vec<crate::target::Wire>,
+    /// `--quic-mtu`: grpc-h3's QUIC `mtu_upper_bound`, when not the default.
+    pub quic_mtu: Option<u16>,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -152,6 +162,7 @@ impl Settings {
                 fanout_publishes_1000: 3,
                 case_timeout: Duration::ZERO,
                 wires: Vec::new(),
+                quic_mtu: None,
             }
         } else if args.quick {
             Settings {
@@ -170,6 +181,7 @@ impl Settings {
                 fanout_publishes_1000: 10,
                 case_timeout: Duration::ZERO,
                 wires: Vec::new(),
+                quic_mtu: None,
             }
         } else {
             Settings {
@@ -188,6 +200,7 @@ impl Settings {
                 fanout_publishes_1000: 100,
                 case_timeout: Duration::ZERO,
                 wires: Vec::new(),
+                quic_mtu: None,
             }
         };
         if let Some(reps) = args.reps {
@@ -206,7 +219,17 @@ impl Settings {
         };
         s.case_timeout = s.duration * 2 + slack;
         s.wires.clone_from(&args.wires);
+        s.quic_mtu = args.quic_mtu;
         s
+    }
+
+    /// grpc-h3's QUIC settings for this run's client and servers.
+    pub fn quic(&self) -> grpc_h3::QuicSettings {
+        let mut quic = grpc_h3::QuicSettings::default();
+        if let Some(mtu) = self.quic_mtu {
+            quic.mtu_upper_bound = mtu;
+        }
+        quic
     }
 
     /// Time bound of a case in round `round` (warm-up rounds are shorter).

@@ -94,6 +94,7 @@ impl LocalServers {
         let plain = Server::builder()
             .tls(tls.clone())
             .transport(Transport::Auto)
+            .quic_settings(settings.quic())
             .drain_timeout(DRAIN)
             .add_service(zones_server(store.clone()))
             .add_service(test_service())
@@ -105,6 +106,7 @@ impl LocalServers {
         let auth = Server::builder()
             .tls(tls)
             .transport(Transport::Auto)
+            .quic_settings(settings.quic())
             .drain_timeout(DRAIN)
             .layer(ours_auth.clone())
             .add_service(zones_server(store.clone()))
@@ -160,6 +162,7 @@ impl LocalServers {
             }),
             ca_pem: certs.ca_pem.clone(),
             server_name: "localhost".to_string(),
+            quic: settings.quic(),
         };
         Ok(LocalServers {
             target,

@@ -131,6 +131,8 @@ pub struct Target {
     pub ca_pem: Vec<u8>,
     /// Name verified against the server certificate.
     pub server_name: String,
+    /// QUIC settings of grpc-h3's HTTP/3 client.
+    pub quic: grpc_h3::QuicSettings,
 }
 
 impl Target {
@@ -163,6 +165,7 @@ impl Target {
                 };
                 let endpoint = Endpoint::new(format!("https://{addr}"))?
                     .transport(transport)
+                    .quic_settings(self.quic.clone())
                     .server_name(self.server_name.clone())
                     .ca_certificate_pem(&self.ca_pem)?;
                 Connector::Ours(Box::new(endpoint))

@@ -79,9 +79,18 @@
 //!   packets vanish, and after three such loss bursts quinn's black-hole detector drops the MTU
 //!   to 1200 for a minute — every server connection of `stream-64k` ended at 1200 (QUIC
 //!   statistics, now logged at debug level when a connection ends). `socket::SplitGsoSocket`
-//!   splits such batches. `zone-bench --scenario stream-64k --wire h2 h3 --reps 3 --duration 3`:
-//!   before 4.6–5.7 Gbit/s, 2.7–3.2 CPU s/GiB (H3/H2 0.57–0.62); after 10.5 Gbit/s at 1.24
-//!   CPU s/GiB against HTTP/2's 9.8 at 1.47 (H3/H2 1.07 and 0.85), MTU 65 495, no black hole.
+//!   splits such batches. `zone-bench --scenario stream-64k --wire h2 h3 --reps 3 --duration 3`
+//!   with a 65527 bound: before 4.6–5.7 Gbit/s, 2.7–3.2 CPU s/GiB (H3/H2 0.57–0.62); after
+//!   10.5 Gbit/s at 1.24 CPU s/GiB against HTTP/2's 9.8 at 1.47 (H3/H2 1.07 and 0.85), MTU
+//!   65 495, no black hole. The MTU search is per connection, and on loopback every probe is
+//!   delivered: it added ~1.5 ms to `--scenario connect` (set-up + one call; 2.1 → 3.6 ms; with
+//!   discovery off at the same announced size 2.0 ms, so it is the probing, not quinn's larger
+//!   receive buffers), and that scenario's fresh endpoint per connection left server
+//!   connections behind until the 1024-connection limit refused new ones (not root-caused;
+//!   the clients' CONNECTION_CLOSE likely queued behind probes on an endpoint being dropped).
+//!   A 9000 bound: 11.6 Gbit/s (H3/H2 0.90), set-up 4.1 ms. So the default stays at quinn's
+//!   1452 and a large bound is opt-in (`QuicSettings::mtu_upper_bound`, `zone-bench
+//!   --quic-mtu`) for long-lived connections on loopback or jumbo-frame paths.
 
 pub(crate) mod backend;
 mod empty_data;
@@ -133,11 +142,17 @@ pub struct QuicSettings {
     /// SO_RCVBUF / SO_SNDBUF of the UDP socket in bytes; default 1 MiB (capped by the kernel).
     pub udp_buffer_size: usize,
     /// Largest UDP payload path-MTU discovery (RFC 9000 §14.3) probes for, and the
-    /// `max_udp_payload_size` announced to the peer (§18.2) so its search may go as high; default
-    /// 65527 (the UDP maximum), so paths with a large MTU — loopback, jumbo frames — use it.
-    /// quinn's own defaults (1452 probed, 1472 announced) cap every path at Ethernet size.
-    /// Probing higher than a path allows only loses the probes (quinn: "safe to use an
-    /// arbitrarily high upper bound"). Values outside 1200..=65527 are clamped.
+    /// `max_udp_payload_size` announced to the peer (§18.2) so its search may go as high;
+    /// default 1452 (quinn's: Ethernet less IPv6 and UDP headers). Values outside 1200..=65527
+    /// are clamped.
+    ///
+    /// Paths with a larger MTU — loopback, jumbo frames — carry bulk data with far less work
+    /// per byte at a higher bound: on loopback `zone-bench --scenario stream-64k --quic-mtu
+    /// 65527` runs at about twice the default's Gbit/s, above HTTP/2. The price is paid by
+    /// every connection, since quinn searches per connection: on loopback, where each probe is
+    /// delivered, the search added ~1.5 ms to connection set-up and one call (`--scenario
+    /// connect`), and a client making a fresh endpoint per call left enough server connections
+    /// behind to reach the server's connection limit. Raise it where connections are long-lived.
     pub mtu_upper_bound: u16,
 }
 
@@ -153,7 +168,7 @@ impl Default for QuicSettings {
             congestion: CongestionControl::Cubic,
             segmentation_offload: true,
             udp_buffer_size: 1024 * 1024,
-            mtu_upper_bound: 65_527,
+            mtu_upper_bound: 1452,
         }
     }
 }
@@ -283,14 +298,18 @@ pub(crate) fn endpoint(
 mod tests {
     use super::*;
 
-    /// A bulk transfer on loopback runs at loopback's large MTU and keeps it. Two defects held it
-    /// to 1472 or 1200 bytes: quinn's default `max_udp_payload_size` (1472) capped the peer's MTU
-    /// search, and with it lifted, GSO batches over 64 KiB were lost without an error, which
-    /// quinn's black-hole detector took for an MTU black hole (see `socket`).
+    /// With a raised `mtu_upper_bound`, a bulk transfer on loopback runs at loopback's large MTU
+    /// and keeps it. Two defects held it to 1472 or 1200 bytes: quinn's default
+    /// `max_udp_payload_size` (1472) capped the peer's MTU search, and with it lifted, GSO batches
+    /// over 64 KiB were lost without an error, which quinn's black-hole detector took for an MTU
+    /// black hole (see `socket`).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bulk_transfer_on_loopback_keeps_a_large_mtu() {
         let certs = dev_certs::DevCerts::generate().unwrap();
-        let settings = QuicSettings::default();
+        let settings = QuicSettings {
+            mtu_upper_bound: 65_527,
+            ..QuicSettings::default()
+        };
         let tls = crate::ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem)
             .unwrap()
             .server_config(crate::tls::ALPN_H3)
