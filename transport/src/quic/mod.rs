@@ -91,6 +91,21 @@
 //!   A 9000 bound: 11.6 Gbit/s (H3/H2 0.90), set-up 4.1 ms. So the default stays at quinn's
 //!   1452 and a large bound is opt-in (`QuicSettings::mtu_upper_bound`, `zone-bench
 //!   --quic-mtu`) for long-lived connections on loopback or jumbo-frame paths.
+//! - Small calls, session 4 (noisy VM: the same build's h2 c=32 rate moved 21k–43k calls/s within
+//!   the hour, so only same-run ratios count). ~20 % of the samples are the kernel's scheduler
+//!   (`finish_task_switch`, `_raw_spin_unlock_irqrestore`: thread wake-ups) and ~14 % glibc
+//!   malloc/free (`perf record -g`, `--scenario unary-64b-c32 --wire h3`); `perf stat -e
+//!   context-switches` per wire: about twice HTTP/2's switches per call for both HTTP/3 stacks.
+//!   With mimalloc as the bench's allocator (a scratch build, not kept) every wire gained and
+//!   tonic-h3 reached ~0.97× HTTP/2 at c=32 while ours stayed at 0.68–0.75×, so part of the gap
+//!   is ours, not quinn's. A cross pairing (scratch build: our client against tonic-h3's server
+//!   and the reverse) ran at 30–36k calls/s against 25–30k for ours on both ends; QUIC statistics
+//!   of those runs show our server sending ~0.6 datagrams per call at c=32 where tonic-h3's
+//!   sends ~0.28 (our client ~0.95 either way) — our responses leave in more, smaller packets.
+//!   Not explained yet: both servers spawn a task per request and write HEADERS, DATA,
+//!   trailers the same way, and quinn's settings (tried: quinn's defaults throughout) and the
+//!   MTU bound do not change it. The lead for the next step is what wakes our server's quinn
+//!   connection driver between a response's writes.
 
 pub(crate) mod backend;
 mod empty_data;
