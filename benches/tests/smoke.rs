@@ -68,7 +68,9 @@ fn scenario_names() -> Vec<String> {
         .collect()
 }
 
-fn check_results(dir: &Path, expected: &[String]) {
+/// Checks `results.json`: every scenario over its wires, each metric with a figure — except the
+/// JetStream half (`nats_*`) when `without_nats`, which the run skips without nats-server.
+fn check_results(dir: &Path, expected: &[String], without_nats: bool) {
     assert!(dir.join("report.md").is_file(), "report.md missing");
     let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
     let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
@@ -112,7 +114,10 @@ fn check_results(dir: &Path, expected: &[String]) {
                 !t["samples"].as_array().unwrap().is_empty(),
                 "{name} {wire}"
             );
-            for key in &keys {
+            for key in keys
+                .iter()
+                .filter(|k| !(without_nats && k.starts_with("nats_")))
+            {
                 let median = &t["summary"][key]["median"];
                 assert!(
                     median.as_f64().is_some_and(f64::is_finite),
@@ -143,7 +148,14 @@ fn tiny_run_reports_every_scenario_over_every_transport() {
         stdout.contains("goals (reported, not enforced)"),
         "{stdout}"
     );
-    check_results(&out_dir, &scenario_names());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let without_nats = stderr.contains("nats-server not installed");
+    if without_nats {
+        eprintln!(
+            "JetStream figures not checked: nats-server not installed (scripts/install-nats.sh)"
+        );
+    }
+    check_results(&out_dir, &scenario_names(), without_nats);
 }
 
 #[test]

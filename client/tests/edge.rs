@@ -380,9 +380,12 @@ impl EdgeRun {
         );
     }
 
-    /// Stops like a crash: no final persist, whatever was persisted stays.
-    fn kill(self) {
+    /// Stops like a crash: no final persist, whatever was persisted stays. Returns once the
+    /// runner is gone (an abort takes effect at the task's next poll, which on a loaded machine
+    /// can come after changes published meanwhile).
+    async fn kill(self) {
         self.task.abort();
+        let _ = self.task.await;
     }
 
     async fn shutdown(mut self) {
@@ -471,14 +474,17 @@ async fn resume_through_faults(start: Transport) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let persisted = run.edge.persisted_serial(ZONE).unwrap();
-    run.kill();
+    run.kill().await;
     origin.publish(3).await;
-    let run = EdgeRun::start(&state, proxy.addr, start);
+    // Read before the restarted edge runs: once running it may sync past the file at once.
+    let reopened = Edge::open(EdgeConfig::new([ZONE]).state_file(&state)).unwrap();
     assert_eq!(
-        run.edge.serial(ZONE),
+        reopened.serial(ZONE),
         Some(persisted),
         "state file holds the acked serial"
     );
+    drop(reopened);
+    let run = EdgeRun::start(&state, proxy.addr, start);
     run.converge(&origin, "edge restart").await;
     assert_eq!(
         run.edge.stats().snapshots,
