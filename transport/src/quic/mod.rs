@@ -8,6 +8,9 @@
 //! - Cubic congestion control (quinn's default); BBR is selectable and holds up far better under
 //!   random loss (≥ 1 %), where Cubic keeps halving its window.
 //! - idle timeout 30 s; keep-alive off unless configured (as for HTTP/2).
+//! - `mtu_upper_bound` 1452 (quinn's), announced as `max_udp_payload_size` too: a larger bound
+//!   doubles bulk throughput on loopback and jumbo-frame paths but costs every new connection a
+//!   longer MTU search (numbers in the session-4 notes below and on the field).
 //! - UDP socket buffers of 1 MiB (Linux defaults to 208 KiB): with a few MiB in flight the
 //!   default receive buffer overflowed and the kernel dropped datagrams (`RcvbufErrors` in
 //!   /proc/net/snmp), which QUIC took for congestion — 64 KiB unary calls at c=32 ran at a
