@@ -274,7 +274,7 @@ pub(crate) fn endpoint(
     settings: &QuicSettings,
 ) -> std::io::Result<quinn::Endpoint> {
     let socket = udp_socket(addr, settings)?;
-    let config = match reset_secret {
+    let mut config = match reset_secret {
         Some(secret) => {
             let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
                 ring::hmac::HMAC_SHA256,
@@ -296,7 +296,6 @@ pub(crate) fn endpoint(
         }
         None => quinn::EndpointConfig::default(),
     };
-    let mut config = config;
     // The largest datagram we accept, sent to the peer as `max_udp_payload_size` (RFC 9000
     // §18.2): it caps the peer's path-MTU search. quinn's 1472 would hold loopback and jumbo
     // paths to Ethernet size whatever `mtu_upper_bound` says.
@@ -340,18 +339,11 @@ mod tests {
         )
         .unwrap();
         let server_addr = server.local_addr().unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in crate::tls::certs_from_pem(&certs.ca_pem, "CA").unwrap() {
-            roots.add(cert).unwrap();
-        }
-        let mut client_tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        client_tls.alpn_protocols = vec![crate::tls::ALPN_H3.to_vec()];
+        let mut client_tls = crate::tls::ClientTls::default();
+        client_tls.roots = Some(crate::tls::roots_from_pem(&certs.ca_pem, "CA").unwrap());
+        let client_tls = client_tls.client_config(crate::tls::ALPN_H3).unwrap();
         let client = endpoint("127.0.0.1:0".parse().unwrap(), None, None, &settings).unwrap();
-        let config = client_config(Arc::new(client_tls), &settings).unwrap();
+        let config = client_config(client_tls, &settings).unwrap();
 
         const TOTAL: usize = 256 * 1024 * 1024;
         let sender = tokio::spawn(async move {

@@ -29,7 +29,7 @@ use quinn::{AsyncUdpSocket, UdpPoller};
 /// The most UDP payload one `sendmsg` may carry, GSO batch or not: an IPv4 datagram's 65 535
 /// bytes less its 20-byte header and the 8-byte UDP header (IPv6 allows 20 more; one limit for
 /// both keeps it simple).
-pub(crate) const MAX_SEND_PAYLOAD: usize = 65_507;
+const MAX_SEND_PAYLOAD: usize = 65_507;
 
 /// quinn's tokio socket with oversized GSO batches split (see the module docs).
 pub(crate) struct SplitGsoSocket {
@@ -57,8 +57,8 @@ impl fmt::Debug for SplitGsoSocket {
 /// as fit in [`MAX_SEND_PAYLOAD`], and at least one (a single datagram too large for the path
 /// is quinn's own business: an MTU probe).
 fn batch_bytes(segment_size: usize) -> usize {
-    let segments = (MAX_SEND_PAYLOAD / segment_size.max(1)).max(1);
-    segments * segment_size.max(1)
+    let segment_size = segment_size.max(1);
+    (MAX_SEND_PAYLOAD / segment_size).max(1) * segment_size
 }
 
 impl AsyncUdpSocket for SplitGsoSocket {
