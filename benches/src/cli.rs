@@ -42,13 +42,17 @@ pub struct Args {
     #[arg(long = "wire", value_name = "WIRE", value_delimiter = ',', num_args = 1..)]
     pub wires: Vec<crate::target::Wire>,
 
-    /// `QuicSettings::mtu_upper_bound` of grpc-h3's HTTP/3 client and servers (default 1452):
-    /// e.g. 65527 lets loopback connections find its 64 KiB MTU, which bulk streams gain from
-    /// and every new connection pays for with an MTU search (see the setting's docs). tonic-h3
-    /// keeps quinn's defaults.
+    /// `QuicSettings::mtu_upper_bound` of grpc-h3's HTTP/3 client and servers (default 1452),
+    /// the bound of the per-connection MTU search on paths whose MTU is not known up front
+    /// (see the setting's docs). tonic-h3 keeps quinn's defaults.
     #[arg(long, value_name = "BYTES",
           value_parser = clap::value_parser!(u16).range(1200..=65527))]
     pub quic_mtu: Option<u16>,
+
+    /// Turn off `QuicSettings::loopback_mtu` for grpc-h3's HTTP/3 client and servers: loopback
+    /// connections then start at 1200 bytes and search up to `--quic-mtu`, as on other paths.
+    #[arg(long)]
+    pub no_loopback_mtu: bool,
 
     /// List the scenarios and exit.
     #[arg(long)]
@@ -136,6 +140,8 @@ pub struct Settings {
     pub wires: Vec<crate::target::Wire>,
     /// `--quic-mtu`: grpc-h3's QUIC `mtu_upper_bound`, when not the default.
     pub quic_mtu: Option<u16>,
+    /// grpc-h3's QUIC `loopback_mtu` (`--no-loopback-mtu` clears it).
+    pub loopback_mtu: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -163,6 +169,7 @@ impl Settings {
                 case_timeout: Duration::ZERO,
                 wires: Vec::new(),
                 quic_mtu: None,
+                loopback_mtu: true,
             }
         } else if args.quick {
             Settings {
@@ -182,6 +189,7 @@ impl Settings {
                 case_timeout: Duration::ZERO,
                 wires: Vec::new(),
                 quic_mtu: None,
+                loopback_mtu: true,
             }
         } else {
             Settings {
@@ -201,6 +209,7 @@ impl Settings {
                 case_timeout: Duration::ZERO,
                 wires: Vec::new(),
                 quic_mtu: None,
+                loopback_mtu: true,
             }
         };
         if let Some(reps) = args.reps {
@@ -220,6 +229,7 @@ impl Settings {
         s.case_timeout = s.duration * 2 + slack;
         s.wires.clone_from(&args.wires);
         s.quic_mtu = args.quic_mtu;
+        s.loopback_mtu = !args.no_loopback_mtu;
         s
     }
 
@@ -229,6 +239,7 @@ impl Settings {
         if let Some(mtu) = self.quic_mtu {
             quic.mtu_upper_bound = mtu;
         }
+        quic.loopback_mtu = self.loopback_mtu;
         quic
     }
 

@@ -179,8 +179,11 @@ impl H3Connection {
             .next()
             .ok_or_else(|| Error::new(Kind::Connect).context(format!("{target}: no address")))?;
         let endpoint = self.quinn_endpoint(addr)?;
+        // Per peer: a loopback server's path MTU is known up front (QuicSettings::loopback_mtu).
+        let mut client_config = config.client_config.clone();
+        client_config.transport_config(config.quic.transport_config_to(addr)?);
         let connecting = endpoint
-            .connect_with(config.client_config.clone(), addr, &config.server_name)
+            .connect_with(client_config, addr, &config.server_name)
             .map_err(|e| Error::with(Kind::Connect, e).context(target.clone()))?;
         let (quic, handshake) = match connecting.into_0rtt() {
             // Resuming with early data allowed: usable now; the handshake finishes meanwhile.

@@ -36,6 +36,10 @@ const DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub(crate) struct H3Listener {
     endpoint: quinn::Endpoint,
     local_addr: SocketAddr,
+    /// The endpoint's server config and QUIC settings, to tailor a connection's transport to its
+    /// peer (a loopback peer's path MTU is known: `QuicSettings::loopback_mtu`).
+    config: quinn::ServerConfig,
+    quic: crate::quic::QuicSettings,
 }
 
 impl H3Listener {
@@ -45,14 +49,17 @@ impl H3Listener {
         reset_secret: [u8; 32],
         settings: &crate::quic::QuicSettings,
     ) -> Result<Self, Error> {
-        let endpoint = crate::quic::endpoint(addr, Some(config), Some(reset_secret), settings)
-            .map_err(|e| Error::with(Kind::Io, e).context(format!("bind UDP {addr}")))?;
+        let endpoint =
+            crate::quic::endpoint(addr, Some(config.clone()), Some(reset_secret), settings)
+                .map_err(|e| Error::with(Kind::Io, e).context(format!("bind UDP {addr}")))?;
         let local_addr = endpoint
             .local_addr()
             .map_err(|e| Error::with(Kind::Io, e).context("UDP local address"))?;
         Ok(H3Listener {
             endpoint,
             local_addr,
+            config,
+            quic: settings.clone(),
         })
     }
 
@@ -76,8 +83,14 @@ impl H3Listener {
                         let Some(slots) = admit(incoming, &stats, &settings) else {
                             continue;
                         };
+                        let config = crate::quic::server_config_for(
+                            &self.config,
+                            &self.quic,
+                            slots.incoming.remote_address(),
+                        );
                         conns.spawn(serve_connection(
                             slots,
+                            config,
                             self.local_addr,
                             service.clone(),
                             settings.clone(),
@@ -153,6 +166,7 @@ fn admit(
 
 async fn serve_connection(
     admitted: Admitted,
+    config: Option<Arc<quinn::ServerConfig>>,
     local_addr: SocketAddr,
     service: BoxService,
     settings: Arc<ServerSettings>,
@@ -165,7 +179,11 @@ async fn serve_connection(
         handshake,
     } = admitted;
     let remote = incoming.remote_address();
-    let connecting = match incoming.accept() {
+    let accepted = match config {
+        Some(config) => incoming.accept_with(config),
+        None => incoming.accept(),
+    };
+    let connecting = match accepted {
         Ok(c) => c,
         Err(err) => {
             tracing::debug!(%remote, error = %err, "QUIC connection refused");
