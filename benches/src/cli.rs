@@ -54,6 +54,12 @@ pub struct Args {
     #[arg(long)]
     pub no_loopback_mtu: bool,
 
+    /// Swap the servers behind the two HTTP/3 wires: the `h3` column is then grpc-h3's client
+    /// against tonic-h3's server, the `tonic-h3` column tonic-h3's client against grpc-h3's
+    /// server. Tells which side a difference between the two HTTP/3 stacks comes from.
+    #[arg(long)]
+    pub cross_pair: bool,
+
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
@@ -142,6 +148,8 @@ pub struct Settings {
     pub quic_mtu: Option<u16>,
     /// grpc-h3's QUIC `loopback_mtu` (`--no-loopback-mtu` clears it).
     pub loopback_mtu: bool,
+    /// `--cross-pair`: each HTTP/3 client talks to the other stack's server.
+    pub cross_pair: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -170,6 +178,7 @@ impl Settings {
                 wires: Vec::new(),
                 quic_mtu: None,
                 loopback_mtu: true,
+                cross_pair: false,
             }
         } else if args.quick {
             Settings {
@@ -190,6 +199,7 @@ impl Settings {
                 wires: Vec::new(),
                 quic_mtu: None,
                 loopback_mtu: true,
+                cross_pair: false,
             }
         } else {
             Settings {
@@ -210,6 +220,7 @@ impl Settings {
                 wires: Vec::new(),
                 quic_mtu: None,
                 loopback_mtu: true,
+                cross_pair: false,
             }
         };
         if let Some(reps) = args.reps {
@@ -230,6 +241,7 @@ impl Settings {
         s.wires.clone_from(&args.wires);
         s.quic_mtu = args.quic_mtu;
         s.loopback_mtu = !args.no_loopback_mtu;
+        s.cross_pair = args.cross_pair;
         s
     }
 

@@ -102,6 +102,12 @@ async fn run(args: Args, selected: Vec<&'static ScenarioDef>) -> anyhow::Result<
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
 
+    if settings.cross_pair {
+        eprintln!(
+            "zone-bench: --cross-pair: the h3 column is grpc-h3's client against tonic-h3's \
+             server, the tonic-h3 column tonic-h3's client against grpc-h3's server"
+        );
+    }
     let mut servers = LocalServers::start(&settings, true).await?;
     let target = Arc::new(servers.target().clone());
     let runner = Runner::new(settings.clone(), target, selected.len());

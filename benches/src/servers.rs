@@ -163,6 +163,7 @@ impl LocalServers {
             ca_pem: certs.ca_pem.clone(),
             server_name: "localhost".to_string(),
             quic: settings.quic(),
+            cross_pair: settings.cross_pair,
         };
         Ok(LocalServers {
             target,

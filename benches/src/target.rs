@@ -133,12 +133,23 @@ pub struct Target {
     pub server_name: String,
     /// QUIC settings of grpc-h3's HTTP/3 client.
     pub quic: grpc_h3::QuicSettings,
+    /// `--cross-pair`: the HTTP/3 wires' clients talk to each other's servers.
+    pub cross_pair: bool,
 }
 
 impl Target {
     /// Whether `wire` can be run against this target.
     pub fn has(&self, wire: Wire) -> bool {
-        self.plain.of(wire).is_some()
+        self.plain.of(self.server_of(wire)).is_some()
+    }
+
+    /// Whose server a `wire` client talks to.
+    fn server_of(&self, wire: Wire) -> Wire {
+        match wire {
+            Wire::H3 if self.cross_pair => Wire::Peer,
+            Wire::Peer if self.cross_pair => Wire::H3,
+            other => other,
+        }
     }
 
     /// A connector to `service` over `wire` with a TLS session cache of its own.
@@ -153,9 +164,10 @@ impl Target {
                     .addrs
             }
         };
+        let server = self.server_of(wire);
         let addr = addrs
-            .of(wire)
-            .ok_or_else(|| anyhow::anyhow!("this target has no {wire} server"))?;
+            .of(server)
+            .ok_or_else(|| anyhow::anyhow!("this target has no {server} server"))?;
         Ok(match wire {
             Wire::H2 | Wire::H3 => {
                 let transport = if wire == Wire::H2 {
@@ -265,5 +277,49 @@ impl Service<Request<Body>> for AnyChannel {
                 .map_ok(peer_response as fn(PeerResponse) -> Response<Body>)
                 .right_future(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn target(peer: Option<SocketAddr>, cross_pair: bool) -> Target {
+        Target {
+            plain: Addrs {
+                h2: "127.0.0.1:1".parse().unwrap(),
+                h3: "127.0.0.1:2".parse().unwrap(),
+                peer,
+            },
+            auth: None,
+            ca_pem: Vec::new(),
+            server_name: "localhost".to_string(),
+            quic: grpc_h3::QuicSettings::default(),
+            cross_pair,
+        }
+    }
+
+    #[test]
+    fn cross_pair_swaps_only_the_http3_servers() {
+        let crossed = target(Some("127.0.0.1:3".parse().unwrap()), true);
+        assert_eq!(crossed.server_of(Wire::H2), Wire::H2);
+        assert_eq!(crossed.server_of(Wire::H3), Wire::Peer);
+        assert_eq!(crossed.server_of(Wire::Peer), Wire::H3);
+        let straight = target(Some("127.0.0.1:3".parse().unwrap()), false);
+        for wire in Wire::ALL {
+            assert_eq!(straight.server_of(wire), wire);
+        }
+    }
+
+    #[test]
+    fn a_crossed_wire_needs_the_other_stacks_server() {
+        let no_peer = target(None, true);
+        assert!(!no_peer.has(Wire::H3), "our client needs tonic-h3's server");
+        assert!(no_peer.has(Wire::Peer), "tonic-h3's client uses ours");
+        assert!(no_peer.has(Wire::H2));
+        let straight = target(None, false);
+        assert!(straight.has(Wire::H3));
+        assert!(!straight.has(Wire::Peer));
     }
 }
