@@ -112,6 +112,34 @@
 //!   trailers the same way, and quinn's settings (tried: quinn's defaults throughout) and the
 //!   MTU bound do not change it. The lead for the next step is what wakes our server's quinn
 //!   connection driver between a response's writes.
+//! - Session 5 (2026-12-04): loopback's MTU without a search (`loopback_mtu`). The client starts
+//!   at the route's MTU (65 507 bytes over IPv4). The server cannot: quinn lets any datagram fill
+//!   the current MTU while some anti-amplification budget is left, and with a 64 KiB initial MTU
+//!   the server sent 3.68× the client's bytes before address validation (`tests/amplification.rs`
+//!   caught it; RFC 9000 §8.1 allows 3×). So the server starts at 1200 and probes once after the
+//!   handshake. quinn's initial congestion window (14 720 bytes) is not scaled for a larger MTU:
+//!   a 64 KiB datagram never fit, and the loopback test hung, so it is set by RFC 9002 §7.2's
+//!   formula for the known MTU. A 64 KiB probe made `--scenario connect` 0.6 ms slower (2.0 →
+//!   2.6–2.8 ms). `perf` put the time in the receiver's `process_payload` and
+//!   `frame::Iter::next`: quinn decodes a probe's PADDING one byte, one frame, at a time. So the
+//!   server probes 16 KiB at most (no measurable set-up cost). `--scenario stream-64k unary-64k-c32
+//!   connect --wire h2 h3 --reps 3 --duration 2`, same session: stream H3/H2 1.08–1.25, CPU s/GiB
+//!   0.74–0.86, unary 64 KiB c=32 0.92–0.96, set-up 1.85–2.0 ms (was 2.1).
+//! - Small calls, session 5. Unchanged by the MTU work (`--no-loopback-mtu`, interleaved: c=1 p50
+//!   ratio 1.50–1.55 with, 1.61–1.66 without). Tried and dropped: a `yield_now` before the
+//!   response so that responses of concurrent calls share datagrams (c=32 0.72 → 0.66, c=1
+//!   worse). A raw quinn echo (a scratch test, not kept: one bidirectional stream per 80-byte
+//!   call, no HTTP/3 and no gRPC, the same settings and a 2-worker runtime) has a p50 of 97–120
+//!   µs. In the same minutes, gRPC over HTTP/2 had 147–156 µs and ours 195–217 µs. So quinn
+//!   alone leaves a margin of ~40 µs for HTTP/3 and gRPC on top, and ours uses ~100 µs.
+//!   `zone-bench --cross-pair` runs each HTTP/3 client against the other stack's server. At c=1 our
+//!   client with tonic-h3's server had a p50 of 173 µs, tonic-h3's client with ours 193 µs,
+//!   ours with ours 225 µs, tonic-h3 with tonic-h3 178 µs. At c=32 the rates were 17.8k / 17.3k
+//!   mixed against 15.1k / 15.8k straight. Each mixed pair beats both straight pairs, so the
+//!   excess comes from two grpc-h3 peers together. The transport settings both sides then
+//!   share (windows, 1 MiB socket buffers, stream limit) are the next suspects. Swapping in
+//!   quinn's default `TransportConfig` in a scratch build moved c=1 by less than the noise
+//!   (1.47–1.50 against 1.61–1.67).
 
 pub(crate) mod backend;
 mod empty_data;
