@@ -135,11 +135,13 @@
 //!   `zone-bench --cross-pair` runs each HTTP/3 client against the other stack's server. At c=1 our
 //!   client with tonic-h3's server had a p50 of 173 µs, tonic-h3's client with ours 193 µs,
 //!   ours with ours 225 µs, tonic-h3 with tonic-h3 178 µs. At c=32 the rates were 17.8k / 17.3k
-//!   mixed against 15.1k / 15.8k straight. Each mixed pair beats both straight pairs, so the
-//!   excess comes from two grpc-h3 peers together. The transport settings both sides then
-//!   share (windows, 1 MiB socket buffers, stream limit) are the next suspects. Swapping in
-//!   quinn's default `TransportConfig` in a scratch build moved c=1 by less than the noise
-//!   (1.47–1.50 against 1.61–1.67).
+//!   mixed against 15.1k / 15.8k straight. CPU per call at c=32, both ends together: 81.9 µs
+//!   (our client, their server) and 84.0 (theirs, ours) against 96.6 for ours on both ends, 90.0
+//!   for theirs on both ends and 74 for HTTP/2. If the costs simply added, the two mixed pairs
+//!   would sum to the two straight ones (166 against 187). So pairs of one stack cost more per
+//!   call, for both stacks, though by about the size of this VM's noise. Swapping in quinn's
+//!   default `TransportConfig` in a scratch build moved c=1 by less than the noise (1.47–1.50
+//!   against 1.61–1.67).
 
 pub(crate) mod backend;
 mod empty_data;
