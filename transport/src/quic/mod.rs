@@ -247,17 +247,18 @@ impl Default for QuicSettings {
 enum KnownMtu {
     /// The client starts at it.
     StartAt(u16),
-    /// The server starts at QUIC's minimum and searches up to it once the handshake is done: before the
-    /// client's address is validated a server may send only three times the bytes it received
-    /// (RFC 9000 §8.1), and quinn lets any datagram fill the current MTU once some budget is left,
-    /// so a large initial MTU would overshoot that limit (caught by tests/amplification.rs).
-    ProbeTo(u16),
+    /// The server starts at QUIC's minimum and searches up to it once the handshake is done.
+    /// Before the client's address is validated a server may send only three times the bytes it
+    /// received (RFC 9000 §8.1), and quinn lets any datagram fill the current MTU once some
+    /// budget is left, so a large initial MTU would overshoot that limit (caught by
+    /// tests/amplification.rs).
+    SearchTo(u16),
 }
 
 impl KnownMtu {
     fn mtu(self) -> u16 {
         match self {
-            KnownMtu::StartAt(mtu) | KnownMtu::ProbeTo(mtu) => mtu,
+            KnownMtu::StartAt(mtu) | KnownMtu::SearchTo(mtu) => mtu,
         }
     }
 }
@@ -463,7 +464,7 @@ pub(crate) fn server_config_for(
     peer: SocketAddr,
 ) -> Option<Arc<quinn::ServerConfig>> {
     let mtu = settings.known_path_mtu(peer)?;
-    match settings.build_transport_config(Some(KnownMtu::ProbeTo(mtu.min(MAX_PROBE)))) {
+    match settings.build_transport_config(Some(KnownMtu::SearchTo(mtu.min(MAX_PROBE)))) {
         Ok(transport) => {
             let mut config = base.clone();
             config.transport_config(transport);
