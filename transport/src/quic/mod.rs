@@ -126,9 +126,8 @@
 //!   connect --wire h2 h3 --reps 3 --duration 2`, same session: stream H3/H2 1.08–1.25, CPU s/GiB
 //!   0.74–0.86, unary 64 KiB c=32 0.92–0.96, set-up 1.85–2.0 ms (was 2.1).
 //! - Small calls, session 5. Unchanged by the MTU work (`--no-loopback-mtu`, interleaved: c=1 p50
-//!   ratio 1.50–1.55 with, 1.61–1.66 without). Tried and dropped: a `yield_now` before the
-//!   response so that responses of concurrent calls share datagrams (c=32 0.72 → 0.66, c=1
-//!   worse). A raw quinn echo (a scratch test, not kept: one bidirectional stream per 80-byte
+//!   ratio 1.50–1.55 with, 1.61–1.66 without). A `yield_now` before the response, first tried
+//!   for c=32 batching, looked worse in one noisy run; see the end of this item for what it does. A raw quinn echo (a scratch test, not kept: one bidirectional stream per 80-byte
 //!   call, no HTTP/3 and no gRPC, the same settings and a 2-worker runtime) has a p50 of 97–120
 //!   µs. In the same minutes, gRPC over HTTP/2 had 147–156 µs and ours 195–217 µs. So quinn
 //!   alone leaves a margin of ~40 µs for HTTP/3 and gRPC on top, and ours uses ~100 µs.
@@ -141,7 +140,19 @@
 //!   would sum to the two straight ones (166 against 187). So pairs of one stack cost more per
 //!   call, for both stacks, though by about the size of this VM's noise. Swapping in quinn's
 //!   default `TransportConfig` in a scratch build moved c=1 by less than the noise (1.47–1.50
-//!   against 1.61–1.67).
+//!   against 1.61–1.67). Context switches per call at c=1 (`perf stat -e context-switches`,
+//!   over the measured calls × 4/3 for the warm-up): ours↔ours 2.86, tonic-h3↔tonic-h3 2.79,
+//!   our client with their server 1.99, their client with ours 2.85, HTTP/2 1.5. The QUIC
+//!   statistics showed why: our server sent 1.13–1.15 datagrams per unary response at c=1, and
+//!   tonic-h3's 1.01. About one response in eight left as HEADERS in one datagram and DATA and
+//!   trailers in another. Taking the body's ready frames before the HEADERS (so that all writes
+//!   follow each other) brought it only to 1.11. One `yield_now` between the handler's return
+//!   and the first write brought it to 1.01 (`serve_request`), and c=1 p50 H3/H2 went from
+//!   1.62 / 1.56 / 1.65 to 1.53 / 1.33 / 1.30 (interleaved runs of `--scenario unary-64b-c1
+//!   --wire h2 h3 --reps 4 --duration 2`). c=32 is unchanged. Not ruled out by this: the
+//!   per-request JoinSet (a detached spawn gave 2.70–2.85 switches per call, the same); the
+//!   STOP_SENDING registration, the empty-DATA filter and the body stall guard (each switched
+//!   off in a scratch build, 2.4–2.7 against 2.5, within the noise of that slow hour).
 
 pub(crate) mod backend;
 mod empty_data;
