@@ -147,9 +147,13 @@
 //!   tonic-h3's 1.01. About one response in eight left as HEADERS in one datagram and DATA and
 //!   trailers in another. Taking the body's ready frames before the HEADERS (so that all writes
 //!   follow each other) brought it only to 1.11. One `yield_now` between the handler's return
-//!   and the first write brought it to 1.01 (`serve_request`), and c=1 p50 H3/H2 went from
-//!   1.62 / 1.56 / 1.65 to 1.53 / 1.33 / 1.30 (interleaved runs of `--scenario unary-64b-c1
-//!   --wire h2 h3 --reps 4 --duration 2`). c=32 is unchanged. Not ruled out by this: the
+//!   and the first write brought it to 1.01, and c=1 p50 H3/H2 went from 1.62 / 1.56 / 1.65 to
+//!   1.53 / 1.33 / 1.30 (interleaved runs of `--scenario unary-64b-c1 --wire h2 h3 --reps 4
+//!   --duration 2`), c=32 unchanged. But it cut `transfer-small` (short server streams) from
+//!   1.02–1.05 to 0.68–0.69 of HTTP/2 (interleaved, `--scenario transfer-small --wire h2 h3
+//!   --reps 3 --duration 2`), for reasons not yet looked at, so it was taken out again. Next
+//!   step: yield only when the body's frames up to the trailers are ready at once (a unary
+//!   response), and measure both scenarios. Not ruled out by this: the
 //!   per-request JoinSet (a detached spawn gave 2.70–2.85 switches per call, the same); the
 //!   STOP_SENDING registration, the empty-DATA filter and the body stall guard (each switched
 //!   off in a scratch build, 2.4–2.7 against 2.5, within the noise of that slow hour).

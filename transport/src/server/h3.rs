@@ -426,14 +426,6 @@ async fn serve_request(
         return;
     }
     let (parts, body) = response.into_parts();
-    // Yield once before writing the response. Without it ~13 % of unary responses left in two
-    // datagrams at c=1 (HEADERS, then DATA and trailers), likely because quinn's connection
-    // driver, which delivered the request, was still running on another worker and sent the
-    // first frame it found; the client then wakes twice and acknowledges twice. After the
-    // yield: 1.01 datagrams per response, as from tonic-h3's server (whose request body
-    // yields once), and c=1 p50 H3/H2 1.30–1.53 against 1.56–1.65 in interleaved runs; c=32
-    // unchanged (notes in `quic`, session 5).
-    tokio::task::yield_now().await;
     if let Err(err) = send.send_response(Response::from_parts(parts, ())).await {
         tracing::debug!(error = %err, "sending response headers failed");
         return;
