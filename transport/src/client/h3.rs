@@ -159,11 +159,7 @@ impl H3Connection {
                 return Ok(ep.clone());
             }
         }
-        let bind: SocketAddr = if target.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
+        let bind = quic::wildcard_for(target);
         let ep = quic::endpoint(bind, None, None, &self.config.quic)
             .map_err(|e| Error::with(Kind::Io, e).context(format!("bind UDP {bind}")))?;
         *guard = Some(ep.clone());

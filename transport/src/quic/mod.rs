@@ -420,14 +420,19 @@ fn loopback_payload_size(peer: SocketAddr) -> Option<u16> {
     (payload > MIN_UDP_PAYLOAD).then(|| payload.min(MAX_UDP_PAYLOAD))
 }
 
-#[cfg(target_os = "linux")]
-fn route_mtu(peer: SocketAddr) -> std::io::Result<u32> {
-    let unspecified: SocketAddr = if peer.is_ipv4() {
+/// The wildcard address of `peer`'s family, any port: where a local socket that talks to
+/// `peer` binds.
+pub(crate) fn wildcard_for(peer: SocketAddr) -> SocketAddr {
+    if peer.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = std::net::UdpSocket::bind(unspecified)?;
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn route_mtu(peer: SocketAddr) -> std::io::Result<u32> {
+    let socket = std::net::UdpSocket::bind(wildcard_for(peer))?;
     socket.connect(peer)?;
     let mtu = if peer.is_ipv4() {
         rustix::net::sockopt::ip_mtu(&socket)
