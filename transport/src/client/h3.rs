@@ -29,6 +29,7 @@ use super::h2::RequestBody;
 use super::slot::{self, Slot};
 use crate::body::H3Body;
 use crate::error::{Error, Kind, status_from_h3};
+use crate::quic::write::{Ahead, Written, write_body};
 use crate::quic::{self, backend};
 use crate::tls;
 
@@ -304,7 +305,15 @@ impl H3Connection {
         body: Replay,
     ) -> Result<Response<ResponseBody>, Refused> {
         let early = live.handshake_pending().is_some();
-        let stream = match live.send.clone().send_request(head.clone()).await {
+        let complete = body.is_complete();
+        let mut body = Ahead::new(body);
+        // A unary request is complete at once: its HEADERS wait for the frames behind them.
+        let hold = body.is_ready();
+        let opened = {
+            let mut sender = live.send.clone();
+            backend::write(None, hold, sender.send_request(head.clone())).await
+        };
+        let stream = match opened {
             Ok(stream) => stream,
             Err(err) if refused_before_sending(&err) => {
                 tracing::debug!(error = %err, "HTTP/3 connection refused the request; reconnecting");
@@ -321,7 +330,7 @@ impl H3Connection {
         let (failed_tx, failed) = oneshot::channel();
         // Fused: a receiver polled after it completed panics, a fused one stays pending.
         let mut failed = failed.fuse();
-        if body.is_complete() {
+        if complete {
             // Everything is in hand: write it here (one task per call is enough).
             drop(failed_tx);
             write_complete(&mut send, body).await;
@@ -499,17 +508,25 @@ impl Replay {
     fn is_complete(&self) -> bool {
         self.rest.is_none()
     }
+}
 
-    async fn frame(&mut self) -> Option<Result<Frame<Bytes>, crate::error::BoxError>> {
+impl http_body::Body for Replay {
+    type Data = Bytes;
+    type Error = crate::error::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if let Some(f) = self.ready.pop_front() {
-            return Some(Ok(match f {
+            return Poll::Ready(Some(Ok(match f {
                 ReadyFrame::Data(d) => Frame::data(d),
                 ReadyFrame::Trailers(t) => Frame::trailers(t),
-            }));
+            })));
         }
         match self.rest.as_mut() {
-            Some(rest) => rest.frame().await,
-            None => None,
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
         }
     }
 }
@@ -539,7 +556,7 @@ fn refused_before_sending(err: &h3::error::StreamError) -> bool {
 /// Writes a request body that is complete in memory, then FIN. A failed write means the server
 /// answered or reset already; the response side reports what happened. Dropped midway (the call
 /// was cancelled), the stream is reset rather than left to look complete.
-async fn write_complete(send: &mut SendHalf, mut body: Replay) {
+async fn write_complete(send: &mut SendHalf, mut body: Ahead<Replay>) {
     struct ResetUnlessDone<'a>(&'a mut SendHalf, bool);
     impl Drop for ResetUnlessDone<'_> {
         fn drop(&mut self) {
@@ -549,64 +566,32 @@ async fn write_complete(send: &mut SendHalf, mut body: Replay) {
         }
     }
     let mut guard = ResetUnlessDone(send, false);
-    let send = &mut *guard.0;
-    while let Some(Ok(frame)) = body.frame().await {
-        let result = match frame.into_data() {
-            Ok(data) => backend::send_payload(&data, send.send_data(data.clone())).await,
-            Err(frame) => match frame.into_trailers() {
-                Ok(trailers) => send.send_trailers(trailers).await,
-                Err(_) => Ok(()),
-            },
-        };
-        if let Err(err) = result {
-            tracing::trace!(error = %err, "request write ended");
-            return;
-        }
+    match write_body(&mut *guard.0, &mut body).await {
+        Written::Finished => guard.1 = true,
+        Written::Closed(err) => tracing::trace!(error = %err, "request write ended"),
+        // Not for a body in memory; reset all the same rather than send it cut short.
+        Written::Failed(err) => tracing::trace!(error = %err, "request body failed"),
     }
-    if let Err(err) = send.finish().await {
-        tracing::trace!(error = %err, "finishing request stream failed");
-    }
-    guard.1 = true;
 }
 
 /// Streams the request body into the send half: DATA per chunk (no copy: `Bytes`), trailers if
 /// any, FIN at the end. A cancelled call resets the stream with `H3_REQUEST_CANCELLED`.
 async fn pump_request(
     mut send: SendHalf,
-    mut body: Replay,
+    mut body: Ahead<Replay>,
     _connection: SendRequest,
     failed: oneshot::Sender<Status>,
 ) {
-    loop {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                let result = match frame.into_data() {
-                    Ok(data) => backend::send_payload(&data, send.send_data(data.clone())).await,
-                    Err(frame) => match frame.into_trailers() {
-                        Ok(trailers) => send.send_trailers(trailers).await,
-                        Err(_) => Ok(()),
-                    },
-                };
-                if let Err(err) = result {
-                    // The server stopped reading (it answered already, or reset): nothing to do.
-                    tracing::trace!(error = %err, "request body send ended");
-                    return;
-                }
-            }
-            Some(Err(err)) => {
-                tracing::trace!(error = %err, "request body failed; resetting stream");
-                send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
-                let status = Status::try_from_error(err)
-                    .unwrap_or_else(|err| Status::cancelled(format!("request body failed: {err}")));
-                let _ = failed.send(status);
-                return;
-            }
-            None => {
-                if let Err(err) = send.finish().await {
-                    tracing::trace!(error = %err, "finishing request stream failed");
-                }
-                return;
-            }
+    match write_body(&mut send, &mut body).await {
+        Written::Finished => {}
+        // The server stopped reading (it answered already, or reset): nothing to do.
+        Written::Closed(err) => tracing::trace!(error = %err, "request body send ended"),
+        Written::Failed(err) => {
+            tracing::trace!(error = %err, "request body failed; resetting stream");
+            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+            let status = Status::try_from_error(err)
+                .unwrap_or_else(|err| Status::cancelled(format!("request body failed: {err}")));
+            let _ = failed.send(status);
         }
     }
 }

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
@@ -388,40 +388,73 @@ impl quic::RecvStream for RecvStream {
 }
 
 thread_local! {
-    /// The payload of the DATA frame this thread is handing to h3 (see [`send_payload`]).
-    static PAYLOAD: std::cell::RefCell<Option<Bytes>> = const { std::cell::RefCell::new(None) };
+    /// What the write being polled on this thread offers the backend (see [`write`]).
+    static OFFER: std::cell::RefCell<Offer> = const {
+        std::cell::RefCell::new(Offer { payload: None, hold: false })
+    };
 }
 
-/// Runs `send` — h3's `send_data(payload.clone())` — so that the payload reaches quinn without a
-/// copy. h3 0.0.8 hands a backend DATA frames only as an opaque [`WriteBuf`] (frame header, then
-/// payload) whose payload `Bytes` cannot be taken out, and quinn's `poll_write(&[u8])` copies
-/// every byte into a fresh buffer (h3-quinn does the same): one memcpy per message on top of the
-/// one packet assembly needs. While `send` is polled the payload is offered here; the backend
-/// takes it only if the frame's payload is that very memory, and then queues header and payload
-/// as `Bytes` chunks (quinn's `write_chunks`, no copy). Anything else takes the copying path.
-pub(crate) async fn send_payload<F: Future>(payload: &Bytes, send: F) -> F::Output {
+struct Offer {
+    /// The payload of the DATA frame being handed to h3, to take without a copy.
+    payload: Option<Bytes>,
+    /// More frames of this stream are ready: keep the write for them.
+    hold: bool,
+}
+
+/// Most bytes a stream holds back for the frames that follow (see [`write`]). Past it the held
+/// frames go to quinn at once: a bulk response gains nothing from waiting, and memory stays
+/// bounded. 64 KiB is one datagram on loopback and a full GSO batch elsewhere.
+const HOLD_LIMIT: usize = 64 * 1024;
+
+/// Runs `send`, one of h3's frame writes (`send_data(payload.clone())`, `send_response`, ...),
+/// with two offers to the backend:
+///
+/// - **`payload`**: the payload of a DATA frame reaches quinn without a copy. h3 0.0.8 hands a
+///   backend DATA frames only as an opaque [`WriteBuf`] (frame header, then payload) whose payload
+///   `Bytes` cannot be taken out, and quinn's `poll_write(&[u8])` copies every byte into a fresh
+///   buffer (h3-quinn does the same). While `send` is polled the payload is offered here; the
+///   backend takes it only if the frame's payload is that very memory, and then queues header and
+///   payload as `Bytes` chunks (quinn's `write_chunks`, no copy). Anything else is copied once.
+/// - **`hold`**: the caller has the stream's next frame in hand already, so this frame is kept
+///   and goes to quinn together with the next write, or with FIN. Each write to quinn wakes its
+///   connection driver, which may run at once on another worker and send what it finds: written
+///   one by one, a unary response left as HEADERS in one datagram and DATA plus trailers in a
+///   second about one time in eight (QUIC stats at c=1, session 5), and the peer woke twice.
+///   A held frame is never left behind: the stream's next write without `hold`, its FIN, or
+///   [`HOLD_LIMIT`] sends it.
+pub(crate) async fn write<F: Future>(payload: Option<&Bytes>, hold: bool, send: F) -> F::Output {
     let mut send = pin!(send);
     std::future::poll_fn(|cx| {
-        PAYLOAD.with(|p| *p.borrow_mut() = Some(payload.clone()));
+        OFFER.with(|o| {
+            let mut o = o.borrow_mut();
+            o.payload = payload.cloned();
+            o.hold = hold;
+        });
         let polled = send.as_mut().poll(cx);
-        PAYLOAD.with(|p| p.borrow_mut().take());
+        OFFER.with(|o| {
+            let mut o = o.borrow_mut();
+            o.payload = None;
+            o.hold = false;
+        });
         polled
     })
     .await
 }
 
-/// Data queued on a send stream, written by the next `poll_ready`.
-enum Pending<B: Buf> {
-    /// Copied into quinn as it is written.
-    Buf(WriteBuf<B>),
-    /// Frame header and payload, handed to quinn as they are.
-    Chunks([Bytes; 2], usize),
+pub(super) fn hold_offered() -> bool {
+    OFFER.with(|o| o.borrow().hold)
 }
 
 /// The sending half of a stream.
 pub(crate) struct SendStream<B: Buf> {
     stream: quinn::SendStream,
-    writing: Option<Pending<B>>,
+    /// The frame h3 passed to `send_data`, queued by the next `poll_ready`.
+    writing: Option<WriteBuf<B>>,
+    /// Frames queued for quinn, in order; `queued[written..]` are still to go.
+    queued: Vec<Bytes>,
+    written: usize,
+    /// Bytes in `queued[written..]` (what a hold has kept back).
+    queued_len: usize,
     /// Finished or reset on purpose, or something was written (see Drop).
     used: bool,
 }
@@ -431,8 +464,27 @@ impl<B: Buf> SendStream<B> {
         SendStream {
             stream,
             writing: None,
+            queued: Vec::new(),
+            written: 0,
+            queued_len: 0,
             used: false,
         }
+    }
+
+    /// Hands every queued chunk to quinn (one `write_chunks` call when flow control allows).
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WriteError>> {
+        while self.written < self.queued.len() {
+            // `write_chunks` is cancel-safe (quinn docs): a fresh future per poll is fine. It
+            // advances a partly written chunk in place and counts only whole ones.
+            let done =
+                ready!(pin!(self.stream.write_chunks(&mut self.queued[self.written..])).poll(cx))?;
+            self.written += done.chunks;
+            self.queued_len = self.queued_len.saturating_sub(done.bytes);
+        }
+        self.queued.clear();
+        self.written = 0;
+        self.queued_len = 0;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -447,32 +499,40 @@ impl<B: Buf> Drop for SendStream<B> {
             let _ = self
                 .stream
                 .reset(VarInt::from_u64(Code::H3_REQUEST_CANCELLED.value()).unwrap_or(VarInt::MAX));
+            return;
+        }
+        // A held frame must not be lost behind that FIN. Our writers always follow a held write
+        // with another write or FIN, so this is a safety net: what flow control takes now.
+        if self.written < self.queued.len() {
+            let waker = futures::task::noop_waker();
+            let _ = self.poll_flush(&mut Context::from_waker(&waker));
         }
     }
 }
 
 impl<B: Buf> quic::SendStream<B> for SendStream<B> {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
-        match self.writing.as_mut() {
-            None => {}
-            Some(Pending::Buf(data)) => {
-                while data.has_remaining() {
-                    let written = ready!(Pin::new(&mut self.stream).poll_write(cx, data.chunk()))
-                        .map_err(convert_write_error)?;
-                    data.advance(written);
+        if let Some(mut data) = self.writing.take() {
+            match zero_copy(&mut data) {
+                Some(chunks) => {
+                    for chunk in chunks {
+                        self.queued_len += chunk.len();
+                        self.queued.push(chunk);
+                    }
                 }
-            }
-            Some(Pending::Chunks(chunks, done)) => {
-                while *done < chunks.len() {
-                    // `write_chunks` is cancel-safe (quinn docs): a fresh future per poll is fine.
-                    let written =
-                        ready!(pin!(self.stream.write_chunks(&mut chunks[*done..])).poll(cx))
-                            .map_err(convert_write_error)?;
-                    *done += written.chunks;
+                None if data.has_remaining() => {
+                    // One copy, as quinn's `poll_write` would have made.
+                    let chunk = data.copy_to_bytes(data.remaining());
+                    self.queued_len += chunk.len();
+                    self.queued.push(chunk);
                 }
+                None => {}
             }
         }
-        self.writing = None;
+        if hold_offered() && self.queued_len <= HOLD_LIMIT {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.poll_flush(cx)).map_err(convert_write_error)?;
         Poll::Ready(Ok(()))
     }
 
@@ -486,16 +546,14 @@ impl<B: Buf> quic::SendStream<B> for SendStream<B> {
                 ),
             });
         }
-        let mut data = data.into();
-        self.writing = Some(match zero_copy(&mut data) {
-            Some(chunks) => Pending::Chunks(chunks, 0),
-            None => Pending::Buf(data),
-        });
+        self.writing = Some(data.into());
         Ok(())
     }
 
-    fn poll_finish(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
         self.used = true;
+        // Held frames go with the FIN: one `write_chunks` and `finish` back to back.
+        ready!(self.poll_flush(cx)).map_err(convert_write_error)?;
         Poll::Ready(
             self.stream
                 .finish()
@@ -505,6 +563,10 @@ impl<B: Buf> quic::SendStream<B> for SendStream<B> {
 
     fn reset(&mut self, reset_code: u64) {
         self.used = true;
+        // Held frames die with the stream (RESET_STREAM discards unsent data anyway).
+        self.queued.clear();
+        self.written = 0;
+        self.queued_len = 0;
         let _ = self
             .stream
             .reset(VarInt::from_u64(reset_code).unwrap_or(VarInt::MAX));
@@ -545,12 +607,12 @@ fn convert_read_error(e: ReadError) -> StreamErrorIncoming {
     }
 }
 
-/// Header and payload of `frame` as `Bytes` if its payload is the one [`send_payload`] offers
+/// Header and payload of `frame` as `Bytes` if its payload is the one [`write`] offers
 /// (same memory, same length); `None`, with `frame` untouched, for any other frame.
 fn zero_copy<B: Buf>(frame: &mut WriteBuf<B>) -> Option<[Bytes; 2]> {
-    PAYLOAD.with(|offered| {
+    OFFER.with(|offered| {
         let mut offered = offered.borrow_mut();
-        let payload = offered.as_ref().filter(|p| !p.is_empty())?;
+        let payload = offered.payload.as_ref().filter(|p| !p.is_empty())?;
         let header_len = frame.remaining().checked_sub(payload.len())?;
         // A DATA frame's WriteBuf yields its encoded header as the first chunk, then the payload.
         if header_len == 0 || frame.chunk().len() != header_len {
@@ -564,7 +626,7 @@ fn zero_copy<B: Buf>(frame: &mut WriteBuf<B>) -> Option<[Bytes; 2]> {
             // already, so the rest goes as a copy, as it would have on the copying path.
             return Some([header, frame.copy_to_bytes(frame.remaining())]);
         }
-        let payload = offered.take()?;
+        let payload = offered.payload.take()?;
         frame.advance(payload.len());
         Some([header, payload])
     })
@@ -587,9 +649,121 @@ fn convert_write_error(e: WriteError) -> StreamErrorIncoming {
 mod tests {
     use super::*;
     use h3::proto::frame::Frame;
+    use std::time::Duration;
+
+    /// A client connection to a loopback server and the server's end of it.
+    async fn connected() -> (quinn::Connection, quinn::Connection, [quinn::Endpoint; 2]) {
+        use crate::quic::{QuicSettings, client_config, endpoint, server_config};
+        let settings = QuicSettings::default();
+        let certs = dev_certs::DevCerts::generate().unwrap();
+        let tls = crate::ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem)
+            .unwrap()
+            .server_config(crate::tls::ALPN_H3)
+            .unwrap();
+        let server_config = server_config(tls, &settings).unwrap();
+        let localhost = "127.0.0.1:0".parse().unwrap();
+        let server = endpoint(localhost, Some(server_config), None, &settings).unwrap();
+        let mut client_tls = crate::tls::ClientTls::default();
+        client_tls.roots = Some(crate::tls::roots_from_pem(&certs.ca_pem, "CA").unwrap());
+        let client_tls = client_tls.client_config(crate::tls::ALPN_H3).unwrap();
+        let client = endpoint(localhost, None, None, &settings).unwrap();
+        let config = client_config(client_tls, &settings).unwrap();
+        let connecting = client
+            .connect_with(config, server.local_addr().unwrap(), "localhost")
+            .unwrap();
+        let (ours, theirs) =
+            tokio::join!(connecting, async { server.accept().await.unwrap().await });
+        (ours.unwrap(), theirs.unwrap(), [client, server])
+    }
+
+    /// Queues `frame` on `send` and waits until the backend takes it (held or handed to quinn).
+    async fn put(send: &mut SendStream<Bytes>, frame: WriteBuf<Bytes>, hold: bool) {
+        use quic::SendStream as _;
+        send.send_data(frame).unwrap();
+        write(None, hold, std::future::poll_fn(|cx| send.poll_ready(cx)))
+            .await
+            .unwrap();
+    }
+
+    /// Reads the whole of the next unidirectional stream from `conn`, up to its FIN.
+    async fn read_all(conn: &quinn::Connection) -> Vec<u8> {
+        let mut recv = conn.accept_uni().await.unwrap();
+        recv.read_to_end(1 << 20).await.unwrap()
+    }
+
+    fn frame_bytes(frame: WriteBuf<Bytes>) -> Vec<u8> {
+        let mut frame = frame;
+        frame.copy_to_bytes(frame.remaining()).to_vec()
+    }
+
+    /// A held frame stays with the stream until a write without hold (or FIN) takes it; then
+    /// everything goes out in order.
+    #[tokio::test]
+    async fn held_frames_go_with_the_next_write() {
+        use quic::SendStream as _;
+        let (client, server, _endpoints) = connected().await;
+        let mut send = SendStream::new(client.open_uni().await.unwrap());
+        let head = Bytes::from_static(b"first");
+        put(&mut send, data_frame(&head), true).await;
+        assert_eq!(send.queued_len, 2 + head.len(), "held, not given to quinn");
+        let arrived = tokio::time::timeout(Duration::from_millis(200), server.accept_uni()).await;
+        assert!(arrived.is_err(), "nothing of a held frame reaches the peer");
+
+        let tail = Bytes::from(vec![3u8; 1000]);
+        put(&mut send, data_frame(&tail), true).await;
+        let last = Bytes::from_static(b"last");
+        put(&mut send, data_frame(&last), false).await;
+        assert_eq!(
+            send.queued_len, 0,
+            "a write without hold takes what was held"
+        );
+        std::future::poll_fn(|cx| send.poll_finish(cx))
+            .await
+            .unwrap();
+
+        let mut expected = frame_bytes(data_frame(&head));
+        expected.extend(frame_bytes(data_frame(&tail)));
+        expected.extend(frame_bytes(data_frame(&last)));
+        assert_eq!(read_all(&server).await, expected);
+    }
+
+    /// FIN takes held frames with it; past `HOLD_LIMIT` nothing is held.
+    #[tokio::test]
+    async fn fin_and_the_hold_limit_send_held_frames() {
+        use quic::SendStream as _;
+        let (client, server, _endpoints) = connected().await;
+        let mut send = SendStream::new(client.open_uni().await.unwrap());
+        let small = Bytes::from_static(b"small");
+        put(&mut send, data_frame(&small), true).await;
+        let big = Bytes::from(vec![9u8; HOLD_LIMIT]);
+        put(&mut send, data_frame(&big), true).await;
+        assert_eq!(send.queued_len, 0, "over the limit: written although held");
+        let after = Bytes::from_static(b"after");
+        put(&mut send, data_frame(&after), true).await;
+        assert_ne!(send.queued_len, 0);
+        std::future::poll_fn(|cx| send.poll_finish(cx))
+            .await
+            .unwrap();
+
+        let mut expected = frame_bytes(data_frame(&small));
+        expected.extend(frame_bytes(data_frame(&big)));
+        expected.extend(frame_bytes(data_frame(&after)));
+        assert_eq!(read_all(&server).await, expected);
+    }
+
+    /// A stream dropped with a frame held still delivers it before quinn's FIN.
+    #[tokio::test]
+    async fn a_dropped_stream_delivers_what_it_held() {
+        let (client, server, _endpoints) = connected().await;
+        let mut send = SendStream::new(client.open_uni().await.unwrap());
+        let payload = Bytes::from_static(b"kept");
+        put(&mut send, data_frame(&payload), true).await;
+        drop(send);
+        assert_eq!(read_all(&server).await, frame_bytes(data_frame(&payload)));
+    }
 
     fn offer(payload: &Bytes) {
-        PAYLOAD.with(|p| *p.borrow_mut() = Some(payload.clone()));
+        OFFER.with(|o| o.borrow_mut().payload = Some(payload.clone()));
     }
 
     fn data_frame(payload: &Bytes) -> WriteBuf<Bytes> {
@@ -612,7 +786,7 @@ mod tests {
         assert_eq!(body.len(), payload.len());
         assert!(!frame.has_remaining());
         assert!(
-            PAYLOAD.with(|p| p.borrow().is_none()),
+            OFFER.with(|o| o.borrow().payload.is_none()),
             "the offer is used up"
         );
     }
@@ -631,7 +805,7 @@ mod tests {
         assert!(zero_copy(&mut frame).is_none());
         assert_eq!(frame.remaining(), 10 + 2);
         assert!(
-            PAYLOAD.with(|p| p.borrow().is_some()),
+            OFFER.with(|o| o.borrow().payload.is_some()),
             "the offer is still there"
         );
         // Same length, other memory: written whole, as a copy.

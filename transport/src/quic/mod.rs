@@ -161,6 +161,7 @@
 pub(crate) mod backend;
 mod empty_data;
 pub(crate) mod socket;
+pub(crate) mod write;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

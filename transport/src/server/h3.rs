@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderMap, Response};
-use http_body_util::BodyExt;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -25,6 +24,7 @@ use super::{BoxService, ServerSettings};
 use crate::body::{ContentLength, H3Body};
 use crate::error::{Error, Kind};
 use crate::quic::backend::{self, StreamSignals};
+use crate::quic::write::{Ahead, Written, write_body};
 use crate::{ConnectionInfo, Transport};
 
 type ServerStream<S> = h3::server::RequestStream<S, Bytes>;
@@ -426,12 +426,16 @@ async fn serve_request(
         return;
     }
     let (parts, body) = response.into_parts();
-    if let Err(err) = send.send_response(Response::from_parts(parts, ())).await {
+    let mut body = Ahead::new(body);
+    // A unary response is complete at once: its HEADERS wait for the frames behind them.
+    let hold = body.is_ready();
+    let head = send.send_response(Response::from_parts(parts, ()));
+    if let Err(err) = backend::write(None, hold, head).await {
         tracing::debug!(error = %err, "sending response headers failed");
         return;
     }
     let finished = tokio::select! {
-        finished = write_body(&mut send, body) => finished,
+        finished = write_response(&mut send, &mut body) => finished,
         () = &mut stopped => {
             tracing::debug!("client cancelled the call during the response");
             send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
@@ -469,46 +473,31 @@ fn connection_specific_field(headers: &http::HeaderMap) -> Option<&'static str> 
         .then_some("te")
 }
 
-/// Writes the response body: each chunk as one DATA frame, trailers as the trailing HEADERS, then
-/// FIN. A failed write means the client stopped the stream; dropping `body` then cancels the handler.
-/// Returns whether the response was finished (so its delivery is worth waiting for).
-async fn write_body<S>(send: &mut ServerStream<S>, mut body: Body) -> bool
+/// Writes the response body (see [`write_body`]). A failed write means the client stopped the
+/// stream; dropping `body` then cancels the handler. Returns whether the response was finished
+/// (so its delivery is worth waiting for).
+async fn write_response<S>(send: &mut ServerStream<S>, body: &mut Ahead<Body>) -> bool
 where
     S: h3::quic::SendStream<Bytes>,
 {
-    loop {
-        let result = match body.frame().await {
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => backend::send_payload(&data, send.send_data(data.clone())).await,
-                Err(frame) => match frame.into_trailers() {
-                    Ok(trailers) => send.send_trailers(trailers).await,
-                    Err(_) => Ok(()),
+    let err = match write_body(send, body).await {
+        Written::Finished => return true,
+        Written::Closed(err) => err,
+        Written::Failed(status) => {
+            // tonic reports handler errors as trailers itself; this is a body that failed.
+            let mut trailers = HeaderMap::new();
+            let _ = status.add_header(&mut trailers);
+            match send.send_trailers(trailers).await {
+                Ok(()) => match send.finish().await {
+                    Ok(()) => return true,
+                    Err(err) => err,
                 },
-            },
-            Some(Err(status)) => {
-                // tonic reports handler errors as trailers itself; this is a body that failed.
-                let mut trailers = HeaderMap::new();
-                let _ = status.add_header(&mut trailers);
-                if let Err(err) = send.send_trailers(trailers).await {
-                    tracing::debug!(error = %err, "sending error trailers failed");
-                    return false;
-                }
-                break;
+                Err(err) => err,
             }
-            None => break,
-        };
-        if let Err(err) = result {
-            tracing::debug!(error = %err, "response stream closed by the client");
-            return false;
         }
-    }
-    match send.finish().await {
-        Ok(()) => true,
-        Err(err) => {
-            tracing::debug!(error = %err, "finishing response stream failed");
-            false
-        }
-    }
+    };
+    tracing::debug!(error = %err, "response stream closed by the client");
+    false
 }
 
 #[cfg(test)]
