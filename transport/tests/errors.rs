@@ -29,6 +29,7 @@ matrix!(
     silent_clients_are_dropped_after_the_handshake_timeout,
     malformed_status_details_are_internal_not_a_client_panic,
     undecodable_grpc_message_keeps_its_code_and_raw_text,
+    a_panicking_handler_fails_only_its_call,
 );
 
 async fn misbehaving(t: Transport) -> Fixture {
@@ -46,6 +47,39 @@ async fn call_with(f: &Fixture, key: &'static str, value: &str) -> tonic::Status
     let mut req = tonic::Request::new(Empty {});
     req.metadata_mut().insert(key, value.parse().unwrap());
     f.client().empty_call(req).await.unwrap_err()
+}
+
+/// A handler that panics — while the server polls it for the first time (H3 does that on the
+/// connection's task) or later — fails its own call and nothing else: the connection serves
+/// the next call, and calls in flight beside it complete.
+async fn a_panicking_handler_fails_only_its_call(t: Transport) {
+    let f = misbehaving(t).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let ping = || StreamingOutputCallRequest {
+        response_parameters: vec![ResponseParameters {
+            size: 8,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    tx.send(ping()).await.unwrap();
+    let mut beside = f
+        .client()
+        .full_duplex_call(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(beside.message().await.unwrap().is_some());
+    for how in ["panic-now", "panic-later"] {
+        let status = call_with(&f, "x-misbehave", how).await;
+        // Both transports reset the stream (hyper's RST_STREAM(CANCEL), our H3_REQUEST_CANCELLED).
+        assert_eq!(status.code(), Code::Cancelled, "{t} {how}: {status:?}");
+        f.client().empty_call(Empty {}).await.unwrap();
+    }
+    tx.send(ping()).await.unwrap();
+    assert!(beside.message().await.unwrap().is_some(), "{t}");
+    drop(tx);
+    assert!(beside.message().await.unwrap().is_none(), "{t}");
 }
 
 async fn http_status_without_grpc_status_maps_per_spec(t: Transport) {

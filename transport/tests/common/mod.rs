@@ -399,6 +399,7 @@ fn raw_status(h: &http::HeaderMap) -> Option<HttpResponse> {
 
 /// A layer that breaks the gRPC protocol on request: metadata `x-misbehave: http-NNN` answers
 /// HTTP status NNN without grpc-status; `no-status` answers 200 with no grpc-status at all;
+/// `panic-now` / `panic-later` panic in the handler, at once or after one wait;
 /// [`RAW_CODE`] answers a raw status (see [`raw_status`]).
 #[derive(Clone)]
 pub struct Misbehave;
@@ -444,6 +445,17 @@ where
             .get("x-misbehave")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        match how.as_deref() {
+            // A handler that panics in its first poll, or after it waited once.
+            Some("panic-now") => panic!("handler panics at once (x-misbehave)"),
+            Some("panic-later") => {
+                return Box::pin(async {
+                    tokio::task::yield_now().await;
+                    panic!("handler panics after a wait (x-misbehave)")
+                });
+            }
+            _ => {}
+        }
         match how {
             Some(how) => Box::pin(async move {
                 let mut resp = http::Response::new(tonic::body::Body::empty());
