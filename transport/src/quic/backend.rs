@@ -11,6 +11,11 @@
 //!    where the request's task picks it up by stream id — together with whether the stream arrived
 //!    as 0-RTT early data (which h3 does not expose either), for the server's replay policy.
 //!
+//! It also does two things for small calls (measured in the `quic` module docs, session 6): a
+//! frame whose successor is ready already is held and written together with it ([`write`]),
+//! and quinn futures that h3 polls on every wake of its connection task are polled only once
+//! quinn has woken them ([`WakeGate`]).
+//!
 //! Structure follows h3-quinn (MIT) closely; error conversion follows RFC 9000 §20.
 
 use std::collections::HashMap;

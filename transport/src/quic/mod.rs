@@ -157,6 +157,42 @@
 //!   per-request JoinSet (a detached spawn gave 2.70–2.85 switches per call, the same); the
 //!   STOP_SENDING registration, the empty-DATA filter and the body stall guard (each switched
 //!   off in a scratch build, 2.4–2.7 against 2.5, within the noise of that slow hour).
+//! - Small calls, session 6 (2026-12-05). Counted instead of timed: syscalls and context switches
+//!   per call hardly move with this VM's load, latency does. `perf stat -e
+//!   context-switches,syscalls:sys_enter_futex,...` around `zone-bench --scenario unary-64b-c1
+//!   --reps 3 --duration 2 --wire W [--cross-pair]`, divided by the calls (× 4/3 for the warm-up);
+//!   `perf record -e syscalls:sys_enter_futex --call-graph dwarf` to see who makes them. Three
+//!   changes, in this order:
+//!   1. Held writes (`backend::write`, `write.rs`): a frame whose successor is ready goes to quinn
+//!      with it, so a unary response is one `write_chunks` plus FIN instead of four writes, each
+//!      of which woke quinn's driver. Server datagrams per response at c=1: 1.15 → 1.02, which is
+//!      what the session-5 yield achieved, without its cost to short server streams.
+//!   2. `backend::WakeGate`: h3's connection task polled the accept of request streams, the
+//!      accept of unidirectional streams and a read of the control stream every time it ran; each
+//!      poll of a pending quinn future takes the connection's state lock, which quinn's driver
+//!      holds on the other worker. A quarter of the futex calls were those lock waits and the
+//!      wake-ups that released them. Futex calls per call 3.0 → 2.1–2.3, context switches 2.5 →
+//!      1.9–2.1: our server now costs what tonic-h3's does (1.9–2.0 with our client).
+//!   3. Each request's first poll on the connection's task (`server::h3::poll_once`): the spawned
+//!      request task was the third task in a row tokio ran from its LIFO slot, past which tokio
+//!      unparks the other worker for every wake-up (~0.6 futex calls per call). Context switches
+//!      per call 1.9 → 1.2, below HTTP/2's 1.34. Serving an always-ready body (a zone transfer)
+//!      on that task first held quinn's driver in the LIFO slot until the send buffer was full
+//!      (`transfer-small` 0.61–0.69 of HTTP/2); `write::BURST` yields every 128 KiB, and it is
+//!      back at ~1.0. The same LIFO effect explains why the session-5 yield cut it.
+//!
+//!   Interleaved A/B (`--scenario unary-64b-c1 unary-64b-c32 unary-64b-c256 transfer-small
+//!   stream-64k pingpong --wire h2 h3 --reps 3 --duration 2`), H3/H2 before → after the three:
+//!   c=1 p50 1.31–1.41 → 1.17–1.20; c=32 rate 0.70–0.71 → 0.84–0.88; c=256 rate ~1.0 →
+//!   1.37–1.45; transfer-small and stream-64k unchanged. What is left at c=1 is CPU, not
+//!   scheduling: `perf stat -e probe_libc:malloc` (a uprobe) counts 144 allocations per call
+//!   over HTTP/3 against 59 over HTTP/2 (the difference between a 1 s and a 4 s run, so set-up
+//!   cancels out). Half of all allocations are in h3 0.0.8's QPACK: `encode_stateless` clones
+//!   each field's name and value, Huffman-encodes into a fresh buffer, and the decoder collects
+//!   every string into a `Vec` and copies it again into the `HeaderMap` — ~4 allocations per
+//!   header field, ~14 fields per call (QPACK without a dynamic table also re-encodes what HPACK
+//!   indexes). That is h3's code (tonic-h3 pays it too); an allocation-free stateless encoder
+//!   and decoder would be the upstream change.
 
 pub(crate) mod backend;
 mod empty_data;
