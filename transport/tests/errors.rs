@@ -54,29 +54,14 @@ async fn call_with(f: &Fixture, key: &'static str, value: &str) -> tonic::Status
 /// the next call, and calls in flight beside it complete.
 async fn a_panicking_handler_fails_only_its_call(t: Transport) {
     let f = misbehaving(t).await;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let ping = || StreamingOutputCallRequest {
-        response_parameters: vec![ResponseParameters {
-            size: 8,
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    tx.send(ping()).await.unwrap();
-    let mut beside = f
-        .client()
-        .full_duplex_call(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(beside.message().await.unwrap().is_some());
+    let (tx, mut beside) = common::open_duplex(f.client()).await;
     for how in ["panic-now", "panic-later"] {
         let status = call_with(&f, "x-misbehave", how).await;
         // Both transports reset the stream (hyper's RST_STREAM(CANCEL), our H3_REQUEST_CANCELLED).
         assert_eq!(status.code(), Code::Cancelled, "{t} {how}: {status:?}");
         f.client().empty_call(Empty {}).await.unwrap();
     }
-    tx.send(ping()).await.unwrap();
+    tx.send(common::ping()).await.unwrap();
     assert!(beside.message().await.unwrap().is_some(), "{t}");
     drop(tx);
     assert!(beside.message().await.unwrap().is_none(), "{t}");

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Observed, certs, endpoint, grpc_request, service, stalling_body};
+use common::{Observed, certs, endpoint, grpc_request, open_duplex, ping, service, stalling_body};
 use futures::StreamExt;
 use grpc_h3::{Channel, Server, ServerStats, ServerTls, Transport};
 use tonic::Code;
@@ -327,21 +327,7 @@ async fn idle_between_messages_is_not_a_stall(t: Transport) {
     })
     .await;
     let channel = endpoint(t, server.addr).connect().await.unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let ping = || StreamingOutputCallRequest {
-        response_parameters: vec![ResponseParameters {
-            size: 8,
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    tx.send(ping()).await.unwrap();
-    let mut replies = client(&channel)
-        .full_duplex_call(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    replies.next().await.unwrap().unwrap();
+    let (tx, mut replies) = open_duplex(client(&channel)).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     tx.send(ping()).await.unwrap();
     replies.next().await.unwrap().unwrap();

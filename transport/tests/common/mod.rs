@@ -12,6 +12,7 @@ use futures::{Stream, StreamExt};
 use grpc_h3::{Channel, ConnectionInfo, Endpoint, Server, ServerTls, Transport};
 use tokio::sync::{Notify, oneshot};
 use tonic::{Request, Response, Status, Streaming};
+use zone_proto::grpc_testing::test_service_client::TestServiceClient;
 use zone_proto::grpc_testing::test_service_server::{TestService, TestServiceServer};
 use zone_proto::grpc_testing::*;
 
@@ -471,6 +472,36 @@ where
             }),
             None => Box::pin(self.0.call(req)),
         }
+    }
+}
+
+/// Opens a FullDuplexCall fed from a channel and waits for the answer to a first [`ping`]; the
+/// sender asks for more answers, dropping it ends the call.
+pub async fn open_duplex(
+    mut client: TestServiceClient<Channel>,
+) -> (
+    tokio::sync::mpsc::Sender<StreamingOutputCallRequest>,
+    Streaming<StreamingOutputCallResponse>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(ping()).await.unwrap();
+    let mut replies = client
+        .full_duplex_call(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(replies.message().await.unwrap().is_some());
+    (tx, replies)
+}
+
+/// A FullDuplexCall message asking for one 8-byte answer.
+pub fn ping() -> StreamingOutputCallRequest {
+    StreamingOutputCallRequest {
+        response_parameters: vec![ResponseParameters {
+            size: 8,
+            ..Default::default()
+        }],
+        ..Default::default()
     }
 }
 
