@@ -326,15 +326,15 @@ impl H3Connection {
         };
         let (mut send, mut recv) = stream.split();
         // A request body that fails (the caller cancelled, or encoding failed) fails the call with
-        // its status, as on HTTP/2.
-        let (failed_tx, failed) = oneshot::channel();
-        // Fused: a receiver polled after it completed panics, a fused one stays pending.
-        let mut failed = failed.fuse();
+        // its status, as on HTTP/2. Fused: a receiver polled after it completed panics, a fused
+        // one stays pending (a terminated one always is: a body in memory cannot fail).
+        let mut failed = Fuse::terminated();
         if complete {
             // Everything is in hand: write it here (one task per call is enough).
-            drop(failed_tx);
             write_complete(&mut send, body).await;
         } else {
+            let (failed_tx, failed_rx) = oneshot::channel();
+            failed = failed_rx.fuse();
             // h3 closes the connection when its last SendRequest is dropped: the call keeps one,
             // so in-flight calls outlive the Channel handles (as they do on HTTP/2).
             tokio::spawn(pump_request(send, body, live.send.clone(), failed_tx));
