@@ -531,11 +531,9 @@ pub(crate) struct SendStream<B: Buf> {
     stream: quinn::SendStream,
     /// The frame h3 passed to `send_data`, queued by the next `poll_ready`.
     writing: Option<WriteBuf<B>>,
-    /// Frames queued for quinn, in order; `queued[written..]` are still to go.
+    /// Chunks not yet handed to quinn, in order (what a hold has kept back, or what flow
+    /// control has not taken yet).
     queued: Vec<Bytes>,
-    written: usize,
-    /// Bytes in `queued[written..]` (what a hold has kept back).
-    queued_len: usize,
     /// Finished or reset on purpose, or something was written (see Drop).
     used: bool,
 }
@@ -546,25 +544,23 @@ impl<B: Buf> SendStream<B> {
             stream,
             writing: None,
             queued: Vec::new(),
-            written: 0,
-            queued_len: 0,
             used: false,
         }
     }
 
+    /// Bytes queued and not yet handed to quinn.
+    fn queued_len(&self) -> usize {
+        self.queued.iter().map(Bytes::len).sum()
+    }
+
     /// Hands every queued chunk to quinn (one `write_chunks` call when flow control allows).
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WriteError>> {
-        while self.written < self.queued.len() {
+        while !self.queued.is_empty() {
             // `write_chunks` is cancel-safe (quinn docs): a fresh future per poll is fine. It
             // advances a partly written chunk in place and counts only whole ones.
-            let done =
-                ready!(pin!(self.stream.write_chunks(&mut self.queued[self.written..])).poll(cx))?;
-            self.written += done.chunks;
-            self.queued_len = self.queued_len.saturating_sub(done.bytes);
+            let done = ready!(pin!(self.stream.write_chunks(&mut self.queued)).poll(cx))?;
+            self.queued.drain(..done.chunks);
         }
-        self.queued.clear();
-        self.written = 0;
-        self.queued_len = 0;
         Poll::Ready(Ok(()))
     }
 }
@@ -584,7 +580,7 @@ impl<B: Buf> Drop for SendStream<B> {
         }
         // A held frame must not be lost behind that FIN. Our writers always follow a held write
         // with another write or FIN, so this is a safety net: what flow control takes now.
-        if self.written < self.queued.len() {
+        if !self.queued.is_empty() {
             let waker = futures::task::noop_waker();
             let _ = self.poll_flush(&mut Context::from_waker(&waker));
         }
@@ -595,22 +591,15 @@ impl<B: Buf> quic::SendStream<B> for SendStream<B> {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
         if let Some(mut data) = self.writing.take() {
             match zero_copy(&mut data) {
-                Some(chunks) => {
-                    for chunk in chunks {
-                        self.queued_len += chunk.len();
-                        self.queued.push(chunk);
-                    }
-                }
+                Some(chunks) => self.queued.extend(chunks),
                 None if data.has_remaining() => {
                     // One copy, as quinn's `poll_write` would have made.
-                    let chunk = data.copy_to_bytes(data.remaining());
-                    self.queued_len += chunk.len();
-                    self.queued.push(chunk);
+                    self.queued.push(data.copy_to_bytes(data.remaining()));
                 }
                 None => {}
             }
         }
-        if hold_offered() && self.queued_len <= HOLD_LIMIT {
+        if hold_offered() && self.queued_len() <= HOLD_LIMIT {
             return Poll::Ready(Ok(()));
         }
         ready!(self.poll_flush(cx)).map_err(convert_write_error)?;
@@ -646,8 +635,6 @@ impl<B: Buf> quic::SendStream<B> for SendStream<B> {
         self.used = true;
         // Held frames die with the stream (RESET_STREAM discards unsent data anyway).
         self.queued.clear();
-        self.written = 0;
-        self.queued_len = 0;
         let _ = self
             .stream
             .reset(VarInt::from_u64(reset_code).unwrap_or(VarInt::MAX));
@@ -826,7 +813,11 @@ mod tests {
         let mut send = SendStream::new(client.open_uni().await.unwrap());
         let head = Bytes::from_static(b"first");
         put(&mut send, data_frame(&head), true).await;
-        assert_eq!(send.queued_len, 2 + head.len(), "held, not given to quinn");
+        assert_eq!(
+            send.queued_len(),
+            2 + head.len(),
+            "held, not given to quinn"
+        );
         let arrived = tokio::time::timeout(Duration::from_millis(200), server.accept_uni()).await;
         assert!(arrived.is_err(), "nothing of a held frame reaches the peer");
 
@@ -835,7 +826,8 @@ mod tests {
         let last = Bytes::from_static(b"last");
         put(&mut send, data_frame(&last), false).await;
         assert_eq!(
-            send.queued_len, 0,
+            send.queued_len(),
+            0,
             "a write without hold takes what was held"
         );
         std::future::poll_fn(|cx| send.poll_finish(cx))
@@ -858,10 +850,14 @@ mod tests {
         put(&mut send, data_frame(&small), true).await;
         let big = Bytes::from(vec![9u8; HOLD_LIMIT]);
         put(&mut send, data_frame(&big), true).await;
-        assert_eq!(send.queued_len, 0, "over the limit: written although held");
+        assert_eq!(
+            send.queued_len(),
+            0,
+            "over the limit: written although held"
+        );
         let after = Bytes::from_static(b"after");
         put(&mut send, data_frame(&after), true).await;
-        assert_ne!(send.queued_len, 0);
+        assert_ne!(send.queued_len(), 0);
         std::future::poll_fn(|cx| send.poll_finish(cx))
             .await
             .unwrap();
