@@ -23,6 +23,7 @@ use tower::ServiceExt;
 
 use super::h2::stopped;
 use super::limits::{ServerStats, Slot};
+use super::repoll::Repoll;
 use super::{BoxService, ServerSettings};
 use crate::body::{ContentLength, H3Body};
 use crate::error::{Error, Kind};
@@ -91,7 +92,8 @@ impl H3Listener {
                             &self.quic,
                             slots.incoming.remote_address(),
                         );
-                        conns.spawn(serve_connection(
+                        // `Repoll`: requests served inline wake this task as they end.
+                        conns.spawn(Repoll::new(serve_connection(
                             slots,
                             config,
                             self.local_addr,
@@ -99,7 +101,7 @@ impl H3Listener {
                             settings.clone(),
                             stats.clone(),
                             stop.clone(),
-                        ));
+                        )));
                     }
                     None => break,
                 },

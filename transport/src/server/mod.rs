@@ -9,6 +9,7 @@
 mod h2;
 mod h3;
 mod limits;
+mod repoll;
 mod stack;
 
 pub use limits::ServerStats;
