@@ -210,6 +210,30 @@
 //!   within 6 %): at c=1 the per-call fixed costs are not amortised — allocations (libc + alloc
 //!   +73 samples per 1000 calls), quinn + h3 against h2 + hyper + rustls (+40), our own code
 //!   (+30: h3 accept and write paths, the call future).
+//! - Small calls, session 7 (2026-12-05): who wakes whom. `perf record -e sched:sched_waking
+//!   --call-graph dwarf` around `zone-bench --scenario unary-64b-c1 --wire h3 --reps 1
+//!   --duration 1`, each wake-up grouped by its kernel path (futex, epoll) and the first frames
+//!   in user code. 0.77 wake-ups per call were tokio unparking the other worker from
+//!   `Harness::poll`'s yield path, all of them in `serve_connection`'s task (the harness's
+//!   `Core::poll` call resolves to it with `addr2line`): a request served inline ends by dropping
+//!   h3's `RequestEnd`, which sends on a channel whose receiver the same task polls in
+//!   `accept()`, so the task woke itself while it ran, and tokio treats that as a yield — back of
+//!   the queue, unpark a worker to steal it. `server::repoll::Repoll` polls such a future again
+//!   at once instead. Wake-ups per call at c=1: 1.32 → 0.00–0.05. Client and server then stay on
+//!   one worker, and the c=1 p50 went from ~195 to 25–30 µs, against HTTP/2's 92–150 µs on the
+//!   same runs (hyper's tasks still wake the other worker ~1.5 times per call). That win is
+//!   scheduling: with one worker (`TOKIO_WORKER_THREADS=1`, both wires) the p50 is 30.3 µs
+//!   against HTTP/2's 26.9, so HTTP/3's CPU per call is still ~13 % higher (allocations, above).
+//!   At c=32, `perf record -e syscalls:sys_enter_futex` (1.2 per call): about half are glibc
+//!   malloc's arena locks (memory freed on the other worker than the one that allocated it:
+//!   `bytes` buffers, quinn's send buffer, h3's QPACK strings), a third quinn's connection lock,
+//!   which the connection driver holds while it sends. Each call's liveness check was
+//!   `close_reason()` under that lock (0.05 futex calls per call; now a flag set by the h3 driver
+//!   task). Interleaved A/B on `--scenario unary-64b-c32 --wire h2 h3 --reps 3 --duration 2`:
+//!   0.98–1.00 → 1.04–1.05 of HTTP/2. Left: bidi ping-pong is ~2× HTTP/2's p50, and its wake-ups
+//!   (1.55 per round trip) come from the client's chain endpoint driver → connection driver →
+//!   call task → request-body pump → connection driver, one more than tokio's LIFO cap of three,
+//!   so the pump's write unparks the other worker.
 
 pub(crate) mod backend;
 mod empty_data;
