@@ -136,7 +136,7 @@ impl H3Connection {
     pub(crate) fn rebind(&self, socket: std::net::UdpSocket) -> Result<(), Error> {
         let guard = self.endpoint.lock().unwrap_or_else(PoisonError::into_inner);
         match guard.as_ref() {
-            Some(ep) => crate::quic::socket::SplitGsoSocket::wrap(socket)
+            Some(ep) => crate::quic::socket::QuicSocket::wrap(socket)
                 .and_then(|socket| ep.rebind_abstract(socket))
                 .map_err(|e| Error::with(Kind::Io, e).context("rebind QUIC socket")),
             None => Err(Error::new(Kind::Closed).context("no QUIC endpoint to rebind yet")),

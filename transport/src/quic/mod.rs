@@ -84,7 +84,7 @@
 //!   kernel refuses anything over 64 KiB with EMSGSIZE, and quinn-udp reports it as sent: the
 //!   packets vanish, and after three such loss bursts quinn's black-hole detector drops the MTU
 //!   to 1200 for a minute — every server connection of `stream-64k` ended at 1200 (QUIC
-//!   statistics, now logged at debug level when a connection ends). `socket::SplitGsoSocket`
+//!   statistics, now logged at debug level when a connection ends). `socket::QuicSocket`
 //!   splits such batches. `zone-bench --scenario stream-64k --wire h2 h3 --reps 3 --duration 3`
 //!   with a 65527 bound: before 4.6–5.7 Gbit/s, 2.7–3.2 CPU s/GiB (H3/H2 0.57–0.62); after
 //!   10.5 Gbit/s at 1.24 CPU s/GiB against HTTP/2's 9.8 at 1.47 (H3/H2 1.07 and 0.85), MTU
@@ -635,7 +635,7 @@ pub(crate) fn endpoint(
     quinn::Endpoint::new_with_abstract_socket(
         config,
         server,
-        socket::SplitGsoSocket::wrap(socket)?,
+        socket::QuicSocket::wrap(socket)?,
         Arc::new(quinn::TokioRuntime),
     )
 }
