@@ -92,8 +92,16 @@
 //!   delivered: it added ~1.5 ms to `--scenario connect` (set-up + one call; 2.1 → 3.6 ms; with
 //!   discovery off at the same announced size 2.0 ms, so it is the probing, not quinn's larger
 //!   receive buffers), and that scenario's fresh endpoint per connection left server
-//!   connections behind until the 1024-connection limit refused new ones (not root-caused;
-//!   the clients' CONNECTION_CLOSE likely queued behind probes on an endpoint being dropped).
+//!   connections behind until the 1024-connection limit refused new ones. Root cause (session
+//!   8, quinn-proto trace of `--no-loopback-mtu --quic-mtu 65527 --scenario connect`): about
+//!   two clients in three never sent their CONNECTION_CLOSE — "blocked by congestion control"
+//!   right after `close()`. quinn-proto 0.11.19 gates the close packet like a full-MTU data
+//!   packet, so an MTU probe in flight (57 KB of a ~100 KB window) blocks it; closing stops the
+//!   loss timers, nothing unblocks it, the close timer drains the connection, the client's
+//!   socket closes, and the server holds the connection until its idle timeout (30 s). That is
+//!   quinn-rs/quinn#2785, fixed upstream by #2787 (close packets exempt from the gate), not in a
+//!   0.11 release yet. Upstream reports the same for any connection closed while its window is
+//!   full (a bulk sender cancelled mid-transfer): the peer learns of it at its idle timeout.
 //!   A 9000 bound: 11.6 Gbit/s (H3/H2 0.90), set-up 4.1 ms. So the default stays at quinn's
 //!   1452 and a large bound is opt-in (`QuicSettings::mtu_upper_bound`, `zone-bench
 //!   --quic-mtu`) for long-lived connections on loopback or jumbo-frame paths.
