@@ -32,6 +32,7 @@ matrix!(
     dropped_unary_call_cancels_handler,
     dropped_server_stream_cancels_handler,
     dropped_bidi_call_cancels_handler,
+    dropped_client_stream_mid_write_ends_handler,
     handler_sees_connection_info,
     interceptor_metadata_reaches_server,
     gzip_compression_both_ways,
@@ -464,6 +465,44 @@ async fn dropped_bidi_call_cancels_handler(t: Transport) {
     drop(responses);
     f.wait_cancelled(1, Duration::from_secs(3)).await;
     drop(tx);
+}
+
+async fn dropped_client_stream_mid_write_ends_handler(t: Transport) {
+    let f = Fixture::start(t).await;
+    let mut client = f.client();
+    // An upload far longer than the test, so the call is dropped mid-write.
+    let chunk = StreamingInputCallRequest {
+        payload: payload(&[7; 64 * 1024]),
+        ..Default::default()
+    };
+    let call = tokio::spawn(async move {
+        let upload = futures::stream::repeat(chunk).take(1_000_000);
+        client.streaming_input_call(upload).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let ended = || {
+        f.observed.cancelled.load(Ordering::SeqCst) + f.observed.completed.load(Ordering::SeqCst)
+    };
+    while ended() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler still reads a dropped upload after 3 s over {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    match t {
+        // The reset (H3_REQUEST_CANCELLED) ends the request task: the handler is dropped, as a
+        // cancelled context is in grpc-go and grpc-java.
+        Transport::H3 => assert_eq!(f.observed.cancelled.load(Ordering::SeqCst), 1),
+        // tonic reads a CANCELLED request body on the server as the end of input (its decoder
+        // maps `Code::Cancelled` on a request to `None`), so over hyper the handler runs on to
+        // completion with what arrived; grpc-h3's HTTP/2 server keeps tonic's behaviour.
+        _ => assert_eq!(f.observed.completed.load(Ordering::SeqCst), 1),
+    }
+    f.client().empty_call(Empty {}).await.unwrap();
 }
 
 async fn handler_sees_connection_info(t: Transport) {

@@ -23,6 +23,7 @@ use tower::ServiceExt;
 
 use super::h2::stopped;
 use super::limits::{ServerStats, Slot};
+use super::peer_cancel::{CancelOnReset, PeerCancel};
 use super::repoll::Repoll;
 use super::{BoxService, ServerSettings};
 use crate::body::{ContentLength, H3Body};
@@ -443,14 +444,16 @@ async fn serve_request(
         }
         malformed = Some(flag);
     }
-    let mut request = request.map(|()| Body::new(body));
+    // The client's reset of the request stream cancels the handler too (`peer_cancel`).
+    let cancel = Arc::new(PeerCancel::default());
+    let mut reset = cancel.wait();
+    let mut request = request.map(|()| Body::new(CancelOnReset::new(body, cancel)));
     request.extensions_mut().insert(info);
     request.extensions_mut().insert(tcp_info);
+    // Biased: a cancel seen in the same wake-up as the handler's progress wins, so the handler is
+    // dropped rather than polled on into reading the reset as the end of its input.
     let response = tokio::select! {
-        response = service.oneshot(request) => match response {
-            Ok(response) => response,
-            Err(never) => match never {},
-        },
+        biased;
         () = &mut stopped => {
             tracing::debug!("client cancelled the call before the response");
             // Reset rather than let the dropped stream finish: a FIN without HEADERS would read as
@@ -458,6 +461,15 @@ async fn serve_request(
             send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
             return;
         }
+        () = &mut reset => {
+            tracing::debug!("client reset the request before the response");
+            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+            return;
+        }
+        response = service.oneshot(request) => match response {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
     };
     if malformed.is_some_and(|m| m.load(Ordering::Acquire)) {
         // RFC 9114 §4.1.2: a malformed request is a stream error of type H3_MESSAGE_ERROR.
@@ -475,12 +487,18 @@ async fn serve_request(
         return;
     }
     let finished = tokio::select! {
-        finished = write_response(&mut send, &mut body) => finished,
+        biased;
         () = &mut stopped => {
             tracing::debug!("client cancelled the call during the response");
             send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
             return;
         }
+        () = &mut reset => {
+            tracing::debug!("client reset the request during the response");
+            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+            return;
+        }
+        finished = write_response(&mut send, &mut body) => finished,
     };
     if finished && *draining.borrow() {
         // During a drain, stay until the client has acknowledged the whole response (quinn's

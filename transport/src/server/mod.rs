@@ -9,6 +9,7 @@
 mod h2;
 mod h3;
 mod limits;
+mod peer_cancel;
 mod repoll;
 mod stack;
 
