@@ -454,15 +454,10 @@ async fn serve_request(
     // dropped rather than polled on into reading the reset as the end of its input.
     let response = tokio::select! {
         biased;
-        () = &mut stopped => {
-            tracing::debug!("client cancelled the call before the response");
+        by = cancelled(&mut stopped, &mut reset) => {
+            tracing::debug!(by, "client cancelled the call before the response");
             // Reset rather than let the dropped stream finish: a FIN without HEADERS would read as
             // a malformed response (RFC 9114 §4.1.1).
-            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
-            return;
-        }
-        () = &mut reset => {
-            tracing::debug!("client reset the request before the response");
             send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
             return;
         }
@@ -488,13 +483,8 @@ async fn serve_request(
     }
     let finished = tokio::select! {
         biased;
-        () = &mut stopped => {
-            tracing::debug!("client cancelled the call during the response");
-            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
-            return;
-        }
-        () = &mut reset => {
-            tracing::debug!("client reset the request during the response");
+        by = cancelled(&mut stopped, &mut reset) => {
+            tracing::debug!(by, "client cancelled the call during the response");
             send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
             return;
         }
@@ -506,6 +496,19 @@ async fn serve_request(
         // closing discards unacknowledged stream data. Outside a drain this would only cost an
         // extra wake-up per call.
         let _ = tokio::time::timeout(DELIVERY_WAIT, stopped).await;
+    }
+}
+
+/// Resolves when the client gives up on its call, naming the sign: STOP_SENDING on the response
+/// (quinn's `stopped`) or the reset of the request that its body read (`peer_cancel`).
+async fn cancelled<S, R>(stopped: S, reset: R) -> &'static str
+where
+    S: Future<Output = ()> + Unpin,
+    R: Future<Output = ()> + Unpin,
+{
+    match futures::future::select(stopped, reset).await {
+        futures::future::Either::Left(_) => "STOP_SENDING",
+        futures::future::Either::Right(_) => "request reset",
     }
 }
 
