@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Long property-test ("fuzz") run of the stable proptest suites (issue #7.2) and of the change-file
+# Long property-test ("fuzz") run of the stable proptest suites and of the change-file
 # driver (client/tests/change_file_props.rs, same knobs): the same targets as `cargo test`, with
 # many more cases, each suite bounded in time.
 #
@@ -25,7 +25,7 @@ if [[ -n "${SUITES:-}" ]]; then
     SUITES=()
     for ((i = 0; i + 1 < ${#words[@]}; i += 2)); do SUITES+=("${words[i]} ${words[i + 1]}"); done
 else
-    SUITES=("grpc-h3 props" "zone-server props" "zone-client change_file_props")
+    SUITES=("grpc-h3 lib" "grpc-h3 props" "zone-server props" "zone-client change_file_props")
 fi
 LOG_DIR=${LOG_DIR:-target/fuzz}
 mkdir -p "$LOG_DIR"
@@ -35,8 +35,14 @@ for suite in "${SUITES[@]}"; do
     read -r package test <<<"$suite"
     # Build first (outside the time budget), then run the test binary itself so `timeout` stops it.
     build_log="$LOG_DIR/$package-$test.build.log"
-    binary=$(cargo test --profile "$PROFILE" -p "$package" --test "$test" --no-run --message-format=json 2>"$build_log" |
-        grep -F '"kind":["test"]' | grep -F "\"name\":\"$test\"" |
+    # "lib" is the crate's unit tests, of which the `props` modules (the header parsers) run.
+    if [[ $test == lib ]]; then
+        target=(--lib) kind='"kind":["lib"]' name="\"name\":\"${package//-/_}\"" filter=props
+    else
+        target=(--test "$test") kind='"kind":["test"]' name="\"name\":\"$test\"" filter=
+    fi
+    binary=$(cargo test --profile "$PROFILE" -p "$package" "${target[@]}" --no-run --message-format=json 2>"$build_log" |
+        grep -F "$kind" | grep -F "$name" |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
     if [[ -z "$binary" ]]; then
         echo "FAIL $package/$test: does not build ($build_log):"
@@ -49,7 +55,7 @@ for suite in "${SUITES[@]}"; do
     start=$(date +%s)
     timeout --kill-after=10 "$((8 * SECS + 60))" \
         env PROPTEST_CASES="$CASES" PROPTEST_NET_CASES="$NET_CASES" PROPTEST_MAX_SECS="$SECS" \
-        RUST_BACKTRACE=0 "$binary" --nocapture --test-threads=2 >"$log" 2>&1
+        RUST_BACKTRACE=0 "$binary" $filter --nocapture --test-threads=2 >"$log" 2>&1
     rc=$?
     echo "   $(($(date +%s) - start)) s"
     grep -E '^PROPS ' "$log" | sed 's/^/   /'

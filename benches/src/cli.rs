@@ -1,4 +1,4 @@
-//! Command line of `zone-bench` (design §8) and the run settings derived from it.
+//! Command line of `zone-bench` and the run settings derived from it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -247,11 +247,10 @@ impl Settings {
 
     /// grpc-h3's QUIC settings for this run's client and servers.
     pub fn quic(&self) -> grpc_h3::QuicSettings {
-        let mut quic = grpc_h3::QuicSettings::default();
+        let mut quic = grpc_h3::QuicSettings::default().loopback_mtu(self.loopback_mtu);
         if let Some(mtu) = self.quic_mtu {
-            quic.mtu_upper_bound = mtu;
+            quic = quic.mtu_upper_bound(mtu);
         }
-        quic.loopback_mtu = self.loopback_mtu;
         quic
     }
 

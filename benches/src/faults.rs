@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use dev_certs::DevCerts;
-use grpc_h3::{Channel, Endpoint, QuicSettings, Server, ServerTls, Transport};
+use grpc_h3::{Channel, Endpoint, QuicSettings, Server, ServerTls, Transport, Wires};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
@@ -67,7 +67,7 @@ pub fn serve_child(port: u16, cert_dir: &Path) -> ExitCode {
         let tls = ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem)?;
         let server = Server::builder()
             .tls(tls)
-            .transport(Transport::Auto)
+            .wires(Wires::Both)
             .add_service(zone_server::interop::test_service());
         zone_server::process::serve_announced(server, SocketAddr::from(([127, 0, 0, 1], port)))
             .await
@@ -312,7 +312,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         plan.push((
             "kill+restart",
             Wire::H3,
-            Some(QuicSettings::default().idle_timeout),
+            Some(QuicSettings::default().get_idle_timeout()),
         ));
     }
     let mut cases = Vec::new();
@@ -627,8 +627,7 @@ async fn kill_restart(
         .timeout(FAULT_CALL_TIMEOUT)
         .connect_timeout(FAULT_CALL_TIMEOUT);
     if let Some(idle) = idle {
-        let mut quic = QuicSettings::default();
-        quic.idle_timeout = idle;
+        let quic = QuicSettings::default().idle_timeout(idle);
         endpoint = endpoint.quic_settings(quic);
     }
     let channel = endpoint.connect().await.context("connecting")?;

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use dev_certs::DevCerts;
-use grpc_h3::{Channel, CongestionControl, Endpoint, QuicSettings, Server, ServerTls, Transport};
+use grpc_h3::{
+    Channel, CongestionControl, Endpoint, QuicSettings, Server, ServerTls, Transport, Wires,
+};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -380,9 +382,7 @@ struct LabAddrs {
 }
 
 fn quic(congestion: CongestionControl) -> QuicSettings {
-    let mut q = QuicSettings::default();
-    q.congestion = congestion;
-    q
+    QuicSettings::default().congestion(congestion)
 }
 
 type ServerThread = std::thread::JoinHandle<Result<(), String>>;
@@ -409,7 +409,7 @@ fn start_servers(
                 async move {
                     Server::builder()
                         .tls(ServerTls::from_pem(&cert, &key)?)
-                        .transport(Transport::Auto)
+                        .wires(Wires::Both)
                         .quic_settings(quic(congestion))
                         .drain_timeout(Duration::from_millis(500))
                         .add_service(test_service())

@@ -1,5 +1,5 @@
 //! `zone-bench`: side-by-side benchmarks of gRPC over HTTP/2 and HTTP/3 (grpc-h3) and HTTP/3
-//! (tonic-h3, the comparison peer) on loopback (design §9). Prints a table with absolute figures
+//! (tonic-h3, the comparison peer) on loopback. Prints a table with absolute figures
 //! and ratios and writes report.md, results.json and SVG plots under `--out`.
 //!
 //! Modules, one concern each: `cli` (flags and settings), `servers` (in-process servers),

@@ -46,14 +46,16 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// The quinn transport config equal to what grpc-h3 derives from the same settings.
 fn transport_config(s: &QuicSettings) -> anyhow::Result<Arc<TransportConfig>> {
     let mut t = TransportConfig::default();
-    t.max_concurrent_bidi_streams(VarInt::from_u32(s.max_concurrent_bidi_streams))
-        .stream_receive_window(VarInt::from_u32(s.stream_receive_window))
-        .receive_window(VarInt::from_u32(s.receive_window))
-        .send_window(s.send_window)
-        .max_idle_timeout(Some(IdleTimeout::try_from(s.idle_timeout)?))
-        .keep_alive_interval(s.keep_alive_interval)
-        .enable_segmentation_offload(s.segmentation_offload);
-    match s.congestion {
+    t.max_concurrent_bidi_streams(VarInt::from_u32(
+        grpc_h3::Server::DEFAULT_MAX_CONCURRENT_STREAMS,
+    ))
+    .stream_receive_window(VarInt::from_u32(s.get_stream_receive_window()))
+    .receive_window(VarInt::from_u32(s.get_receive_window()))
+    .send_window(s.get_send_window())
+    .max_idle_timeout(Some(IdleTimeout::try_from(s.get_idle_timeout())?))
+    .keep_alive_interval(s.get_keep_alive_interval())
+    .enable_segmentation_offload(s.get_segmentation_offload());
+    match s.get_congestion() {
         CongestionControl::Bbr => t.congestion_controller_factory(Arc::new(BbrConfig::default())),
         CongestionControl::NewReno => {
             t.congestion_controller_factory(Arc::new(NewRenoConfig::default()))

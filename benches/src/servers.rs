@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use base64::Engine as _;
 use dev_certs::DevCerts;
-use grpc_h3::{Server, ServerTls, Transport};
+use grpc_h3::{Server, ServerTls, Wires};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
@@ -93,7 +93,7 @@ impl LocalServers {
         let tls = ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem)?;
         let plain = Server::builder()
             .tls(tls.clone())
-            .transport(Transport::Auto)
+            .wires(Wires::Both)
             .quic_settings(settings.quic())
             .drain_timeout(DRAIN)
             .add_service(zones_server(store.clone()))
@@ -105,7 +105,7 @@ impl LocalServers {
         ours.push(spawn_ours(plain));
         let auth = Server::builder()
             .tls(tls)
-            .transport(Transport::Auto)
+            .wires(Wires::Both)
             .quic_settings(settings.quic())
             .drain_timeout(DRAIN)
             .layer(ours_auth.clone())

@@ -68,7 +68,7 @@ impl TestServer {
                     .tls(
                         ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem).unwrap(),
                     )
-                    .transport(wire)
+                    .wires(grpc_h3::Wires::from(wire))
                     .add_service(zone_server::zones::zones_server(store.clone()))
                     .bind("127.0.0.1:0".parse().unwrap()),
             )

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use grpc_h3::{Channel, Endpoint, QuicSettings, Server, ServerTls, Transport};
+use grpc_h3::{Channel, Endpoint, QuicSettings, Server, ServerTls, Transport, Wires};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::oneshot;
@@ -68,7 +68,7 @@ impl Origin {
         let c = certs();
         let bound = Server::builder()
             .tls(ServerTls::from_pem(&c.server_cert_pem, &c.server_key_pem).unwrap())
-            .transport(Transport::Auto)
+            .wires(Wires::Both)
             .drain_timeout(Duration::from_millis(200))
             .add_service(zones_server(store.clone()))
             .bind(addr)
@@ -320,8 +320,7 @@ impl EdgeRun {
         let (stop, stopped) = oneshot::channel::<()>();
         let (t, slot) = (Arc::clone(&transport), Arc::clone(&channel));
         let connect = move || {
-            let mut quic = QuicSettings::default();
-            quic.idle_timeout = Duration::from_millis(1000);
+            let quic = QuicSettings::default().idle_timeout(Duration::from_millis(1000));
             let endpoint = Endpoint::new(format!("https://{addr}"))
                 .unwrap()
                 .ca_certificate_pem(&certs().ca_pem)
@@ -558,7 +557,7 @@ async fn edge_refuses_zones_it_has_no_right_to_and_serves_lookups() {
     origin.publish(2).await;
     run.converge(&origin, "sync").await;
     let bound = Server::builder()
-        .transport(Transport::H2)
+        .wires(Wires::H2)
         .add_service(edge::serve::zones_server(run.edge.clone()))
         .bind("127.0.0.1:0".parse().unwrap())
         .await

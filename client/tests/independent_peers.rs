@@ -14,7 +14,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::broken::Broken;
-use grpc_h3::{Server, ServerTls, Transport};
+use grpc_h3::{Server, ServerTls, Wires};
 use tokio::sync::oneshot;
 use zone_proto::grpc_testing::test_service_server::TestServiceServer;
 use zone_server::interop::test_service;
@@ -158,7 +158,7 @@ impl TestServer {
         let certs = dev_certs::DevCerts::load_or_generate(cert_dir.path()).unwrap();
         let bound = Server::builder()
             .tls(ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem).unwrap())
-            .transport(Transport::Auto)
+            .wires(Wires::Both)
             .add_service(service)
             .bind("127.0.0.1:0".parse().unwrap())
             .await

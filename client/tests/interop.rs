@@ -46,7 +46,7 @@ impl TestServer {
         let certs = dev_certs::DevCerts::load_or_generate(cert_dir.path()).unwrap();
         let bound = Server::builder()
             .tls(ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem).unwrap())
-            .transport(transport)
+            .wires(grpc_h3::Wires::from(transport))
             .add_service(service)
             .bind("127.0.0.1:0".parse().unwrap())
             .await

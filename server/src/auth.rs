@@ -1,4 +1,4 @@
-//! Per-RPC credentials and method rights (design §6): a users file of argon2id hashes and allowed
+//! Per-RPC credentials and method rights: a users file of argon2id hashes and allowed
 //! methods, and a tower layer that checks `authorization: Basic …` (RFC 7617) on every call.
 //!
 //! The layer sits in front of every route of a `grpc_h3::Server`, so the one rule set protects

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 /// Prints `READY h3=ADDR h2=ADDR` (`off` for a wire not served) and flushes, as scripts and tests
-/// wait for it (design §8).
+/// wait for it.
 pub fn print_ready(h3: Option<SocketAddr>, h2: Option<SocketAddr>) -> std::io::Result<()> {
     let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
     let mut stdout = std::io::stdout().lock();

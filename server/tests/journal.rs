@@ -486,7 +486,7 @@ async fn callers_without_the_zone_right_change_nothing_over_h2_and_h3() {
     let certs = dev_certs::DevCerts::generate().unwrap();
     let bound = Server::builder()
         .tls(ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem).unwrap())
-        .transport(Transport::Auto)
+        .wires(grpc_h3::Wires::Both)
         .layer(AuthLayer::new(users))
         .add_service(zone_server::zones::zones_server(store.clone()))
         .bind("127.0.0.1:0".parse().unwrap())

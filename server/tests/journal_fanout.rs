@@ -140,8 +140,7 @@ fn subscribe(zones: &[(&str, u32)]) -> pb::SyncMessage {
 }
 
 async fn connect(addr: SocketAddr, ca: &[u8], transport: Transport) -> ZonesClient<Channel> {
-    let mut quic = QuicSettings::default();
-    quic.stream_receive_window = STUCK_WINDOW;
+    let quic = QuicSettings::default().stream_receive_window(STUCK_WINDOW);
     let channel = Endpoint::new(format!("https://{addr}"))
         .unwrap()
         .ca_certificate_pem(ca)
@@ -185,7 +184,7 @@ async fn a_thousand_subscribers_one_stuck_memory_stays_bounded() {
     let ca = certs.ca_pem.clone();
     let bound = Server::builder()
         .tls(ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem).unwrap())
-        .transport(Transport::Auto)
+        .wires(grpc_h3::Wires::Both)
         .add_service(zones_server(store.clone()))
         .bind("127.0.0.1:0".parse().unwrap())
         .await

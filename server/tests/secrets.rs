@@ -182,7 +182,7 @@ async fn no_secret_reaches_the_logs_at_any_level() {
         .unwrap();
     let bound = Server::builder()
         .tls(tls)
-        .transport(Transport::Auto)
+        .wires(grpc_h3::Wires::Both)
         .add_service(zones_server(store))
         .layer(AuthLayer::new(users()))
         .bind("127.0.0.1:0".parse().unwrap())

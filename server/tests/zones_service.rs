@@ -184,7 +184,7 @@ impl Fixture {
         health.set_serving::<ZonesServer<ZonesService>>().await;
         let bound = Server::builder()
             .tls(ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem).unwrap())
-            .transport(transport)
+            .wires(grpc_h3::Wires::from(transport))
             .add_service(zones_server(store()))
             .add_service(health_service)
             .layer(AuthLayer::new(users()))
@@ -936,7 +936,7 @@ async fn health_check_needs_no_credentials(t: Transport) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_over_plaintext_are_refused() {
     let bound = Server::builder()
-        .transport(Transport::H2)
+        .wires(grpc_h3::Wires::H2)
         .add_service(zones_server(store()))
         .layer(AuthLayer::new(users()))
         .bind("127.0.0.1:0".parse().unwrap())

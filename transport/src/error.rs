@@ -20,6 +20,18 @@
 //!
 //! A received `grpc-message` that does not decode keeps its status code and arrives as raw text
 //! (see [`sanitize_status`]).
+//!
+//! The codes this crate *sends* are the other half of the same table; [`sent`] names each one, and
+//! the wires use those names:
+//!
+//! | when                                                        | HTTP/3 (RFC 9114 §8.1)                          | HTTP/2 (RFC 9113 §7) |
+//! |-------------------------------------------------------------|-------------------------------------------------|----------------------|
+//! | client: the caller dropped the call                         | reset + STOP_SENDING `H3_REQUEST_CANCELLED`      | RST_STREAM `CANCEL`  |
+//! | server: the client cancelled; the response is cut short     | reset `H3_REQUEST_CANCELLED`                     | RST_STREAM `CANCEL` (hyper) |
+//! | server: a replay-unsafe call arrived in 0-RTT early data    | reset + STOP_SENDING `H3_REQUEST_REJECTED`       | —                    |
+//! | server: malformed request (connection-specific field, content-length mismatch) | reset + STOP_SENDING `H3_MESSAGE_ERROR` | RST_STREAM `PROTOCOL_ERROR` (hyper) |
+//! | server: the handler stopped reading the request early      | STOP_SENDING `H3_NO_ERROR` (§4.1.2)              | RST_STREAM `NO_ERROR` (hyper) |
+//! | server: shutdown, after GOAWAY and the drain                | CONNECTION_CLOSE `H3_NO_ERROR`                   | GOAWAY `NO_ERROR` (hyper) |
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -27,6 +39,25 @@ use std::fmt;
 use tonic::{Code, Status};
 
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// The stream and connection error codes the wires send (the module docs' second table).
+pub(crate) mod sent {
+    use h3::error::Code;
+
+    /// A dropped call (client) or a cancelled one (server), RFC 9114 §4.1.1.
+    pub(crate) const CANCELLED: Code = Code::H3_REQUEST_CANCELLED;
+    /// A replay-unsafe request in 0-RTT, refused unprocessed so the client retries it (RFC 9114
+    /// §4.1.1; RFC 8470 §5.2's spirit).
+    pub(crate) const EARLY_DATA_REFUSED: Code = Code::H3_REQUEST_REJECTED;
+    /// A malformed message, RFC 9114 §4.1.2.
+    pub(crate) const MALFORMED: Code = Code::H3_MESSAGE_ERROR;
+    /// STOP_SENDING for a request body the handler no longer reads, RFC 9114 §4.1.2.
+    pub(crate) const NO_MORE_REQUEST_DATA: Code = Code::H3_NO_ERROR;
+    /// CONNECTION_CLOSE when the server shuts down (H3_NO_ERROR, RFC 9114 §5.2).
+    pub(crate) const SHUTDOWN: quinn::VarInt = quinn::VarInt::from_u32(0x100);
+    /// RST_STREAM for a dropped HTTP/2 call (PROTOCOL-HTTP2.md, "Errors").
+    pub(crate) const H2_CANCELLED: h2::Reason = h2::Reason::CANCEL;
+}
 
 /// An error of the grpc-h3 transport: building an endpoint or server, connecting, serving.
 ///
@@ -218,6 +249,11 @@ impl From<Error> for Status {
 /// - Malformed details (not base64, padded or not, as `-bin` values may be either) cannot be
 ///   passed on: the call fails with INTERNAL, as grpc-go does ("malformed
 ///   grpc-status-details-bin").
+///
+/// Upstream (tonic 0.14): the panic has an open fix, grpc/grpc-rust#2618 (tonic's repository,
+/// formerly hyperium/tonic); the UNKNOWN for an undecodable `grpc-message` is not reported as of
+/// 2026-12-07. Drop the details check when a released tonic no longer panics on such details, and
+/// the message re-encoding when it keeps the received code and the raw text.
 pub(crate) fn sanitize_status(headers: &mut http::HeaderMap) {
     use base64::Engine as _;
     use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};

@@ -44,103 +44,35 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod body;
 mod client;
 mod error;
+mod h2;
+mod h3;
 mod info;
 mod quic;
 mod server;
 mod timeout;
 mod tls;
+mod wire;
+
+#[cfg(test)]
+#[allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#[path = "../../test-support/bounded_proptest.rs"]
+mod bounded_proptest;
 
 pub use client::{Channel, Endpoint};
 pub use error::Error;
 pub use info::{ConnectionInfo, PeerCertificates};
 pub use quic::{CongestionControl, QuicSettings};
-pub use server::{BoundServer, BoxService, Server, ServerStats};
+pub use server::{BoundServer, RoutesService, Server, ServerStats};
 pub use timeout::InvalidTimeout;
 pub use tls::ServerTls;
-
-/// The header parsers, exposed for the property tests in `tests/props.rs` only: not a stable API.
-#[doc(hidden)]
-pub mod __fuzz {
-    use std::time::Duration;
-
-    /// What an `Alt-Svc` value says about HTTP/3 (RFC 7838).
-    #[non_exhaustive]
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum AltSvc {
-        /// HTTP/3 on this port of the same host, valid for `max_age`.
-        H3 { port: u16, max_age: Duration },
-        /// `clear`.
-        Clear,
-    }
-
-    /// Parses a `grpc-timeout` value (gRPC PROTOCOL-HTTP2.md).
-    pub fn parse_grpc_timeout(value: &[u8]) -> Result<Duration, crate::InvalidTimeout> {
-        crate::timeout::parse(value)
-    }
-
-    /// Encodes a deadline as a `grpc-timeout` value.
-    pub fn encode_grpc_timeout(timeout: Duration) -> http::HeaderValue {
-        crate::timeout::encode(timeout)
-    }
-
-    /// Parses an `Alt-Svc` value as the client does.
-    pub fn parse_alt_svc(value: &str) -> Option<AltSvc> {
-        use crate::client::alt_svc::{self, AltSvc as Inner};
-        alt_svc::parse(value).map(|alt| match alt {
-            Inner::H3 { port, max_age } => AltSvc::H3 { port, max_age },
-            Inner::Clear => AltSvc::Clear,
-        })
-    }
-}
+pub use wire::{ParseTransportError, ParseWiresError, Transport, Wires};
 
 /// Per-stream receive window of both wires (quinn's default is 1.25 MB; HTTP/2's is 64 KiB).
 pub(crate) const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 /// Per-connection receive window of both wires.
 pub(crate) const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
-
-/// Which wire protocol carries gRPC calls.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Transport {
-    /// HTTP/3 over QUIC (RFC 9114), UDP.
-    H3,
-    /// HTTP/2 over TCP (RFC 9113), TLS with ALPN `h2` or plaintext prior knowledge (`http://`).
-    H2,
-    /// Prefer HTTP/3 when the server is known to offer it, fall back to HTTP/2.
-    #[default]
-    Auto,
-}
-
-impl Transport {
-    /// Lower-case name as used on command lines: `h3`, `h2`, `auto`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::H3 => "h3",
-            Transport::H2 => "h2",
-            Transport::Auto => "auto",
-        }
-    }
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Transport {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "h3" | "http3" => Ok(Transport::H3),
-            "h2" | "http2" => Ok(Transport::H2),
-            "auto" => Ok(Transport::Auto),
-            other => Err(format!(
-                "unknown transport `{other}` (expected h3, h2 or auto)"
-            )),
-        }
-    }
-}

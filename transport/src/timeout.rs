@@ -167,6 +167,9 @@ where
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use grpc_h3::{Server, ServerTls, Transport};
+use grpc_h3::{Server, ServerTls};
 use rustls::pki_types::pem::PemObject;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -89,7 +89,7 @@ async fn unvalidated_address_gets_at_most_three_times_its_bytes() {
         .sum();
     let bound = Server::builder()
         .tls(ServerTls::from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap())
-        .transport(Transport::H3)
+        .wires(grpc_h3::Wires::H3)
         // The half-open connection would otherwise hold shutdown for the default drain.
         .drain_timeout(Duration::from_millis(200))
         .add_service(common::service(Default::default()))

@@ -29,7 +29,7 @@ async fn server_on(
     let c = certs();
     let bound = Server::builder()
         .tls(ServerTls::from_pem(&c.server_cert_pem, &c.server_key_pem).unwrap())
-        .transport(transport)
+        .wires(grpc_h3::Wires::from(transport))
         .add_service(service(Default::default()))
         .bind("127.0.0.1:0".parse().unwrap())
         .await

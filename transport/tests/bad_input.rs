@@ -47,7 +47,7 @@ impl Running {
         let observed = Arc::new(Observed::default());
         let builder = Server::builder()
             .tls(ServerTls::from_pem(&c.server_cert_pem, &c.server_key_pem).unwrap())
-            .transport(t)
+            .wires(grpc_h3::Wires::from(t))
             .add_service(service(observed.clone()));
         let bound = configure(builder)
             .bind("127.0.0.1:0".parse().unwrap())

@@ -1,4 +1,4 @@
-//! TLS session resumption and 0-RTT early data (design §3 "0-RTT"; RFC 9001 §4.6, RFC 8470).
+//! TLS session resumption and 0-RTT early data (RFC 9001 §4.6, RFC 8470).
 //!
 //! HTTP/3 only: TCP+TLS 0-RTT is not offered on the HTTP/2 wire, which the last test checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

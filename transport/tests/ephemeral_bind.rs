@@ -8,7 +8,7 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
-use grpc_h3::{Server, ServerTls, Transport};
+use grpc_h3::{Server, ServerTls};
 
 /// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`), or Linux's default.
 fn ephemeral_range() -> (u16, u16) {
@@ -44,7 +44,7 @@ async fn auto_bind_on_port_zero_survives_tcp_ports_taken() {
     for i in 0..40 {
         let bound = Server::builder()
             .tls(ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem).unwrap())
-            .transport(Transport::Auto)
+            .wires(grpc_h3::Wires::Both)
             .add_service(tonic_health::server::health_reporter().1)
             .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await
@@ -70,7 +70,7 @@ async fn a_named_port_taken_on_tcp_is_an_io_error_not_another_port() {
     let certs = common::certs();
     let err = Server::builder()
         .tls(ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem).unwrap())
-        .transport(Transport::Auto)
+        .wires(grpc_h3::Wires::Both)
         .add_service(tonic_health::server::health_reporter().1)
         .bind(addr)
         .await

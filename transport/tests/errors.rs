@@ -1,4 +1,4 @@
-//! Error mapping and bad input, each provoked for real, over every transport (design §3; the
+//! Error mapping and bad input, each provoked for real, over every transport (the
 //! mapping table lives in `transport/src/error.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -359,7 +359,7 @@ async fn server_gone_mid_stream_is_unavailable(t: Transport) {
                     grpc_h3::ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem)
                         .unwrap(),
                 )
-                .transport(t)
+                .wires(grpc_h3::Wires::from(t))
                 .add_service(common::service(Default::default()))
                 .bind("127.0.0.1:0".parse().unwrap())
                 .await
@@ -372,8 +372,7 @@ async fn server_gone_mid_stream_is_unavailable(t: Transport) {
         rt.shutdown_background();
     });
     let addr = addr_rx.recv().unwrap();
-    let mut quic = grpc_h3::QuicSettings::default();
-    quic.idle_timeout = Duration::from_secs(1);
+    let quic = grpc_h3::QuicSettings::default().idle_timeout(Duration::from_secs(1));
     let channel = common::endpoint(t, addr)
         .quic_settings(quic)
         .keep_alive_interval(Duration::from_millis(200))
@@ -468,7 +467,7 @@ async fn silent_clients_are_dropped_after_the_handshake_timeout(t: Transport) {
     let c = common::certs();
     let bound = grpc_h3::Server::builder()
         .tls(grpc_h3::ServerTls::from_pem(&c.server_cert_pem, &c.server_key_pem).unwrap())
-        .transport(t)
+        .wires(grpc_h3::Wires::from(t))
         .handshake_timeout(Duration::from_millis(300))
         .add_service(common::service(Default::default()))
         .bind("127.0.0.1:0".parse().unwrap())

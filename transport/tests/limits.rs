@@ -39,7 +39,7 @@ async fn start(t: Transport, configure: impl FnOnce(Server) -> Server) -> Runnin
     let c = certs();
     let builder = Server::builder()
         .tls(ServerTls::from_pem(&c.server_cert_pem, &c.server_key_pem).unwrap())
-        .transport(t)
+        .wires(grpc_h3::Wires::from(t))
         .add_service(service(Arc::new(Observed::default())));
     let bound = configure(builder)
         .bind("127.0.0.1:0".parse().unwrap())

@@ -689,7 +689,7 @@ async fn client_reconnects_after_server_restart(t: Transport) {
     let c = certs();
     let bound = grpc_h3::Server::builder()
         .tls(grpc_h3::ServerTls::from_pem(&c.server_cert_pem, &c.server_key_pem).unwrap())
-        .transport(t)
+        .wires(grpc_h3::Wires::from(t))
         .add_service(common::service(Default::default()))
         .bind(f.addr)
         .await

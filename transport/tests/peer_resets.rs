@@ -1,5 +1,5 @@
 //! Stream resets and connection closes sent by a raw peer (h2 / h3-quinn, not our server) become
-//! the statuses of PROTOCOL-HTTP2.md's RST_STREAM table and its HTTP/3 translation (design §3).
+//! the statuses of PROTOCOL-HTTP2.md's RST_STREAM table and its HTTP/3 translation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]

@@ -388,8 +388,8 @@ mod tests {
     #[test]
     fn the_first_variant_is_grpc_h3s_default() {
         let d = grpc_h3::QuicSettings::default();
-        assert_eq!(VARIANTS[0].stream_window, d.stream_receive_window);
-        assert_eq!(VARIANTS[0].connection_window, d.receive_window);
-        assert_eq!(d.congestion, grpc_h3::CongestionControl::Cubic);
+        assert_eq!(VARIANTS[0].stream_window, d.get_stream_receive_window());
+        assert_eq!(VARIANTS[0].connection_window, d.get_receive_window());
+        assert_eq!(d.get_congestion(), grpc_h3::CongestionControl::Cubic);
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use dev_certs::DevCerts;
-use grpc_h3::{Channel, Endpoint, Server, ServerTls, Transport};
+use grpc_h3::{Channel, Endpoint, Server, ServerTls, Transport, Wires};
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -130,7 +130,7 @@ pub(crate) async fn start_server(ip: IpAddr, journal: JournalKind) -> anyhow::Re
             &certs.server_cert_pem,
             &certs.server_key_pem,
         )?)
-        .transport(Transport::Auto)
+        .wires(Wires::Both)
         .drain_timeout(Duration::from_millis(200))
         .add_service(zones_server(store.clone()))
         .bind(SocketAddr::new(ip, 0))

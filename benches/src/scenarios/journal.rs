@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use dev_certs::DevCerts;
-use grpc_h3::{Endpoint, Server, ServerTls, Transport};
+use grpc_h3::{Endpoint, Server, ServerTls, Transport, Wires};
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -184,7 +184,7 @@ async fn serve(edge: &ZoneStore) -> anyhow::Result<EdgeServer> {
             &certs.server_cert_pem,
             &certs.server_key_pem,
         )?)
-        .transport(Transport::Auto)
+        .wires(Wires::Both)
         .drain_timeout(Duration::from_millis(200))
         .add_service(zones_server(edge.clone()))
         .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))

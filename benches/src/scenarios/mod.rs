@@ -1,4 +1,4 @@
-//! The benchmark scenarios (design §9, issue #5): what each one measures, its metrics, and how one
+//! The benchmark scenarios (issue #5): what each one measures, its metrics, and how one
 //! case (one scenario, one wire, one repetition) runs against a [`Target`].
 //!
 //! Every case connects a fresh channel, makes one untimed call (the tonic-h3 channel connects

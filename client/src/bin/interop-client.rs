@@ -1,5 +1,5 @@
 //! `interop-client`: runs grpc's standard interop cases against a server over HTTP/3 or HTTP/2 and
-//! prints one `CASE PASS` / `CASE FAIL reason` line per case, then `N passed, N failed` (design §8).
+//! prints one `CASE PASS` / `CASE FAIL reason` line per case, then `N passed, N failed`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +22,7 @@ struct Args {
     #[arg(long, alias = "server_port")]
     port: u16,
     /// Wire protocol: h3, h2 or auto.
-    #[arg(long, default_value = "auto", value_parser = parse_transport)]
+    #[arg(long, value_enum, default_value_t = Transport::Auto)]
     transport: Transport,
     /// PEM file with the CA certificate to trust (e.g. ca.pem in the server's --cert-dir).
     #[arg(long, value_name = "FILE")]
@@ -42,10 +42,6 @@ struct Args {
         required = true
     )]
     test_case: Vec<String>,
-}
-
-fn parse_transport(s: &str) -> Result<Transport, String> {
-    s.parse()
 }
 
 /// A command-line problem (exit 2) or a run-time one (exit 1).

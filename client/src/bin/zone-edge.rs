@@ -1,6 +1,6 @@
 //! `zone-edge`: keeps local copies of zones in sync with a zone server (snapshot, then every
 //! change; acks; reconnects with backoff; resumes from its state file) and answers lookups from
-//! them (design §7, §8). See `zone_client::edge` for how.
+//! them. See `zone_client::edge` for how.
 //!
 //! - `zone-edge run --addr H:P --ca FILE --state FILE [--serve ADDR] ZONE…`: syncs until Ctrl-C
 //!   or SIGTERM; with `--serve`, serves GetRecord/TransferZone from the copies (HTTP/3 + HTTP/2, TLS
@@ -19,8 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use grpc_h3::{Server, ServerTls, Transport};
-use zone_client::cli::TransportArg;
+use grpc_h3::{Server, ServerTls, Transport, Wires};
 use zone_client::cli::connect::Credentials;
 use zone_client::cli::output::record_table;
 use zone_client::edge::{self, Edge, EdgeConfig, EdgeConnector, EdgeError};
@@ -71,8 +70,8 @@ struct RunArgs {
     #[arg(long, value_name = "HOST:PORT")]
     addr: String,
     /// Wire protocol to the zone server.
-    #[arg(long, value_enum, default_value_t = TransportArg::Auto)]
-    transport: TransportArg,
+    #[arg(long, value_enum, default_value_t = Transport::Auto)]
+    transport: Transport,
     /// PEM file of the CA that signed the zone server's certificate.
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
@@ -137,7 +136,7 @@ fn failed(err: impl std::fmt::Display) -> Failure {
 }
 
 fn run(args: RunArgs) -> Result<(), Failure> {
-    let transport: Transport = args.transport.into();
+    let transport = args.transport;
     if args.plaintext && (args.ca.is_some() || transport == Transport::H3) {
         return Err(usage(
             "--plaintext excludes --ca and needs --transport h2 (HTTP/3 always uses TLS)",
@@ -190,8 +189,8 @@ fn run(args: RunArgs) -> Result<(), Failure> {
             Some(addr) => {
                 let mut builder = Server::builder();
                 builder = match tls {
-                    Some(tls) => builder.tls(tls).transport(Transport::Auto),
-                    None => builder.transport(Transport::H2),
+                    Some(tls) => builder.tls(tls).wires(Wires::Both),
+                    None => builder.wires(Wires::H2),
                 };
                 let bound = builder
                     .add_service(edge::serve::zones_server(edge.clone()))

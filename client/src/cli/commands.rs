@@ -31,7 +31,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     };
     let opts = ConnectOptions {
         addr,
-        transport: cli.transport.into(),
+        transport: cli.transport,
         ca: cli.ca.as_deref(),
         server_name: cli.server_name.as_deref(),
         plaintext: cli.plaintext,

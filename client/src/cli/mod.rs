@@ -1,4 +1,4 @@
-//! The `zone-client` command line: arguments, dispatch, errors and exit codes (design §8).
+//! The `zone-client` command line: arguments, dispatch, errors and exit codes.
 //!
 //! Exit codes: 0 success, 1 the RPC or the connection failed, 2 usage or input error (bad flags,
 //! unreadable files, malformed change files). Errors print as `error: …` on stderr, gRPC statuses
@@ -12,7 +12,7 @@ mod sync;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 pub use commands::run;
 
@@ -29,8 +29,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub addr: Option<String>,
     /// Wire protocol: h3 (QUIC), h2 (TCP) or auto (h3 when available, else h2).
-    #[arg(long, global = true, value_enum, default_value_t = TransportArg::Auto)]
-    pub transport: TransportArg,
+    #[arg(long, global = true, value_enum, default_value_t = grpc_h3::Transport::Auto)]
+    pub transport: grpc_h3::Transport,
     /// PEM file of the CA that signed the server certificate (a dev server's <cert-dir>/ca.pem).
     #[arg(long, global = true, value_name = "FILE")]
     pub ca: Option<PathBuf>,
@@ -45,25 +45,6 @@ pub struct Cli {
     pub user: Option<String>,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// The transport as chosen on the command line.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TransportArg {
-    H3,
-    H2,
-    Auto,
-}
-
-impl From<TransportArg> for grpc_h3::Transport {
-    fn from(arg: TransportArg) -> Self {
-        match arg {
-            TransportArg::H3 => grpc_h3::Transport::H3,
-            TransportArg::H2 => grpc_h3::Transport::H2,
-            TransportArg::Auto => grpc_h3::Transport::Auto,
-        }
-    }
 }
 
 #[non_exhaustive]
@@ -226,7 +207,7 @@ mod tests {
         .unwrap();
         for cli in [&before, &after] {
             assert_eq!(cli.addr.as_deref(), Some("h:1"));
-            assert_eq!(cli.transport, TransportArg::H2);
+            assert_eq!(cli.transport, grpc_h3::Transport::H2);
         }
         assert!(matches!(
             after.command,

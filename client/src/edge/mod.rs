@@ -1,5 +1,5 @@
 //! zone-edge: keeps a local copy of zones in sync with a zone server over `Zones/Sync` and answers
-//! lookups from it (design §7).
+//! lookups from it.
 //!
 //! How it works:
 //! - It subscribes with, per zone, the serial of its copy (0 when it has none: the server sends
@@ -554,8 +554,7 @@ impl EdgeConnector {
     /// The endpoint: keep-alives on both wires, a QUIC idle timeout of 3 intervals.
     pub fn endpoint(&self) -> Result<Endpoint, EdgeError> {
         let scheme = if self.plaintext { "http" } else { "https" };
-        let mut quic = QuicSettings::default();
-        quic.idle_timeout = self.keep_alive * 3;
+        let quic = QuicSettings::default().idle_timeout(self.keep_alive * 3);
         let mut endpoint = Endpoint::new(format!("{scheme}://{}", self.addr))
             .map_err(|e| EdgeError::Config(format!("invalid address `{}`: {e}", self.addr)))?
             .transport(self.transport)

@@ -1,13 +1,13 @@
 //! `interop-server`: serves grpc's interop `grpc.testing.TestService` and `grpc.health.v1.Health`
-//! over HTTP/3 (UDP) and HTTP/2 (TCP) on one port, for grpc interop clients (design §8).
+//! over HTTP/3 (UDP) and HTTP/2 (TCP) on one port, for grpc interop clients.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
-use grpc_h3::{Server, ServerTls, Transport};
+use clap::Parser;
+use grpc_h3::{Server, ServerTls, Wires};
 use zone_proto::grpc_testing::test_service_server::TestServiceServer;
 use zone_server::interop::{TestServiceImpl, test_service};
 use zone_server::process::{error_chain, serve_announced};
@@ -30,20 +30,10 @@ struct Args {
     cert_dir: PathBuf,
     /// Wire protocols to serve [default: both; h2 with --plaintext].
     #[arg(long, value_enum)]
-    transport: Option<TransportArg>,
+    transport: Option<Wires>,
     /// No TLS: plaintext HTTP/2 (h2c) only, for debugging.
     #[arg(long)]
     plaintext: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum TransportArg {
-    /// HTTP/3 over QUIC (UDP) only.
-    H3,
-    /// HTTP/2 over TLS (TCP) only.
-    H2,
-    /// Both, on the same port number.
-    Both,
 }
 
 /// Diagnostics go to stderr (stdout carries the machine-read lines); `RUST_LOG` overrides the
@@ -80,21 +70,21 @@ fn main() -> ExitCode {
 }
 
 /// Resolves `--transport` against `--plaintext`: plaintext is HTTP/2 only (QUIC always uses TLS).
-fn transport(args: &Args) -> anyhow::Result<Transport> {
+fn wires(args: &Args) -> anyhow::Result<Wires> {
     match (args.plaintext, args.transport) {
-        (false, None | Some(TransportArg::Both)) => Ok(Transport::Auto),
-        (false, Some(TransportArg::H3)) => Ok(Transport::H3),
-        (_, Some(TransportArg::H2)) | (true, None) => Ok(Transport::H2),
+        (false, None) => Ok(Wires::Both),
+        (false, Some(w)) | (true, Some(w @ Wires::H2)) => Ok(w),
+        (true, None) => Ok(Wires::H2),
         (true, Some(t)) => anyhow::bail!(
             "--plaintext serves HTTP/2 only (HTTP/3 always uses TLS); drop --transport {} or use \
              --transport h2",
-            if t == TransportArg::H3 { "h3" } else { "both" }
+            t
         ),
     }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let transport = transport(&args)?;
+    let wires = wires(&args)?;
     let addr = SocketAddr::new(args.host, args.port);
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -118,7 +108,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         builder = builder.tls(tls);
     }
     let server = builder
-        .transport(transport)
+        .wires(wires)
         .add_service(test_service())
         .add_service(health_service);
     serve_announced(server, addr).await
@@ -134,20 +124,20 @@ mod tests {
     }
 
     #[test]
-    fn transport_defaults_to_both_and_plaintext_to_h2() {
+    fn wires_default_to_both_and_plaintext_to_h2() {
         let args = parse(&["--port", "0"]).unwrap();
-        assert_eq!(transport(&args).unwrap(), Transport::Auto);
+        assert_eq!(wires(&args).unwrap(), Wires::Both);
         assert_eq!(args.cert_dir, PathBuf::from("target/dev-certs"));
         let args = parse(&["--port", "0", "--plaintext"]).unwrap();
-        assert_eq!(transport(&args).unwrap(), Transport::H2);
+        assert_eq!(wires(&args).unwrap(), Wires::H2);
         let args = parse(&["--port", "0", "--transport", "h3"]).unwrap();
-        assert_eq!(transport(&args).unwrap(), Transport::H3);
+        assert_eq!(wires(&args).unwrap(), Wires::H3);
     }
 
     #[test]
     fn plaintext_with_h3_is_refused_with_a_reason() {
         let args = parse(&["--port", "0", "--plaintext", "--transport", "h3"]).unwrap();
-        let err = transport(&args).unwrap_err().to_string();
+        let err = wires(&args).unwrap_err().to_string();
         assert!(err.contains("--plaintext serves HTTP/2 only"), "{err}");
     }
 

@@ -1,5 +1,5 @@
 //! `zone-server`: serves `zone.v1.Zones` (plus `grpc.health.v1.Health` and server reflection) over
-//! HTTP/3 and HTTP/2 with per-RPC credentials, and manages the users file (design §6, §8).
+//! HTTP/3 and HTTP/2 with per-RPC credentials, and manages the users file.
 //!
 //! `serve` is the default subcommand: `zone-server --port 0` is `zone-server serve --port 0`.
 //! Passwords never come from the command line: `user add` reads `ZONE_PASSWORD`, else one line
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use grpc_h3::{Server, ServerTls, Transport};
+use clap::{Args, Parser, Subcommand};
+use grpc_h3::{Server, ServerTls, Wires};
 use tonic::server::NamedService;
 use zone_proto::zone::v1::zones_server::ZonesServer;
 use zone_server::auth::{AuthLayer, MethodPattern, Users};
@@ -94,23 +94,13 @@ struct ServeArgs {
     journal_rebase: bool,
     /// Wire protocols to serve [default: both; h2 with --plaintext].
     #[arg(long, value_enum)]
-    transport: Option<TransportArg>,
+    transport: Option<Wires>,
     /// No TLS: plaintext HTTP/2 (h2c) only, for debugging; cannot be combined with --users.
     #[arg(long)]
     plaintext: bool,
     /// Also serve a synthetic zone `synthetic.test.` of N records (for benchmarks).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=100_000_000))]
     synthetic: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum TransportArg {
-    /// HTTP/3 over QUIC (UDP) only.
-    H3,
-    /// HTTP/2 over TLS (TCP) only.
-    H2,
-    /// Both, on the same port number.
-    Both,
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,8 +202,8 @@ fn init_logging() {
         .init();
 }
 
-/// Checks option combinations; returns the transport to serve.
-fn check_serve_args(args: &ServeArgs) -> Result<Transport, String> {
+/// Checks option combinations; returns the wires to serve.
+fn check_serve_args(args: &ServeArgs) -> Result<Wires, String> {
     if args.plaintext && args.users.is_some() {
         return Err(
             "--plaintext cannot be combined with --users: credentials are refused on a \
@@ -222,19 +212,19 @@ fn check_serve_args(args: &ServeArgs) -> Result<Transport, String> {
         );
     }
     match (args.plaintext, args.transport) {
-        (false, None | Some(TransportArg::Both)) => Ok(Transport::Auto),
-        (false, Some(TransportArg::H3)) => Ok(Transport::H3),
-        (_, Some(TransportArg::H2)) | (true, None) => Ok(Transport::H2),
+        (false, None) => Ok(Wires::Both),
+        (false, Some(w)) | (true, Some(w @ Wires::H2)) => Ok(w),
+        (true, None) => Ok(Wires::H2),
         (true, Some(t)) => Err(format!(
             "--plaintext serves HTTP/2 only (HTTP/3 always uses TLS); drop --transport {} or use \
              --transport h2",
-            if t == TransportArg::H3 { "h3" } else { "both" }
+            t
         )),
     }
 }
 
 fn serve(args: ServeArgs) -> Result<(), Failure> {
-    let transport = check_serve_args(&args).map_err(Failure::Usage)?;
+    let wires = check_serve_args(&args).map_err(Failure::Usage)?;
     let store = load_zones(&args)?;
     let auth = match &args.users {
         Some(path) => {
@@ -281,7 +271,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             Some(path) => attach_journal(&store, path, args.journal_rebase).await?,
             None => None,
         };
-        run_server(addr, transport, tls, auth, store).await
+        run_server(addr, wires, tls, auth, store).await
     })?;
     Ok(())
 }
@@ -354,7 +344,7 @@ fn load_zones(args: &ServeArgs) -> anyhow::Result<ZoneStore> {
 
 async fn run_server(
     addr: SocketAddr,
-    transport: Transport,
+    wires: Wires,
     tls: Option<ServerTls>,
     auth: Option<AuthLayer>,
     store: ZoneStore,
@@ -380,7 +370,7 @@ async fn run_server(
         builder = builder.layer(auth);
     }
     let server = builder
-        .transport(transport)
+        .wires(wires)
         .add_service(zones_server(store))
         .add_service(health_service)
         .add_service(reflection);
@@ -518,10 +508,10 @@ mod tests {
         let args = serve_args(&["--port", "0"]);
         assert_eq!(args.port, 0);
         assert_eq!(args.cert_dir, PathBuf::from("target/dev-certs"));
-        assert_eq!(check_serve_args(&args).unwrap(), Transport::Auto);
+        assert_eq!(check_serve_args(&args).unwrap(), Wires::Both);
         let args = serve_args(&["serve", "--port", "7", "--transport", "h3"]);
         assert_eq!(args.port, 7);
-        assert_eq!(check_serve_args(&args).unwrap(), Transport::H3);
+        assert_eq!(check_serve_args(&args).unwrap(), Wires::H3);
         assert!(parse(&[]).is_err(), "--port is required");
     }
 
@@ -573,7 +563,7 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("HTTP/2 only"), "{err}");
         let args = serve_args(&["--port", "0", "--plaintext"]);
-        assert_eq!(check_serve_args(&args).unwrap(), Transport::H2);
+        assert_eq!(check_serve_args(&args).unwrap(), Wires::H2);
     }
 
     #[test]

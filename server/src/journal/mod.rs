@@ -1,5 +1,5 @@
 //! The durable zone-change journal: every pushed batch is recorded here, durably, before it is
-//! acknowledged, and slow edge subscribers read the batches they missed from it (design §7).
+//! acknowledged, and slow edge subscribers read the batches they missed from it.
 //!
 //! # Contract ([`Journal`])
 //!

@@ -1,5 +1,5 @@
 //! [`NatsJournal`]: the journal on NATS JetStream, so several zone-servers share one totally
-//! ordered log per zone and a push to any of them reaches the subscribers of all (design §7).
+//! ordered log per zone and a push to any of them reaches the subscribers of all.
 //!
 //! Layout (one JetStream account, nats-server 2.9 or newer):
 //! - Stream `ZONE_META` (subjects `zone-meta.>`, one message kept per subject): per zone, its

@@ -136,6 +136,9 @@ pub(crate) fn learn(authority: &str, alt: AltSvc) {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -17,10 +17,11 @@ use tonic::Status;
 
 use super::Endpoint;
 use super::alt_svc::{self, AltSvc};
-use super::h2::{H2Body, H2Connection, RequestBody};
-use super::h3::{H3Connection, ResponseBody as H3Body};
 use crate::Transport;
+use crate::body::RequestBody;
 use crate::error::Error;
+use crate::h2::client::{H2Body, H2Connection};
+use crate::h3::client::{H3Connection, ResponseBody as H3Body};
 
 /// How long HTTP/3 is left alone after it failed.
 pub(crate) const RETRY_H3_AFTER: Duration = Duration::from_secs(60);
@@ -240,5 +241,22 @@ impl AutoConnection {
             }
             this.state().probing = false;
         });
+    }
+}
+
+impl crate::client::channel::WireConnection for AutoConnection {
+    type Body = AutoBody;
+
+    fn connect_now(
+        self: &Arc<Self>,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + Send {
+        AutoConnection::connect_now(self)
+    }
+
+    fn send(
+        self: &Arc<Self>,
+        req: Request<RequestBody>,
+    ) -> impl std::future::Future<Output = Result<Response<AutoBody>, Status>> + Send {
+        AutoConnection::send(self, req)
     }
 }

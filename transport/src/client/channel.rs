@@ -2,6 +2,7 @@
 //! local deadline enforcement — before the call is handed to the wire's connection.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -14,11 +15,12 @@ use tonic::body::Body;
 
 use super::Endpoint;
 use super::auto::AutoConnection;
-use super::h2::H2Connection;
-use super::h3::H3Connection;
 use crate::Transport;
+use crate::body::RequestBody;
 use crate::body::{self, Guarded};
 use crate::error::Error;
+use crate::h2::client::H2Connection;
+use crate::h3::client::H3Connection;
 use crate::timeout::{self, DeadlineBody, Side};
 
 /// A virtual connection to one server, cheap to clone, usable by any tonic-generated client:
@@ -185,46 +187,51 @@ impl tower_service::Service<Request<Body>> for Channel {
         let (parts, body) = req.into_parts();
         let (body, guard) = body::cancelable(body);
         let req = Request::from_parts(parts, body);
-        // One future per wire: a single async block over all wires would be as large as the
-        // largest (Auto holds both), and every call pays a memcpy of its size when it is boxed.
-        // Written out per wire: a shared helper taking `async move { conn.send(req).await }`
-        // holds the request twice (Auto grew past the size test's bound).
+        // One future per wire (`call_on` is monomorphised): a single async block over all wires
+        // would be as large as the largest (Auto holds both), and every call pays a memcpy of its
+        // size when it is boxed.
         match &self.inner.wire {
-            Wire::H2(conn) => {
-                let conn = conn.clone();
-                Box::pin(async move {
-                    finish(
-                        with_deadline(deadline, conn.send(req)).await?,
-                        deadline,
-                        guard,
-                    )
-                })
-            }
-            Wire::H3(conn) => {
-                let conn = conn.clone();
-                Box::pin(async move {
-                    finish(
-                        with_deadline(deadline, conn.send(req)).await?,
-                        deadline,
-                        guard,
-                    )
-                })
-            }
-            Wire::Auto(conn) => {
-                let conn = conn.clone();
-                Box::pin(async move {
-                    finish(
-                        with_deadline(deadline, conn.send(req)).await?,
-                        deadline,
-                        guard,
-                    )
-                })
-            }
+            Wire::H2(conn) => call_on(conn, req, deadline, guard),
+            Wire::H3(conn) => call_on(conn, req, deadline, guard),
+            Wire::Auto(conn) => call_on(conn, req, deadline, guard),
             Wire::Failed(msg, code) => {
                 Box::pin(std::future::ready(Err(Status::new(*code, msg.clone()))))
             }
         }
     }
+}
+
+/// One wire's connection as a [`Channel`] drives it: HTTP/2, HTTP/3, or Auto choosing between them.
+pub(crate) trait WireConnection: Send + Sync + 'static {
+    /// The response body of a call on this wire.
+    type Body: http_body::Body<Data = bytes::Bytes, Error = Status> + Unpin + Send + 'static;
+
+    /// Connects now unless connected (`Endpoint::connect`), so a bad address fails early.
+    fn connect_now(self: &Arc<Self>) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Sends one call and waits for its response head; the request is complete but for its body.
+    fn send(
+        self: &Arc<Self>,
+        req: Request<RequestBody>,
+    ) -> impl Future<Output = Result<Response<Self::Body>, Status>> + Send;
+}
+
+/// The boxed future of one call on `conn`: the response head within the deadline, then the body
+/// under the same deadline and tied to the call's cancel guard.
+fn call_on<C: WireConnection>(
+    conn: &Arc<C>,
+    req: Request<RequestBody>,
+    deadline: Option<Instant>,
+    guard: body::CancelOnDrop,
+) -> BoxFuture<'static, Result<Response<Body>, Status>> {
+    let conn = conn.clone();
+    Box::pin(async move {
+        finish(
+            with_deadline(deadline, conn.send(req)).await?,
+            deadline,
+            guard,
+        )
+    })
 }
 
 /// Waits for the response head, bounded by the call's deadline. A combinator, not an `async fn`:

@@ -3,10 +3,8 @@
 
 pub(crate) mod alt_svc;
 mod auto;
-mod channel;
-mod h2;
-mod h3;
-mod slot;
+pub(crate) mod channel;
+pub(crate) mod slot;
 
 use std::time::Duration;
 

@@ -8,23 +8,25 @@
 //! more datagrams is over the kernel's 64 KiB per-call limit and silently lost. Bulk transfers
 //! then lose packets that no network dropped, the congestion controller backs off, and quinn's
 //! black-hole detector takes the losses of large packets for an MTU black hole and drops the MTU
-//! to 1200 for the rest of the connection (measured on `zone-bench --scenario stream-64k`: every
-//! server connection, 4.6 Gbit/s; with batches split here 11 Gbit/s, MTU kept at 65 495, no
-//! black hole). Upstream: quinn-rs/quinn#2201 (quinn-udp should chunk oversized transmits), open.
-//! Such a transmit is split into batches of whole segments that fit, each still sent with GSO
-//! when it holds more than one datagram. Transmits within the limit — every transmit on an
-//! Ethernet-MTU path — pass straight through.
+//! to 1200 for the rest of the connection (bulk throughput on loopback less than half of what it
+//! is with the split; docs/performance-notes.md, 2026-12-04). Such a transmit is split into
+//! batches of whole segments that fit, each still sent with GSO when it holds more than one
+//! datagram. Transmits within the limit — every transmit on an Ethernet-MTU path — pass straight
+//! through.
+//!
+//! Upstream: quinn-rs/quinn#2201 (quinn-udp should chunk oversized transmits), open; a fix,
+//! quinn-rs/quinn#2653, was closed unmerged. Remove the split when a released quinn-udp chunks
+//! oversized transmits itself: the test `quinn_udp_alone_loses_an_oversized_batch` then fails.
 //!
 //! **Short reads.** quinn's endpoint driver receives until the socket says WouldBlock, so every
-//! wake-up cost two `recvmmsg` calls: one with the datagram, one that finds the queue empty
-//! (3.5 calls per ping-pong round trip, `perf stat -e syscalls:sys_enter_recvmmsg` around
-//! `zone-bench --scenario pingpong --wire h3`). On Linux `recvmmsg` on a non-blocking socket
-//! stops early only when the queue is empty (or on an error it queues for the next call), so a
-//! batch shorter than asked for tells what the empty call would: the socket's readiness is
-//! cleared right then, as tokio does on WouldBlock. tokio clears only the readiness event that
-//! the read was made under, and every datagram that arrives later raises a new one (epoll is
-//! edge-triggered per arrival), so none waits unseen. 1.7 calls per round trip, ~3 % less CPU
-//! per round trip.
+//! wake-up cost two `recvmmsg` calls: one with the datagram, one that finds the queue empty. On
+//! Linux `recvmmsg` on a non-blocking socket stops early only when the queue is empty (or on an
+//! error it queues for the next call), so a batch shorter than asked for tells what the empty
+//! call would: the socket's readiness is cleared right then, as tokio does on WouldBlock. tokio
+//! clears only the readiness event that the read was made under, and every datagram that arrives
+//! later raises a new one (epoll is edge-triggered per arrival), so none waits unseen. A
+//! ping-pong round trip takes 1.7 receive calls instead of 3.5 (docs/performance-notes.md,
+//! 2026-12-06).
 
 use std::fmt;
 use std::future::Future;

@@ -6,11 +6,7 @@
 //! (e.g. per-RPC auth) → tonic `Routes`. Admission limits (connections, handshakes) act in the
 //! wires' accept loops, before any of this.
 
-mod h2;
-mod h3;
-mod limits;
-mod peer_cancel;
-mod repoll;
+pub(crate) mod limits;
 mod stack;
 
 pub use limits::ServerStats;
@@ -30,18 +26,19 @@ use tower::util::BoxCloneSyncService;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::Transport;
+use crate::Wires;
 use crate::error::{Error, Kind};
 use crate::quic::QuicSettings;
 use crate::tls::ServerTls;
 
-/// The type-erased service every request goes through; what [`Server::layer`] layers wrap.
-pub type BoxService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+/// The server's routes as one type-erased service: what every request goes through on both wires,
+/// and what the layers given to [`Server::layer`] wrap.
+pub type RoutesService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
 /// How many ephemeral ports [`Server::bind`] tries before giving up on one free on both UDP and TCP.
 const EPHEMERAL_BIND_ATTEMPTS: u32 = 16;
 
-type LayerFn = Arc<dyn Fn(BoxService) -> BoxService + Send + Sync>;
+type LayerFn = Arc<dyn Fn(RoutesService) -> RoutesService + Send + Sync>;
 
 /// Limits and timers of a server; defaults are documented on each [`Server`] setter.
 #[derive(Debug, Clone)]
@@ -62,8 +59,7 @@ pub(crate) struct ServerSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
-            // quinn's and h2's default of 100 throttles c=256 benchmarks; 1024 keeps memory modest.
-            max_concurrent_streams: 1024,
+            max_concurrent_streams: Server::DEFAULT_MAX_CONCURRENT_STREAMS,
             max_header_list_size: 16 * 1024,
             keep_alive_interval: None,
             keep_alive_timeout: Duration::from_secs(20),
@@ -126,7 +122,7 @@ pub struct Server {
     routes: Option<Routes>,
     layers: Vec<LayerFn>,
     tls: Option<ServerTls>,
-    transport: Transport,
+    wires: Wires,
     settings: ServerSettings,
     quic: QuicSettings,
 }
@@ -135,7 +131,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("tls", &self.tls.is_some())
-            .field("transport", &self.transport)
+            .field("wires", &self.wires)
             .field("layers", &self.layers.len())
             .field("settings", &self.settings)
             .finish()
@@ -149,13 +145,17 @@ impl Default for Server {
 }
 
 impl Server {
+    /// The default of [`max_concurrent_streams`](Self::max_concurrent_streams): quinn's and h2's
+    /// default of 100 throttles 256 concurrent calls; 1024 keeps memory modest.
+    pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1024;
+
     /// A server with no services, no TLS, both transports and default limits.
     pub fn builder() -> Self {
         Server {
             routes: None,
             layers: Vec::new(),
             tls: None,
-            transport: Transport::Auto,
+            wires: Wires::Both,
             settings: ServerSettings::default(),
             quic: QuicSettings::default(),
         }
@@ -167,9 +167,9 @@ impl Server {
         self
     }
 
-    /// Which wires to serve: `H2` (TCP), `H3` (UDP) or `Auto` (both, the default).
-    pub fn transport(mut self, transport: Transport) -> Self {
-        self.transport = transport;
+    /// Which wires to serve: HTTP/3 (UDP), HTTP/2 (TCP) or both (the default).
+    pub fn wires(mut self, wires: Wires) -> Self {
+        self.wires = wires;
         self
     }
 
@@ -207,7 +207,7 @@ impl Server {
     /// Wraps every service in `layer` (the first added is the outermost), on both wires alike.
     pub fn layer<L>(mut self, layer: L) -> Self
     where
-        L: Layer<BoxService> + Send + Sync + 'static,
+        L: Layer<RoutesService> + Send + Sync + 'static,
         L::Service: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
             + Clone
             + Send
@@ -287,8 +287,8 @@ impl Server {
         self
     }
 
-    /// QUIC transport settings for HTTP/3 (windows, stream limit, congestion control, ...). The
-    /// stream limit follows [`max_concurrent_streams`](Self::max_concurrent_streams).
+    /// QUIC transport settings for HTTP/3 (windows, congestion control, MTU, ...). The stream limit
+    /// is [`max_concurrent_streams`](Self::max_concurrent_streams), for both wires.
     pub fn quic_settings(mut self, settings: QuicSettings) -> Self {
         self.quic = settings;
         self
@@ -314,10 +314,9 @@ impl Server {
     /// Binds the listening sockets (TCP for HTTP/2, UDP for HTTP/3, same port) without serving yet,
     /// so callers can learn ephemeral ports first.
     pub async fn bind(self, addr: SocketAddr) -> Result<BoundServer, Error> {
-        let serve_h2 = matches!(self.transport, Transport::H2 | Transport::Auto);
-        let serve_h3 =
-            matches!(self.transport, Transport::H3 | Transport::Auto) && self.tls.is_some();
-        if self.transport == Transport::H3 && self.tls.is_none() {
+        let serve_h2 = self.wires.h2();
+        let serve_h3 = self.wires.h3() && self.tls.is_some();
+        if self.wires == Wires::H3 && self.tls.is_none() {
             return Err(Error::new(Kind::Config).context("HTTP/3 needs TLS: call Server::tls"));
         }
         let service = stack::build(
@@ -354,7 +353,7 @@ impl Server {
         let (h3, h2) = loop {
             attempt += 1;
             let h3 = match &h3_config {
-                Some((config, reset_secret)) => Some(h3::H3Listener::bind(
+                Some((config, reset_secret)) => Some(crate::h3::server::H3Listener::bind(
                     addr,
                     config.clone(),
                     *reset_secret,
@@ -365,8 +364,10 @@ impl Server {
             if !serve_h2 {
                 break (h3, None);
             }
-            let tcp_addr = h3.as_ref().map_or(addr, h3::H3Listener::local_addr);
-            match h2::H2Listener::bind(tcp_addr, h2_tls.clone()).await {
+            let tcp_addr = h3
+                .as_ref()
+                .map_or(addr, crate::h3::server::H3Listener::local_addr);
+            match crate::h2::server::H2Listener::bind(tcp_addr, h2_tls.clone()).await {
                 Ok(h2) => break (h3, Some(h2)),
                 Err(e)
                     if h3.is_some()
@@ -406,10 +407,10 @@ impl Server {
 /// A [`Server`] whose sockets are bound; call [`serve_with_shutdown`](Self::serve_with_shutdown).
 #[derive(Debug)]
 pub struct BoundServer {
-    h2: Option<h2::H2Listener>,
-    h3: Option<h3::H3Listener>,
+    h2: Option<crate::h2::server::H2Listener>,
+    h3: Option<crate::h3::server::H3Listener>,
     alt_svc: Option<http::HeaderValue>,
-    service: BoxService,
+    service: RoutesService,
     settings: Arc<ServerSettings>,
     stats: ServerStats,
 }
@@ -422,12 +423,16 @@ impl BoundServer {
 
     /// The TCP address HTTP/2 is served on, if it is.
     pub fn h2_addr(&self) -> Option<SocketAddr> {
-        self.h2.as_ref().map(h2::H2Listener::local_addr)
+        self.h2
+            .as_ref()
+            .map(crate::h2::server::H2Listener::local_addr)
     }
 
     /// The UDP address HTTP/3 is served on, if it is.
     pub fn h3_addr(&self) -> Option<SocketAddr> {
-        self.h3.as_ref().map(h3::H3Listener::local_addr)
+        self.h3
+            .as_ref()
+            .map(crate::h3::server::H3Listener::local_addr)
     }
 
     /// Serves until `signal` completes; then stops accepting, lets in-flight calls finish for up to
@@ -479,7 +484,7 @@ fn flatten(res: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(),
     res.map_err(|e| Error::with(Kind::Io, e).context("server task failed"))?
 }
 
-impl std::fmt::Debug for h2::H2Listener {
+impl std::fmt::Debug for crate::h2::server::H2Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H2Listener")
             .field("addr", &self.local_addr())
@@ -487,10 +492,16 @@ impl std::fmt::Debug for h2::H2Listener {
     }
 }
 
-impl std::fmt::Debug for h3::H3Listener {
+impl std::fmt::Debug for crate::h3::server::H3Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H3Listener")
             .field("addr", &self.local_addr())
             .finish()
     }
+}
+
+/// Resolves once shutdown is signalled (or the signalling side is gone).
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send; drop it inside.
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }

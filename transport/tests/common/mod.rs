@@ -542,7 +542,7 @@ impl Fixture {
         }
         let bound = builder
             .tls(tls)
-            .transport(transport)
+            .wires(grpc_h3::Wires::from(transport))
             .drain_timeout(opts.drain)
             .add_service(service(observed.clone()))
             .bind("127.0.0.1:0".parse().unwrap())

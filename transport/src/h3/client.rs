@@ -25,13 +25,14 @@ use http_body_util::BodyExt;
 use tokio::sync::{oneshot, watch};
 use tonic::Status;
 
-use super::Endpoint;
-use super::h2::RequestBody;
-use super::slot::{self, Slot};
-use crate::body::H3Body;
-use crate::error::{Error, Kind, status_from_h3};
-use crate::quic::write::{Ahead, Written, write_body};
-use crate::quic::{self, backend};
+use super::backend;
+use super::body::H3Body;
+use super::write::{Ahead, Written, write_body};
+use crate::body::RequestBody;
+use crate::client::Endpoint;
+use crate::client::slot::{self, Slot};
+use crate::error::{Error, Kind, sent, status_from_h3};
+use crate::quic;
 use crate::tls;
 
 type SendRequest = h3::client::SendRequest<backend::OpenStreams, Bytes>;
@@ -58,8 +59,9 @@ struct Live {
     handshake: Option<watch::Receiver<Option<bool>>>,
     /// Set once h3's connection driver has ended. Every call checks it: `close_reason()` would
     /// take quinn's connection lock, which the connection's driver holds while it sends, and at
-    /// c=32 those waits were 0.05 futex calls per call. A call that slips in between the close and
-    /// the flag is refused before anything is sent and retried on a new connection (`send_on`).
+    /// c=32 those waits were 0.05 futex calls per call (docs/performance-notes.md). A call that
+    /// slips in between the close and the flag is refused before anything is sent and retried on
+    /// a new connection (`send_on`).
     closed: Arc<AtomicBool>,
 }
 
@@ -372,12 +374,12 @@ impl H3Connection {
         let response = match head {
             Ok(response) => response,
             Err(refused) => {
-                recv.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
+                recv.stop_sending(sent::CANCELLED);
                 return Err(refused);
             }
         };
         let body = ResponseBody {
-            inner: H3Body::new(recv, h3::error::Code::H3_REQUEST_CANCELLED),
+            inner: H3Body::new(recv, sent::CANCELLED),
             failed,
             _connection: live.send,
         };
@@ -571,7 +573,7 @@ async fn write_complete(send: &mut SendHalf, mut body: Ahead<Replay>) {
     impl Drop for ResetUnlessDone<'_> {
         fn drop(&mut self) {
             if !self.1 {
-                self.0.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+                self.0.stop_stream(sent::CANCELLED);
             }
         }
     }
@@ -598,7 +600,7 @@ async fn pump_request(
         Written::Closed(err) => tracing::trace!(error = %err, "request body send ended"),
         Written::Failed(err) => {
             tracing::trace!(error = %err, "request body failed; resetting stream");
-            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+            send.stop_stream(sent::CANCELLED);
             let status = Status::try_from_error(err)
                 .unwrap_or_else(|err| Status::cancelled(format!("request body failed: {err}")));
             let _ = failed.send(status);
@@ -631,5 +633,22 @@ impl http_body::Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
+    }
+}
+
+impl crate::client::channel::WireConnection for H3Connection {
+    type Body = ResponseBody;
+
+    fn connect_now(
+        self: &Arc<Self>,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + Send {
+        H3Connection::connect_now(self)
+    }
+
+    fn send(
+        self: &Arc<Self>,
+        req: Request<RequestBody>,
+    ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, Status>> + Send {
+        H3Connection::send(self, req)
     }
 }

@@ -93,9 +93,9 @@ pub(crate) enum Written<E> {
 /// quinn's writes do not count against tokio's cooperative budget, and the connection driver
 /// they wake usually waits in this worker's LIFO slot, where no other worker can take it. A body
 /// that is always ready (a zone transfer from memory) would then fill quinn's whole send buffer
-/// before the driver sent a byte of it: served on the connection's task (`server::h3`), short
-/// server streams ran at 0.61–0.69 of HTTP/2 instead of ~1.0 (`zone-bench --scenario
-/// transfer-small`).
+/// before the driver sent a byte of it: served on the connection's task (`crate::h3::server`),
+/// short server streams ran at 0.61–0.69 of HTTP/2 instead of ~1.0 (docs/performance-notes.md,
+/// 2026-12-05).
 const BURST: usize = 128 * 1024;
 
 /// Writes `body` onto `send`, then FIN.

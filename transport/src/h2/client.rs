@@ -14,16 +14,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::Status;
-use tonic::body::Body;
 
-use crate::body::CancelableBody;
+use crate::body::RequestBody;
 
-use super::Endpoint;
-use super::slot::{Live, Slot};
+use crate::client::Endpoint;
+use crate::client::slot::{Live, Slot};
 use crate::error::{Error, Kind, status_from_hyper};
 use crate::tls::{self};
 
-pub(crate) type RequestBody = CancelableBody<Body>;
 pub(crate) type H2Body = MapErr<Incoming, fn(hyper::Error) -> Status>;
 
 fn map_body_error(err: hyper::Error) -> Status {
@@ -148,7 +146,7 @@ where
     let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
-        // Large fixed windows (see server/h2.rs): transfers are not capped by the 64 KiB default
+        // Large fixed windows (see h2/server.rs): transfers are not capped by the 64 KiB default
         // window, and many concurrent small streams stay within h2's DATA-frame budget.
         .initial_stream_window_size(crate::STREAM_WINDOW)
         .initial_connection_window_size(crate::CONNECTION_WINDOW)
@@ -169,4 +167,21 @@ where
         }
     });
     Ok(sender)
+}
+
+impl crate::client::channel::WireConnection for H2Connection {
+    type Body = H2Body;
+
+    fn connect_now(
+        self: &Arc<Self>,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + Send {
+        H2Connection::connect_now(self)
+    }
+
+    fn send(
+        self: &Arc<Self>,
+        req: Request<RequestBody>,
+    ) -> impl std::future::Future<Output = Result<Response<H2Body>, Status>> + Send {
+        H2Connection::send(self, req)
+    }
 }

@@ -13,6 +13,9 @@
 //! and holds the error back for one poll, and `serve_request` checks the signal before it polls
 //! the handler again, so the handler is dropped first. A reader on another task gets the error
 //! on its next poll and is not left waiting.
+//!
+//! Upstream: tonic reads a cancelled request body as its end on purpose (grpc/grpc-rust#1315,
+//! tonic's repository, formerly hyperium/tonic). Keep this while a released tonic does.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -4,17 +4,25 @@
 //! 1. `h3-quinn` 0.0.10 moves the `quinn::RecvStream` into its pending read future, so a
 //!    `stop_sending` while a read is pending unwraps `None` and panics — exactly when a caller
 //!    drops a call whose response has not arrived (tonic-h3 0.0.6 panics there too). Here reads poll
-//!    quinn's cancel-safe `read_chunk` in place, so the stream is always at hand.
+//!    quinn's cancel-safe `read_chunk` in place, so the stream is always at hand. Upstream:
+//!    hyperium/h3#330; its fix hyperium/h3#331 (merged, not in h3-quinn 0.0.10) defers the stop
+//!    until the pending read ends, so the peer gets STOP_SENDING with code 0 instead of ours
+//!    (hyperium/h3#361, open).
 //! 2. A server must notice a client's STOP_SENDING while the handler is still computing a unary
-//!    response, to cancel it; h3 exposes no such signal. quinn's `SendStream::stopped()` future is
-//!    `'static`, so each accepted request stream registers it in a per-connection [`StreamSignals`],
-//!    where the request's task picks it up by stream id — together with whether the stream arrived
-//!    as 0-RTT early data (which h3 does not expose either), for the server's replay policy.
+//!    response, to cancel it; h3 exposes no such signal (hyperium/h3#350, open). quinn's
+//!    `SendStream::stopped()` future is `'static`, so each accepted request stream registers it in
+//!    a per-connection [`StreamSignals`], where the request's task picks it up by stream id —
+//!    together with whether the stream arrived as 0-RTT early data, for the server's replay policy
+//!    (h3 0.0.8 does not expose it; hyperium/h3#323 adds it, merged, unreleased).
 //!
-//! It also does two things for small calls (measured in the `quic` module docs, session 6): a
-//! frame whose successor is ready already is held and written together with it ([`write`]),
-//! and quinn futures that h3 polls on every wake of its connection task are polled only once
-//! quinn has woken them ([`WakeGate`]).
+//! Remove this backend for h3-quinn when a released h3-quinn applies `stop_sending` at once with
+//! the caller's code while a read is pending, and a released h3 exposes the peer's STOP_SENDING
+//! and 0-RTT per request stream.
+//!
+//! It also does two things for small calls (docs/performance-notes.md, 2026-12-05): a frame whose
+//! successor is ready already is held and written together with it ([`write`]), and quinn futures
+//! that h3 polls on every wake of its connection task are polled only once quinn has woken them
+//! ([`WakeGate`]).
 //!
 //! Structure follows h3-quinn (MIT) closely; error conversion follows RFC 9000 §20.
 
@@ -76,9 +84,8 @@ type Accepted<T> = BoxStream<'static, Result<T, quinn::ConnectionError>>;
 /// for something else, such as the end of a request. Each such poll of a pending quinn future
 /// takes the connection's state lock, which quinn's driver holds while it processes and sends
 /// packets, often on the other worker at that very moment. With one call in flight, those lock
-/// waits were about a quarter of the server's futex calls (`perf record -e
-/// syscalls:sys_enter_futex --call-graph dwarf`, waits in `quinn::connection::poll_accept` and
-/// the wakes that release them): 0.7 futex calls per call more than tonic-h3's server.
+/// waits and the wakes that release them were about a quarter of the server's futex calls (see
+/// docs/performance-notes.md, 2026-12-05).
 struct WakeGate {
     woken: AtomicBool,
     task: AtomicWaker,
@@ -500,7 +507,7 @@ const HOLD_LIMIT: usize = 64 * 1024;
 ///   and goes to quinn together with the next write, or with FIN. Each write to quinn wakes its
 ///   connection driver, which may run at once on another worker and send what it finds: written
 ///   one by one, a unary response left as HEADERS in one datagram and DATA plus trailers in a
-///   second about one time in eight (QUIC stats at c=1, session 5), and the peer woke twice.
+///   second about one time in eight, and the peer woke twice (docs/performance-notes.md).
 ///   A held frame is never left behind: the stream's next write without `hold`, its FIN, or
 ///   [`HOLD_LIMIT`] sends it.
 pub(crate) async fn write<F: Future>(payload: Option<&Bytes>, hold: bool, send: F) -> F::Output {
@@ -573,9 +580,9 @@ impl<B: Buf> Drop for SendStream<B> {
         // written, keep quinn's FIN: h3 relies on it after its own final frames (e.g. the 431
         // response to an oversized header section).
         if !self.used {
-            let _ = self
-                .stream
-                .reset(VarInt::from_u64(Code::H3_REQUEST_CANCELLED.value()).unwrap_or(VarInt::MAX));
+            let _ = self.stream.reset(
+                VarInt::from_u64(crate::error::sent::CANCELLED.value()).unwrap_or(VarInt::MAX),
+            );
             return;
         }
         // A held frame must not be lost behind that FIN. Our writers always follow a held write

@@ -5,9 +5,12 @@
 //! channel whose receiver the same task polls in `accept` — so the task wakes itself while it
 //! runs. tokio then treats the task as yielding (`Harness::poll` → `yield_now`): it goes to the
 //! back of the run queue and a parked worker is unparked to steal it. With one call in flight
-//! that was 0.77 futex wake-ups of the other worker per call (`perf record -e
-//! sched:sched_waking --call-graph dwarf`, all from `serve_connection`'s harness), each one
-//! handing the next step of a call to a worker that first has to wake up.
+//! that was 0.77 wake-ups of the other worker per call (docs/performance-notes.md, 2026-12-05),
+//! each one handing the next step of a call to a worker that first has to wake up.
+//!
+//! Not reported upstream (hyperium/h3) as of 2026-12-07; tokio's handling of a self-wake is by
+//! design. Remove `Repoll` when a released h3 no longer signals a request's end on a channel that
+//! the connection's own `accept` polls (so ending an inline request does not wake its own task).
 //!
 //! [`Repoll`] polls the inner future under its own waker. A wake-up that arrives while the
 //! inner poll runs is only noted, and the inner future is polled again before returning;

@@ -21,15 +21,15 @@ use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 use tower::ServiceExt;
 
-use super::h2::stopped;
-use super::limits::{ServerStats, Slot};
+use super::backend::{self, StreamSignals};
+use super::body::{ContentLength, H3Body};
 use super::peer_cancel::{CancelOnReset, PeerCancel};
 use super::repoll::Repoll;
-use super::{BoxService, ServerSettings};
-use crate::body::{ContentLength, H3Body};
-use crate::error::{Error, Kind};
-use crate::quic::backend::{self, StreamSignals};
-use crate::quic::write::{Ahead, Written, write_body};
+use super::write::{Ahead, Written, write_body};
+use crate::error::{Error, Kind, sent};
+use crate::server::limits::{ServerStats, Slot};
+use crate::server::stopped;
+use crate::server::{RoutesService, ServerSettings};
 use crate::{ConnectionInfo, Transport};
 
 type ServerStream<S> = h3::server::RequestStream<S, Bytes>;
@@ -74,7 +74,7 @@ impl H3Listener {
 
     pub(crate) async fn serve(
         self,
-        service: BoxService,
+        service: RoutesService,
         settings: Arc<ServerSettings>,
         stats: ServerStats,
         mut stop: watch::Receiver<bool>,
@@ -120,8 +120,7 @@ impl H3Listener {
             conns.abort_all();
             while conns.join_next().await.is_some() {}
         }
-        self.endpoint
-            .close(quinn::VarInt::from_u32(0x100), b"server shutting down");
+        self.endpoint.close(sent::SHUTDOWN, b"server shutting down");
         // Let CONNECTION_CLOSE frames reach the peers.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.endpoint.wait_idle())
             .await;
@@ -174,7 +173,7 @@ async fn serve_connection(
     admitted: Admitted,
     config: Option<Arc<quinn::ServerConfig>>,
     local_addr: SocketAddr,
-    service: BoxService,
+    service: RoutesService,
     settings: Arc<ServerSettings>,
     stats: ServerStats,
     mut stop: watch::Receiver<bool>,
@@ -240,9 +239,12 @@ async fn serve_connection(
                     break;
                 }
             }
-            // Not polled while draining: h3's accept(), once it deems the requests done, sends a
-            // second GOAWAY naming the last accepted stream, which tells the client an in-flight
-            // request was not processed (h3 0.0.8). The GOAWAY above is the one we mean.
+            // Not polled while draining: h3 0.0.8's accept(), once it deems the requests done,
+            // sends a second GOAWAY naming the last accepted stream (`shutdown(0)`), which tells
+            // the client that request was not processed (RFC 9114 §5.2: the id is the first
+            // stream NOT processed). The GOAWAY above is the one we mean. Not reported upstream
+            // (hyperium/h3) as of 2026-12-07; poll accept() while draining again once a released
+            // h3 sends no GOAWAY below the first unprocessed stream.
             accepted = h3.accept(), if !draining => match accepted {
                 Ok(Some(resolver)) => {
                     // The peer's address as of this request: it changes when the client migrates.
@@ -286,10 +288,7 @@ async fn serve_connection(
             .min(std::time::Duration::from_secs(1));
         tokio::time::sleep(grace).await;
     }
-    conn.close(
-        quinn::VarInt::from_u32(0x100),
-        if draining { b"shutdown" } else { b"" },
-    );
+    conn.close(sent::SHUTDOWN, if draining { b"shutdown" } else { b"" });
 }
 
 /// Polls a request once on the connection's own task and returns it if it is not done, to be
@@ -298,8 +297,8 @@ async fn serve_connection(
 /// 2-worker runtime a spawned request task was the third task in a row that tokio ran from its
 /// LIFO slot (endpoint driver → connection driver → this task → the request), past which
 /// tokio's anti-starvation cap sends every further wake-up through the shared queue and unparks
-/// the other worker: ~0.6 futex calls per call at c=1 came from there (`perf record -e
-/// syscalls:sys_enter_futex --call-graph dwarf`). The price: while a handler's first poll runs,
+/// the other worker: ~0.6 futex calls per call at c=1 came from there (see
+/// docs/performance-notes.md, 2026-12-05). The price: while a handler's first poll runs,
 /// this connection accepts no other request, so a handler that computes for long before its
 /// first await holds up the calls behind it (they would have waited for a worker anyway).
 /// A panic in that poll fails only its request, as it would in a task of its own.
@@ -355,7 +354,7 @@ async fn establish(
 async fn serve_request(
     _slot: Slot,
     resolver: Resolver,
-    service: BoxService,
+    service: RoutesService,
     mut info: ConnectionInfo,
     stops: StreamSignals,
     settings: Arc<ServerSettings>,
@@ -408,16 +407,16 @@ async fn serve_request(
             "refusing a non-idempotent call in 0-RTT"
         );
         let (mut send, mut recv) = stream.split();
-        send.stop_stream(h3::error::Code::H3_REQUEST_REJECTED);
-        recv.stop_sending(h3::error::Code::H3_REQUEST_REJECTED);
+        send.stop_stream(sent::EARLY_DATA_REFUSED);
+        recv.stop_sending(sent::EARLY_DATA_REFUSED);
         return;
     }
     if let Some(field) = connection_specific_field(request.headers()) {
         // RFC 9114 §4.2: such a message is malformed; §4.1.2: reset with H3_MESSAGE_ERROR.
         tracing::debug!(field, "malformed HTTP/3 request: connection-specific field");
         let (mut send, mut recv) = stream.split();
-        send.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
-        recv.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+        send.stop_stream(sent::MALFORMED);
+        recv.stop_sending(sent::MALFORMED);
         return;
     }
     info.early_data = early;
@@ -427,7 +426,7 @@ async fn serve_request(
         remote_addr: info.remote_addr,
     };
     // A handler that stops reading early: "no more request data needed" (RFC 9114 §4.1.2).
-    let mut body = H3Body::new(recv, h3::error::Code::H3_NO_ERROR);
+    let mut body = H3Body::new(recv, sent::NO_MORE_REQUEST_DATA);
     // gRPC clients send no content-length; only when one is present is it checked.
     let mut malformed = None;
     if let Some(value) = request.headers().get(http::header::CONTENT_LENGTH) {
@@ -458,7 +457,7 @@ async fn serve_request(
             tracing::debug!(by, "client cancelled the call before the response");
             // Reset rather than let the dropped stream finish: a FIN without HEADERS would read as
             // a malformed response (RFC 9114 §4.1.1).
-            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+            send.stop_stream(sent::CANCELLED);
             return;
         }
         response = service.oneshot(request) => match response {
@@ -469,7 +468,7 @@ async fn serve_request(
     if malformed.is_some_and(|m| m.load(Ordering::Acquire)) {
         // RFC 9114 §4.1.2: a malformed request is a stream error of type H3_MESSAGE_ERROR.
         tracing::debug!("malformed HTTP/3 request: content-length does not match");
-        send.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
+        send.stop_stream(sent::MALFORMED);
         return;
     }
     let (parts, body) = response.into_parts();
@@ -485,7 +484,7 @@ async fn serve_request(
         biased;
         by = cancelled(&mut stopped, &mut reset) => {
             tracing::debug!(by, "client cancelled the call during the response");
-            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+            send.stop_stream(sent::CANCELLED);
             return;
         }
         finished = write_response(&mut send, &mut body) => finished,

@@ -17,9 +17,9 @@ use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 use tower::ServiceExt;
 
-use super::limits::{Counted, ServerStats, Slot};
-use super::{BoxService, ServerSettings};
 use crate::error::{Error, Kind};
+use crate::server::limits::{Counted, ServerStats, Slot};
+use crate::server::{RoutesService, ServerSettings};
 use crate::{ConnectionInfo, Transport};
 
 pub(crate) struct H2Listener {
@@ -52,7 +52,7 @@ impl H2Listener {
 
     pub(crate) async fn serve(
         self,
-        service: BoxService,
+        service: RoutesService,
         settings: Arc<ServerSettings>,
         stats: ServerStats,
         alt_svc: Option<HeaderValue>,
@@ -70,7 +70,7 @@ impl H2Listener {
         });
         loop {
             tokio::select! {
-                () = stopped(&mut stop) => break,
+                () = crate::server::stopped(&mut stop) => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, remote)) => {
                         // Over a limit: close at once (dropping the socket), before any TLS work.
@@ -115,7 +115,7 @@ impl H2Listener {
 struct Shared {
     local_addr: SocketAddr,
     tls: Option<TlsAcceptor>,
-    service: BoxService,
+    service: RoutesService,
     settings: Arc<ServerSettings>,
     stats: ServerStats,
     /// `Alt-Svc` advertising HTTP/3 (RFC 7838), when it is served.
@@ -191,7 +191,7 @@ async fn serve_connection(
 /// One connection past its TLS handshake.
 struct Conn {
     info: ConnectionInfo,
-    service: BoxService,
+    service: RoutesService,
     stats: ServerStats,
     alt_svc: Option<HeaderValue>,
     /// Held until the client preface has arrived.
@@ -269,12 +269,6 @@ where
     if let Err(err) = watcher.watch(conn).await {
         tracing::debug!(?remote, error = %err, "HTTP/2 connection ended with an error");
     }
-}
-
-/// Resolves once shutdown is signalled (or the signalling side is gone).
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not Send; drop it inside.
-    let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
