@@ -5,11 +5,18 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// Side-by-side gRPC benchmarks over HTTP/2 and HTTP/3 (ours) and HTTP/3 (tonic-h3), on loopback.
+/// Side-by-side gRPC benchmarks over HTTP/2 and HTTP/3 (ours) and HTTP/3 (tonic-h3), over a
+/// 1500-byte link between two namespaces (as root) and over loopback.
 #[derive(Debug, Parser)]
 #[command(name = "zone-bench", version, about)]
 pub struct Args {
-    /// Short run (a few repetitions of short cases); finishes in under two minutes.
+    /// The full grid: 5 repetitions of 2 s per case, zone of 100 000 records (about 15 minutes
+    /// over both paths). The default is 3 repetitions of 0.5 s (a few minutes).
+    #[arg(long, conflicts_with_all = ["quick", "tiny"])]
+    pub full: bool,
+
+    /// Short run; the default of the scenario run already is. With `--netlab` and `--soak`: their
+    /// short profiles.
     #[arg(long)]
     pub quick: bool,
 
@@ -37,6 +44,11 @@ pub struct Args {
     /// Time bound of one measured case, in seconds.
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+
+    /// Network paths to run the scenarios over [default: mtu1500 then loopback; mtu1500 needs
+    /// root and is skipped with a message without it].
+    #[arg(long = "path", value_name = "PATH", value_delimiter = ',', num_args = 1..)]
+    pub paths: Vec<crate::path::NetPath>,
 
     /// Run only these wires (default all); e.g. `--wire h3` to profile one transport alone.
     #[arg(long = "wire", value_name = "WIRE", value_delimiter = ',', num_args = 1..)]
@@ -144,6 +156,8 @@ pub struct Settings {
     pub case_timeout: Duration,
     /// Wires to run (empty = every wire the target offers).
     pub wires: Vec<crate::target::Wire>,
+    /// Paths to run over, in order.
+    pub paths: Vec<crate::path::NetPath>,
     /// `--quic-mtu`: grpc-h3's QUIC `mtu_upper_bound`, when not the default.
     pub quic_mtu: Option<u16>,
     /// grpc-h3's QUIC `loopback_mtu` (`--no-loopback-mtu` clears it).
@@ -157,8 +171,16 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl Settings {
-    /// The preset selected by `--quick`/`--tiny`, with `--reps`/`--duration` applied.
+    /// The preset selected by `--full`/`--tiny` (default: quick), with `--reps`/`--duration`
+    /// applied.
     pub fn from_args(args: &Args) -> Settings {
+        // The scenario run is quick unless `--full`; soak, faults and the netlab keep their own
+        // default (full) and take `--quick`.
+        let quick = if args.soak || args.faults || args.netlab {
+            args.quick
+        } else {
+            !args.full
+        };
         let mut s = if args.tiny {
             Settings {
                 profile: Profile::Tiny,
@@ -176,11 +198,12 @@ impl Settings {
                 fanout_publishes_1000: 3,
                 case_timeout: Duration::ZERO,
                 wires: Vec::new(),
+                paths: Vec::new(),
                 quic_mtu: None,
                 loopback_mtu: true,
                 cross_pair: false,
             }
-        } else if args.quick {
+        } else if quick {
             Settings {
                 profile: Profile::Quick,
                 reps: 3,
@@ -197,6 +220,7 @@ impl Settings {
                 fanout_publishes_1000: 10,
                 case_timeout: Duration::ZERO,
                 wires: Vec::new(),
+                paths: Vec::new(),
                 quic_mtu: None,
                 loopback_mtu: true,
                 cross_pair: false,
@@ -218,6 +242,7 @@ impl Settings {
                 fanout_publishes_1000: 100,
                 case_timeout: Duration::ZERO,
                 wires: Vec::new(),
+                paths: Vec::new(),
                 quic_mtu: None,
                 loopback_mtu: true,
                 cross_pair: false,
@@ -239,6 +264,15 @@ impl Settings {
         };
         s.case_timeout = s.duration * 2 + slack;
         s.wires.clone_from(&args.wires);
+        s.paths = if args.paths.is_empty() {
+            crate::path::NetPath::ALL.to_vec()
+        } else {
+            // Report order, each once.
+            crate::path::NetPath::ALL
+                .into_iter()
+                .filter(|p| args.paths.contains(p))
+                .collect()
+        };
         s.quic_mtu = args.quic_mtu;
         s.loopback_mtu = !args.no_loopback_mtu;
         s.cross_pair = args.cross_pair;
@@ -311,5 +345,24 @@ mod tests {
             s.wires,
             [crate::target::Wire::H3, crate::target::Wire::Peer]
         );
+    }
+
+    #[test]
+    fn the_scenario_run_is_quick_unless_full_and_runs_both_paths_in_report_order() {
+        use crate::path::NetPath;
+        let s = Settings::from_args(&Args::try_parse_from(["zone-bench"]).unwrap());
+        assert_eq!(s.profile, Profile::Quick);
+        assert_eq!(s.paths, [NetPath::Mtu1500, NetPath::Loopback]);
+        let args = Args::try_parse_from(["zone-bench", "--full", "--path", "loopback,mtu1500"]);
+        let s = Settings::from_args(&args.unwrap());
+        assert_eq!(s.profile, Profile::Full);
+        assert_eq!(s.paths, [NetPath::Mtu1500, NetPath::Loopback]);
+        let args = Args::try_parse_from(["zone-bench", "--path", "loopback"]).unwrap();
+        assert_eq!(Settings::from_args(&args).paths, [NetPath::Loopback]);
+        assert!(Args::try_parse_from(["zone-bench", "--path", "mtu9000"]).is_err());
+        assert!(Args::try_parse_from(["zone-bench", "--full", "--quick"]).is_err());
+        // Soak and faults keep their full default.
+        let args = Args::try_parse_from(["zone-bench", "--soak"]).unwrap();
+        assert_eq!(Settings::from_args(&args).profile, Profile::Full);
     }
 }

@@ -1,6 +1,7 @@
-//! The performance goals of issue #5, checked against a run's medians and reported as pass/miss
-//! lines. They are never assertions: a slow machine must not fail a build.
+//! The performance goals, each on one network path, checked against a run's medians and reported
+//! as pass/miss lines. They are never assertions: a slow machine must not fail a build.
 
+use crate::path::NetPath;
 use crate::results::{Goal, ScenarioResult};
 use crate::stats::ratio;
 use crate::target::Wire;
@@ -30,6 +31,7 @@ enum Figure {
 }
 
 struct Spec {
+    path: NetPath,
     name: &'static str,
     figure: Figure,
     at_least: bool,
@@ -38,7 +40,8 @@ struct Spec {
 
 const GOALS: &[Spec] = &[
     Spec {
-        name: "loopback server-stream throughput H3/H2 (stream-64k Gbit/s)",
+        path: NetPath::Mtu1500,
+        name: "server-stream throughput H3/H2 (stream-64k Gbit/s)",
         figure: Figure::Wires {
             scenario: "stream-64k",
             metric: "gbit_s",
@@ -49,6 +52,31 @@ const GOALS: &[Spec] = &[
         threshold: 0.8,
     },
     Spec {
+        path: NetPath::Mtu1500,
+        name: "server-stream CPU per GiB H3/H2 (stream-64k, both ends)",
+        figure: Figure::Wires {
+            scenario: "stream-64k",
+            metric: "cpu_s_per_gib",
+            a: Wire::H3,
+            b: Wire::H2,
+        },
+        at_least: false,
+        threshold: 1.5,
+    },
+    Spec {
+        path: NetPath::Mtu1500,
+        name: "tonic-h3's client: our server / tonic-h3's server (stream-64k Gbit/s)",
+        figure: Figure::Wires {
+            scenario: "stream-64k",
+            metric: "gbit_s",
+            a: Wire::PeerClient,
+            b: Wire::Peer,
+        },
+        at_least: true,
+        threshold: 1.3,
+    },
+    Spec {
+        path: NetPath::Mtu1500,
         name: "unary c=1 p50 latency H3/H2 (unary-64b-c1)",
         figure: Figure::Wires {
             scenario: "unary-64b-c1",
@@ -60,6 +88,43 @@ const GOALS: &[Spec] = &[
         threshold: 1.0,
     },
     Spec {
+        path: NetPath::Mtu1500,
+        name: "unary c=32 rate H3/H2 (unary-64b-c32)",
+        figure: Figure::Wires {
+            scenario: "unary-64b-c32",
+            metric: "rate",
+            a: Wire::H3,
+            b: Wire::H2,
+        },
+        at_least: true,
+        threshold: 0.9,
+    },
+    Spec {
+        path: NetPath::Loopback,
+        name: "server-stream throughput H3/H2 (stream-64k Gbit/s)",
+        figure: Figure::Wires {
+            scenario: "stream-64k",
+            metric: "gbit_s",
+            a: Wire::H3,
+            b: Wire::H2,
+        },
+        at_least: true,
+        threshold: 0.8,
+    },
+    Spec {
+        path: NetPath::Loopback,
+        name: "unary c=1 p50 latency H3/H2 (unary-64b-c1)",
+        figure: Figure::Wires {
+            scenario: "unary-64b-c1",
+            metric: "p50_us",
+            a: Wire::H3,
+            b: Wire::H2,
+        },
+        at_least: false,
+        threshold: 1.0,
+    },
+    Spec {
+        path: NetPath::Loopback,
         name: "throughput ours/tonic-h3 (stream-64k Gbit/s)",
         figure: Figure::Wires {
             scenario: "stream-64k",
@@ -71,6 +136,7 @@ const GOALS: &[Spec] = &[
         threshold: 1.3,
     },
     Spec {
+        path: NetPath::Loopback,
         name: "unary c=32 rate ours/tonic-h3 (unary-64b-c32)",
         figure: Figure::Wires {
             scenario: "unary-64b-c32",
@@ -82,6 +148,7 @@ const GOALS: &[Spec] = &[
         threshold: 1.3,
     },
     Spec {
+        path: NetPath::Loopback,
         name: "H3 unary rate c=256 / c=32",
         figure: Figure::Scenarios {
             a: "unary-64b-c256",
@@ -93,6 +160,7 @@ const GOALS: &[Spec] = &[
         threshold: 1.0,
     },
     Spec {
+        path: NetPath::Loopback,
         name: "H2 unary rate c=256 / c=32",
         figure: Figure::Scenarios {
             a: "unary-64b-c256",
@@ -104,6 +172,7 @@ const GOALS: &[Spec] = &[
         threshold: 1.0,
     },
     Spec {
+        path: NetPath::Loopback,
         name: "edge fan-out p99 ms, 64 subscribers, h2 (edge-fanout)",
         figure: Figure::Value {
             scenario: "edge-fanout",
@@ -114,6 +183,7 @@ const GOALS: &[Spec] = &[
         threshold: 5.0,
     },
     Spec {
+        path: NetPath::Loopback,
         name: "edge fan-out p99 ms, 64 subscribers, h3 (edge-fanout)",
         figure: Figure::Value {
             scenario: "edge-fanout",
@@ -125,38 +195,39 @@ const GOALS: &[Spec] = &[
     },
 ];
 
-fn median(results: &[ScenarioResult], scenario: &str, wire: Wire, metric: &str) -> Option<f64> {
-    results
-        .iter()
-        .find(|r| r.name == scenario)
-        .and_then(|r| r.median(wire, metric))
-}
-
-/// Every goal with its value from `results` (`pass: None` when a figure is missing).
-pub fn evaluate(results: &[ScenarioResult]) -> Vec<Goal> {
+/// Every goal of the `paths` that ran, with its value from `results` (`pass: None` when a figure
+/// is missing).
+pub fn evaluate(results: &[ScenarioResult], paths: &[NetPath]) -> Vec<Goal> {
     GOALS
         .iter()
+        .filter(|spec| paths.contains(&spec.path))
         .map(|spec| {
+            let median = |scenario: &str, wire: Wire, metric: &str| {
+                results
+                    .iter()
+                    .find(|r| r.name == scenario && r.path == spec.path)
+                    .and_then(|r| r.median(wire, metric))
+            };
             let value = match spec.figure {
                 Figure::Wires {
                     scenario,
                     metric,
                     a,
                     b,
-                } => median(results, scenario, a, metric)
-                    .zip(median(results, scenario, b, metric))
+                } => median(scenario, a, metric)
+                    .zip(median(scenario, b, metric))
                     .and_then(|(x, y)| ratio(x, y)),
-                Figure::Scenarios { a, b, metric, wire } => median(results, a, wire, metric)
-                    .zip(median(results, b, wire, metric))
+                Figure::Scenarios { a, b, metric, wire } => median(a, wire, metric)
+                    .zip(median(b, wire, metric))
                     .and_then(|(x, y)| ratio(x, y)),
                 Figure::Value {
                     scenario,
                     metric,
                     wire,
-                } => median(results, scenario, wire, metric),
+                } => median(scenario, wire, metric),
             };
             Goal {
-                name: spec.name.to_string(),
+                name: format!("{}: {}", spec.path.title(), spec.name),
                 comparison: if spec.at_least { ">=" } else { "<=" },
                 threshold: spec.threshold,
                 value,
@@ -197,6 +268,10 @@ mod tests {
     use crate::stats::Summary;
 
     fn result(name: &str, figures: &[(Wire, &'static str, f64)]) -> ScenarioResult {
+        on(NetPath::Loopback, name, figures)
+    }
+
+    fn on(path: NetPath, name: &str, figures: &[(Wire, &'static str, f64)]) -> ScenarioResult {
         let def = CATALOGUE.iter().find(|d| d.name == name).unwrap();
         let transports = Wire::ALL
             .into_iter()
@@ -212,7 +287,7 @@ mod tests {
                 error: None,
             })
             .collect();
-        ScenarioResult::new(def, transports)
+        ScenarioResult::new(def, path, transports)
     }
 
     #[test]
@@ -231,9 +306,10 @@ mod tests {
                 &[(Wire::H2, "p50_us", 50.0), (Wire::H3, "p50_us", 45.0)],
             ),
         ];
-        let goals = evaluate(&results);
-        let by_name = |n: &str| goals.iter().find(|g| g.name.starts_with(n)).unwrap();
-        let g = by_name("loopback server-stream");
+        let goals = evaluate(&results, &[NetPath::Loopback]);
+        assert!(goals.iter().all(|g| g.name.starts_with("Loopback")));
+        let by_name = |n: &str| goals.iter().find(|g| g.name.contains(n)).unwrap();
+        let g = by_name("server-stream throughput");
         assert_eq!((g.value, g.pass), (Some(0.7), Some(false)));
         assert!(line(g).starts_with("MISS"), "{}", line(g));
         let g = by_name("unary c=1");
@@ -247,11 +323,51 @@ mod tests {
             "edge-fanout",
             &[(Wire::H2, "p99_ms_64", 7.5), (Wire::H3, "p99_ms_64", 2.0)],
         )];
-        let goals = evaluate(&fanout);
+        let goals = evaluate(&fanout, &[NetPath::Loopback]);
         let by_name = |n: &str| goals.iter().find(|g| g.name.contains(n)).unwrap();
         let g = by_name("64 subscribers, h2");
         assert_eq!((g.value, g.pass), (Some(7.5), Some(false)));
         let g = by_name("64 subscribers, h3");
         assert_eq!((g.value, g.pass), (Some(2.0), Some(true)));
+    }
+
+    #[test]
+    fn goals_read_figures_of_their_own_path_only() {
+        let results = vec![
+            on(
+                NetPath::Mtu1500,
+                "stream-64k",
+                &[
+                    (Wire::H2, "gbit_s", 10.0),
+                    (Wire::H3, "gbit_s", 6.0),
+                    (Wire::Peer, "gbit_s", 4.0),
+                    (Wire::PeerClient, "gbit_s", 6.0),
+                ],
+            ),
+            on(
+                NetPath::Loopback,
+                "stream-64k",
+                &[(Wire::H2, "gbit_s", 10.0), (Wire::H3, "gbit_s", 12.0)],
+            ),
+        ];
+        let goals = evaluate(&results, &[NetPath::Mtu1500, NetPath::Loopback]);
+        let find = |path: NetPath, n: &str| {
+            goals
+                .iter()
+                .find(|g| g.name.starts_with(path.title()) && g.name.contains(n))
+                .unwrap()
+        };
+        let g = find(NetPath::Mtu1500, "server-stream throughput H3/H2");
+        assert_eq!((g.value, g.pass), (Some(0.6), Some(false)));
+        let g = find(NetPath::Loopback, "server-stream throughput H3/H2");
+        assert_eq!((g.value, g.pass), (Some(1.2), Some(true)));
+        let g = find(NetPath::Mtu1500, "tonic-h3's client");
+        assert_eq!((g.value, g.pass), (Some(1.5), Some(true)));
+        // Goals of a path that did not run are not listed.
+        let only = evaluate(&results, &[NetPath::Loopback]);
+        assert!(
+            only.iter()
+                .all(|g| !g.name.starts_with(NetPath::Mtu1500.title()))
+        );
     }
 }

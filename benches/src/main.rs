@@ -17,6 +17,7 @@ mod goals;
 mod impaired;
 mod load;
 mod panics;
+mod path;
 mod peer;
 mod plots;
 mod report;
@@ -28,18 +29,22 @@ mod soak;
 mod stats;
 mod target;
 
+use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Parser as _;
 
 use crate::cli::{Args, Settings};
-use crate::results::{Machine, RunResults, WireInfo};
+use crate::path::NetPath;
+use crate::results::{Machine, RunResults, ScenarioResult, WireInfo};
 use crate::runner::Runner;
 use crate::scenarios::ScenarioDef;
 use crate::servers::LocalServers;
+use crate::target::{Target, Wire};
+use zone_bench::netlab::{VETH_ADDR_B, VethLink};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -108,22 +113,36 @@ async fn run(args: Args, selected: Vec<&'static ScenarioDef>) -> anyhow::Result<
              server, the tonic-h3 column tonic-h3's client against grpc-h3's server"
         );
     }
-    let mut servers = LocalServers::start(&settings, true).await?;
-    let target = Arc::new(servers.target().clone());
-    let runner = Runner::new(settings.clone(), target, selected.len());
-    let mut scenario_results = Vec::with_capacity(selected.len());
-    for def in selected {
-        scenario_results.push(runner.run_scenario(def, Some(&mut servers)).await);
+    let mut scenario_results = Vec::new();
+    let mut wires = Vec::new();
+    let mut paths = Vec::new();
+    for &path in &settings.paths {
+        let ran = match path {
+            NetPath::Loopback => Some(run_loopback(&settings, &selected).await?),
+            NetPath::Mtu1500 => {
+                let (settings, selected) = (settings.clone(), selected.clone());
+                tokio::task::spawn_blocking(move || run_mtu1500(settings, selected))
+                    .await
+                    .context("the MTU 1500 run")??
+            }
+        };
+        if let Some(ran) = ran {
+            paths.push(path);
+            for w in ran.wires {
+                if !wires.contains(&w) {
+                    wires.push(w);
+                }
+            }
+            scenario_results.extend(ran.results);
+        }
     }
-    runner.finish();
-    let wires: Vec<WireInfo> = runner.wires().iter().map(|&w| WireInfo::of(w)).collect();
-    servers.shutdown().await;
-
+    wires.sort();
+    let wires: Vec<WireInfo> = wires.into_iter().map(WireInfo::of).collect();
     let ours_failed = scenario_results
         .iter()
         .flat_map(|r| &r.transports)
         .any(|t| t.error.is_some() && !t.wire.is_peer());
-    let goals = goals::evaluate(&scenario_results);
+    let goals = goals::evaluate(&scenario_results, &paths);
     let run = RunResults {
         tool: "zone-bench",
         version: env!("CARGO_PKG_VERSION"),
@@ -165,4 +184,109 @@ async fn run(args: Args, selected: Vec<&'static ScenarioDef>) -> anyhow::Result<
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The scenario results of one path and the wires that ran.
+struct PathRun {
+    results: Vec<ScenarioResult>,
+    wires: Vec<Wire>,
+}
+
+/// The scenarios over loopback: servers and clients on 127.0.0.1, one runtime.
+async fn run_loopback(
+    settings: &Arc<Settings>,
+    selected: &[&'static ScenarioDef],
+) -> anyhow::Result<PathRun> {
+    let mut servers = LocalServers::start(settings, true, Ipv4Addr::LOCALHOST.into()).await?;
+    let target = Arc::new(servers.target().clone());
+    let runner = Runner::new(settings.clone(), target, NetPath::Loopback, selected.len());
+    let mut results = Vec::with_capacity(selected.len());
+    for &def in selected {
+        results.push(runner.run_scenario(def, Some(&mut servers)).await);
+    }
+    runner.finish();
+    let wires = runner.wires().to_vec();
+    servers.shutdown().await;
+    Ok(PathRun { results, wires })
+}
+
+/// How long the servers in namespace `b` may take to bind.
+const NS_SERVERS_READY: Duration = Duration::from_secs(60);
+
+/// The scenarios that talk to the shared servers, over a 1500-byte veth link: servers in
+/// namespace `b`, clients in `a`, each side on its own runtime (sockets belong to the namespace
+/// of the thread that creates them). `None` when this machine cannot host the link (not root).
+fn run_mtu1500(
+    settings: Arc<Settings>,
+    selected: Vec<&'static ScenarioDef>,
+) -> anyhow::Result<Option<PathRun>> {
+    let selected: Vec<_> = selected.into_iter().filter(|d| d.uses_target()).collect();
+    if selected.is_empty() {
+        return Ok(None);
+    }
+    let link = match VethLink::start() {
+        Ok(link) => link,
+        Err(e) if e.is_skip() => {
+            eprintln!("zone-bench: MTU 1500 path skipped, loopback only: {e}");
+            return Ok(None);
+        }
+        Err(e) => return Err(e).context("setting up the MTU 1500 link"),
+    };
+    eprintln!("zone-bench: MTU 1500 path: {}", link.describe());
+    let (target_tx, target_rx) = std::sync::mpsc::channel::<Result<Target, String>>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_settings = settings.clone();
+    let servers = link.spawn_in_b(move || -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("server runtime: {e}"))?;
+        rt.block_on(async move {
+            match LocalServers::start(&server_settings, true, VETH_ADDR_B.into()).await {
+                Ok(servers) => {
+                    let _ = target_tx.send(Ok(servers.target().clone()));
+                    let _ = stop_rx.await;
+                    servers.shutdown().await;
+                    Ok(())
+                }
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    let _ = target_tx.send(Err(e.clone()));
+                    Err(e)
+                }
+            }
+        })
+    })?;
+    let target = target_rx
+        .recv_timeout(NS_SERVERS_READY)
+        .map_err(|e| anyhow::anyhow!("servers in namespace b did not report: {e}"))?
+        .map_err(|e| anyhow::anyhow!("servers in namespace b: {e}"))?;
+    let clients = link.spawn_in_a(move || -> anyhow::Result<PathRun> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let runner = Runner::new(settings, Arc::new(target), NetPath::Mtu1500, selected.len());
+            let mut results = Vec::with_capacity(selected.len());
+            for def in selected {
+                results.push(runner.run_scenario(def, None).await);
+            }
+            runner.finish();
+            Ok(PathRun {
+                results,
+                wires: runner.wires().to_vec(),
+            })
+        })
+    })?;
+    let ran = clients
+        .join()
+        .map_err(|_| anyhow::anyhow!("the MTU 1500 client thread panicked"));
+    let _ = stop_tx.send(());
+    match servers.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("zone-bench: MTU 1500 servers: {e}"),
+        Err(_) => eprintln!("zone-bench: the MTU 1500 server thread panicked"),
+    }
+    drop(link);
+    ran?.map(Some)
 }

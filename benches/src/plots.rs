@@ -6,6 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::path::NetPath;
 use crate::results::ScenarioResult;
 use crate::stats::Summary;
 use crate::target::Wire;
@@ -17,6 +18,7 @@ fn color(wire: Wire) -> RGBColor {
         Wire::H2 => RGBColor(0x1f, 0x77, 0xb4),
         Wire::H3 => RGBColor(0xd6, 0x27, 0x28),
         Wire::Peer => RGBColor(0x2c, 0xa0, 0x2c),
+        Wire::PeerClient => RGBColor(0x94, 0x67, 0xbd),
     }
 }
 
@@ -24,12 +26,28 @@ fn plot_err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("plotting: {e}")
 }
 
-/// Writes every plot the results allow into `dir`; returns the file names written.
-pub fn write_all(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<Vec<String>> {
+/// Writes every plot the results allow into `dir`, one set per network path (file names start
+/// with the path); returns the file names written.
+pub fn write_all(dir: &Path, all: &[ScenarioResult]) -> anyhow::Result<Vec<String>> {
+    let mut written = Vec::new();
+    for path in NetPath::ALL {
+        let results: Vec<&ScenarioResult> = all.iter().filter(|r| r.path == path).collect();
+        if !results.is_empty() {
+            written.extend(write_path(dir, path, &results)?);
+        }
+    }
+    Ok(written)
+}
+
+fn write_path(
+    dir: &Path,
+    path: NetPath,
+    results: &[&ScenarioResult],
+) -> anyhow::Result<Vec<String>> {
     let mut written = Vec::new();
     for name in ["unary-64b-c1", "unary-64b-c32"] {
         if let Some(r) = results.iter().find(|r| r.name == name) {
-            let file = format!("latency-cdf-{name}.svg");
+            let file = format!("{path}-latency-cdf-{name}.svg");
             if latency_cdf(&dir.join(&file), r)? {
                 written.push(file);
             }
@@ -52,10 +70,10 @@ pub fn write_all(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<Vec<S
     };
     let throughput = groups(&["transfer-small", "stream-64k", "push"], "gbit_s");
     if !throughput.is_empty() {
-        let file = "throughput.svg".to_string();
+        let file = format!("{path}-throughput.svg");
         bars(
             &dir.join(&file),
-            "Streaming throughput (median, min–max)",
+            &format!("Streaming throughput, {} (median, min–max)", path.title()),
             "Gbit/s",
             &throughput,
         )?;
@@ -71,10 +89,10 @@ pub fn write_all(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<Vec<S
         "rate",
     );
     if !rates.is_empty() {
-        let file = "unary-rate.svg".to_string();
+        let file = format!("{path}-unary-rate.svg");
         bars(
             &dir.join(&file),
-            "Unary call rate (median, min–max)",
+            &format!("Unary call rate, {} (median, min–max)", path.title()),
             "calls/s",
             &rates,
         )?;
@@ -301,7 +319,7 @@ mod tests {
                     error: None,
                 })
                 .collect();
-            ScenarioResult::new(def, transports)
+            ScenarioResult::new(def, NetPath::Loopback, transports)
         };
         let results = vec![make("unary-64b-c1"), make("unary-64b-c32")];
         let dir = tempfile::tempdir().unwrap();
@@ -309,12 +327,12 @@ mod tests {
         assert_eq!(
             files,
             [
-                "latency-cdf-unary-64b-c1.svg",
-                "latency-cdf-unary-64b-c32.svg",
-                "unary-rate.svg"
+                "loopback-latency-cdf-unary-64b-c1.svg",
+                "loopback-latency-cdf-unary-64b-c32.svg",
+                "loopback-unary-rate.svg"
             ]
         );
-        let svg = std::fs::read_to_string(dir.path().join("unary-rate.svg")).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("loopback-unary-rate.svg")).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
         assert!(svg.contains("tonic-h3") && svg.contains("unary-64b-c32"));
     }

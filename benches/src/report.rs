@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::goals;
+use crate::path::NetPath;
 use crate::results::{RunResults, ScenarioResult};
 use crate::scenarios::{Better, MetricSpec};
 use crate::stats::Summary;
@@ -116,35 +117,19 @@ pub fn layout(rows: &[Vec<String>]) -> String {
 
 /// The terminal table: headline metrics of every scenario, then errors and goals.
 pub fn terminal(run: &RunResults) -> String {
-    let wires = wires(run);
-    let mut header = vec!["scenario".to_string(), "metric".to_string()];
-    header.extend(wires.iter().map(|w| w.label().to_string()));
-    header.push("h3/h2".to_string());
-    header.push("ours/tonic-h3".to_string());
-    let mut rows = vec![header];
-    for result in &run.scenarios {
-        let mut first = true;
-        for m in result.metrics.iter().filter(|m| m.headline) {
-            let mut row = vec![
-                if first {
-                    result.name.to_string()
-                } else {
-                    String::new()
-                },
-                format!("{}{}", m.label, arrow(m)),
-            ];
-            first = false;
-            row.extend(wires.iter().map(|&w| cell(result, w, m.key, false)));
-            let r = result.ratios.get(m.key).copied().unwrap_or_default();
-            row.push(ratio_text(r.h3_over_h2));
-            row.push(ratio_text(r.ours_over_peer));
-            rows.push(row);
+    let mut out = String::new();
+    for path in NetPath::ALL {
+        let results: Vec<&ScenarioResult> =
+            run.scenarios.iter().filter(|r| r.path == path).collect();
+        if !results.is_empty() {
+            let _ = writeln!(out, "\n{}\n", path.title());
+            out.push_str(&terminal_table(run, &results));
         }
     }
-    let mut out = layout(&rows);
     out.push_str(
         "\nmedian ±half-range over the measured repetitions; ratios are of medians \
-         (↑ higher is better, ↓ lower is better).\n",
+         (↑ higher is better, ↓ lower is better); tonic-h3>h3 is tonic-h3's client against \
+         our server, its ratio is over tonic-h3 against its own server.\n",
     );
     let errors = error_lines(run);
     if !errors.is_empty() {
@@ -160,6 +145,45 @@ pub fn terminal(run: &RunResults) -> String {
     out
 }
 
+/// The ratio columns of every table: header and the value of one metric.
+const RATIO_COLUMNS: [&str; 3] = ["h3/h2", "ours/tonic-h3", "tonic-h3 client: ours/theirs"];
+
+fn ratio_cells(result: &ScenarioResult, key: &str) -> [String; 3] {
+    let r = result.ratios.get(key).copied().unwrap_or_default();
+    [
+        ratio_text(r.h3_over_h2),
+        ratio_text(r.ours_over_peer),
+        ratio_text(r.peer_client_ours_over_peer),
+    ]
+}
+
+/// The headline metrics of `results` (one path) as a plain-text table.
+fn terminal_table(run: &RunResults, results: &[&ScenarioResult]) -> String {
+    let wires = wires(run);
+    let mut header = vec!["scenario".to_string(), "metric".to_string()];
+    header.extend(wires.iter().map(|w| w.label().to_string()));
+    header.extend(RATIO_COLUMNS.iter().map(|c| c.to_string()));
+    let mut rows = vec![header];
+    for result in results {
+        let mut first = true;
+        for m in result.metrics.iter().filter(|m| m.headline) {
+            let mut row = vec![
+                if first {
+                    result.name.to_string()
+                } else {
+                    String::new()
+                },
+                format!("{}{}", m.label, arrow(m)),
+            ];
+            first = false;
+            row.extend(wires.iter().map(|&w| cell(result, w, m.key, false)));
+            row.extend(ratio_cells(result, m.key));
+            rows.push(row);
+        }
+    }
+    layout(&rows)
+}
+
 fn error_lines(run: &RunResults) -> Vec<String> {
     run.scenarios
         .iter()
@@ -167,7 +191,7 @@ fn error_lines(run: &RunResults) -> Vec<String> {
             r.transports.iter().filter_map(move |t| {
                 t.error
                     .as_ref()
-                    .map(|e| format!("{} over {}: {}", r.name, t.wire, one_line(e)))
+                    .map(|e| format!("{} over {} ({}): {}", r.name, t.wire, r.path, one_line(e)))
             })
         })
         .collect()
@@ -204,9 +228,9 @@ pub fn markdown(run: &RunResults, plots: &[String]) -> String {
     let _ = writeln!(out, "- run time: {:.1} s\n", run.duration_s);
     let _ = writeln!(
         out,
-        "Client and servers run in one process on loopback; each round runs every transport \
-         once (interleaved), warm-up rounds are discarded. Cells are median (min–max) over the \
-         measured repetitions; ratios are of medians.\n"
+        "Client and servers run in one process, over each network path below in turn; each \
+         round runs every transport once (interleaved), warm-up rounds are discarded. Cells are \
+         median (min–max) over the measured repetitions; ratios are of medians.\n"
     );
     for w in &run.wires {
         let _ = writeln!(out, "- **{}**: {}", w.wire, w.description);
@@ -219,30 +243,51 @@ pub fn markdown(run: &RunResults, plots: &[String]) -> String {
     }
     out.push('\n');
 
-    let _ = writeln!(out, "## Scenarios\n");
-    for result in &run.scenarios {
-        let _ = writeln!(out, "### {}\n\n{}\n", result.name, result.description);
+    for path in NetPath::ALL {
+        let results: Vec<&ScenarioResult> =
+            run.scenarios.iter().filter(|r| r.path == path).collect();
+        if !results.is_empty() {
+            let _ = writeln!(out, "## {}\n\n{}\n", path.title(), path.depends_on());
+            markdown_scenarios(&mut out, &wires, &results);
+        }
+    }
+
+    if !plots.is_empty() {
+        let _ = writeln!(out, "## Plots\n");
+        for p in plots {
+            let _ = writeln!(out, "![{p}]({p})\n");
+        }
+    }
+    out
+}
+
+/// One `###` section per scenario of one path.
+fn markdown_scenarios(out: &mut String, wires: &[Wire], results: &[&ScenarioResult]) {
+    for result in results {
+        let _ = writeln!(
+            out,
+            "### {} ({})\n\n{}\n",
+            result.name, result.path, result.description
+        );
         let mut header = String::from("| metric |");
         let mut rule = String::from("|---|");
-        for w in &wires {
+        for w in wires {
             let _ = write!(header, " {w} |");
             rule.push_str("---:|");
         }
-        header.push_str(" h3/h2 | ours/tonic-h3 |");
-        rule.push_str("---:|---:|");
+        for c in RATIO_COLUMNS {
+            let _ = write!(header, " {c} |");
+            rule.push_str("---:|");
+        }
         let _ = writeln!(out, "{header}\n{rule}");
         for metric in result.metrics {
             let mut row = format!("| {}{} |", metric.label, arrow(metric));
-            for &w in &wires {
+            for &w in wires {
                 let _ = write!(row, " {} |", cell(result, w, metric.key, true));
             }
-            let r = result.ratios.get(metric.key).copied().unwrap_or_default();
-            let _ = write!(
-                row,
-                " {} | {} |",
-                ratio_text(r.h3_over_h2),
-                ratio_text(r.ours_over_peer)
-            );
+            for r in ratio_cells(result, metric.key) {
+                let _ = write!(row, " {r} |");
+            }
             let _ = writeln!(out, "{row}");
         }
         out.push('\n');
@@ -285,14 +330,6 @@ pub fn markdown(run: &RunResults, plots: &[String]) -> String {
         }
         out.push('\n');
     }
-
-    if !plots.is_empty() {
-        let _ = writeln!(out, "## Plots\n");
-        for p in plots {
-            let _ = writeln!(out, "![{p}]({p})\n");
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use crate::cli::Settings;
+use crate::path::NetPath;
 use crate::scenarios::{MetricSpec, ScenarioDef};
 use crate::stats::{LatencyDist, Summary, ratio};
 use crate::target::Wire;
@@ -36,12 +37,17 @@ impl TransportResult {
 pub struct Ratios {
     pub h3_over_h2: Option<f64>,
     pub ours_over_peer: Option<f64>,
+    /// tonic-h3's client against our server over it against its own server: our server's
+    /// figure seen by a client that is not ours.
+    pub peer_client_ours_over_peer: Option<f64>,
 }
 
 /// One scenario's outcome over every wire.
 #[derive(Debug, Serialize)]
 pub struct ScenarioResult {
     pub name: &'static str,
+    /// The network path the calls travelled.
+    pub path: NetPath,
     pub description: &'static str,
     pub metrics: &'static [MetricSpec],
     pub notes: &'static [&'static str],
@@ -50,9 +56,10 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
-    pub fn new(def: &'static ScenarioDef, transports: Vec<TransportResult>) -> Self {
+    pub fn new(def: &'static ScenarioDef, path: NetPath, transports: Vec<TransportResult>) -> Self {
         let mut result = ScenarioResult {
             name: def.name,
+            path,
             description: def.description,
             metrics: def.metrics,
             notes: def.notes,
@@ -66,6 +73,9 @@ impl ScenarioResult {
                     .zip(get(Wire::H2))
                     .and_then(|(a, b)| ratio(a, b)),
                 ours_over_peer: get(Wire::H3)
+                    .zip(get(Wire::Peer))
+                    .and_then(|(a, b)| ratio(a, b)),
+                peer_client_ours_over_peer: get(Wire::PeerClient)
                     .zip(get(Wire::Peer))
                     .and_then(|(a, b)| ratio(a, b)),
             };

@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::cli::Settings;
 use crate::load::Budget;
 use crate::panics;
+use crate::path::NetPath;
 use crate::results::{ScenarioResult, TransportResult};
 use crate::scenarios::{self, Case, Sample, ScenarioDef};
 use crate::stats::{LatencyDist, Summary};
@@ -127,12 +128,18 @@ impl Acc {
 pub struct Runner {
     settings: Arc<Settings>,
     target: Arc<Target>,
+    path: NetPath,
     wires: Vec<Wire>,
     progress: ProgressBar,
 }
 
 impl Runner {
-    pub fn new(settings: Arc<Settings>, target: Arc<Target>, scenarios: usize) -> Runner {
+    pub fn new(
+        settings: Arc<Settings>,
+        target: Arc<Target>,
+        path: NetPath,
+        scenarios: usize,
+    ) -> Runner {
         let wires: Vec<Wire> = Wire::ALL
             .into_iter()
             .filter(|w| target.has(*w))
@@ -154,6 +161,7 @@ impl Runner {
         Runner {
             settings,
             target,
+            path,
             wires,
             progress,
         }
@@ -187,7 +195,8 @@ impl Runner {
             for acc in &mut accs {
                 let wire = acc.wire;
                 self.progress.set_message(format!(
-                    "{} {wire} {}",
+                    "{} {} {wire} {}",
+                    self.path,
                     def.name,
                     if warmup {
                         "warm-up".to_string()
@@ -199,7 +208,7 @@ impl Runner {
                         )
                     }
                 ));
-                if acc.error.is_none() && wire.is_peer() {
+                if acc.error.is_none() && wire.uses_peer_server() {
                     acc.error = health.as_mut().and_then(|h| h.peer_exit_reason());
                 }
                 if acc.error.is_some() {
@@ -221,15 +230,16 @@ impl Runner {
                     Ok(_) => {}
                     Err(e) => {
                         let e = if warmup { format!("warm-up: {e}") } else { e };
-                        self.progress
-                            .suspend(|| eprintln!("zone-bench: {} over {wire}: {e}", def.name));
+                        self.progress.suspend(|| {
+                            eprintln!("zone-bench: {} over {wire} ({}): {e}", def.name, self.path)
+                        });
                         acc.error = Some(e);
                     }
                 }
                 self.progress.inc(1);
             }
         }
-        ScenarioResult::new(def, accs.into_iter().map(Acc::finish).collect())
+        ScenarioResult::new(def, self.path, accs.into_iter().map(Acc::finish).collect())
     }
 
     pub fn finish(&self) {

@@ -3,7 +3,7 @@
 //! (`zone.v1.Zones` over one shared [`ZoneStore`], grpc's `TestService`) with the same dev
 //! certificates.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,14 +80,19 @@ pub struct LocalServers {
 }
 
 impl LocalServers {
-    /// Starts the servers on 127.0.0.1 (ephemeral ports). With `peer` false, no tonic-h3 server.
-    pub async fn start(settings: &Settings, peer: bool) -> anyhow::Result<LocalServers> {
+    /// Starts the servers on `ip` (ephemeral ports; 127.0.0.1 for a loopback run). With `peer`
+    /// false, no tonic-h3 server.
+    pub async fn start(
+        settings: &Settings,
+        peer: bool,
+        ip: IpAddr,
+    ) -> anyhow::Result<LocalServers> {
         let certs = DevCerts::generate().context("generating dev certificates")?;
         let store = bench_store(settings)?;
         let (users, authorization) = bench_users()?;
         let ours_auth = auth_layer(users.clone());
         let peer_auth_layer = auth_layer(users);
-        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let bind = SocketAddr::new(ip, 0);
 
         let mut ours = Vec::new();
         let tls = ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem)?;
@@ -98,7 +103,7 @@ impl LocalServers {
             .drain_timeout(DRAIN)
             .add_service(zones_server(store.clone()))
             .add_service(test_service())
-            .bind(loopback)
+            .bind(bind)
             .await
             .context("binding the grpc-h3 server")?;
         let plain_addrs = (plain.h2_addr(), plain.h3_addr());
@@ -111,7 +116,7 @@ impl LocalServers {
             .layer(ours_auth.clone())
             .add_service(zones_server(store.clone()))
             .add_service(test_service())
-            .bind(loopback)
+            .bind(bind)
             .await
             .context("binding the grpc-h3 auth server")?;
         let auth_addrs = (auth.h2_addr(), auth.h3_addr());
@@ -120,24 +125,16 @@ impl LocalServers {
 
         let (peer_plain, peer_auth) = if peer {
             let routes = Routes::new(zones_server(store.clone())).add_service(test_service());
-            let plain = PeerServer::start(
-                routes,
-                loopback,
-                &certs.server_cert_pem,
-                &certs.server_key_pem,
-            )
-            .await
-            .context("starting the tonic-h3 server")?;
+            let plain =
+                PeerServer::start(routes, bind, &certs.server_cert_pem, &certs.server_key_pem)
+                    .await
+                    .context("starting the tonic-h3 server")?;
             let routes = Routes::new(WithAuth::new(&peer_auth_layer, zones_server(store)))
                 .add_service(WithAuth::new(&peer_auth_layer, test_service()));
-            let auth = PeerServer::start(
-                routes,
-                loopback,
-                &certs.server_cert_pem,
-                &certs.server_key_pem,
-            )
-            .await
-            .context("starting the tonic-h3 auth server")?;
+            let auth =
+                PeerServer::start(routes, bind, &certs.server_cert_pem, &certs.server_key_pem)
+                    .await
+                    .context("starting the tonic-h3 auth server")?;
             (Some(plain), Some(auth))
         } else {
             (None, None)

@@ -36,6 +36,9 @@ use crate::scenarios::{LARGE, SMALL, TRANSFER_ZONE};
 use crate::servers::LocalServers;
 use crate::target::{AnyChannel, ServerSet, Target, Wire};
 
+/// The soaked wires: each server under its own client (a soak is about the servers).
+const SOAK_WIRES: [Wire; 3] = [Wire::H2, Wire::H3, Wire::Peer];
+
 /// Deadline of every call and of every stream read; a hang becomes a counted error.
 const CALL_DEADLINE: Duration = Duration::from_secs(10);
 /// Pause of a worker after a failed call, so a dead server does not turn into a busy loop.
@@ -81,7 +84,7 @@ impl SoakSettings {
             .soak_secs
             .unwrap_or(secs)
             .clamp(1, crate::cli::MAX_SOAK_SECS);
-        let wires = Wire::ALL
+        let wires = SOAK_WIRES
             .into_iter()
             .filter(|w| bench.wires.is_empty() || bench.wires.contains(w))
             .collect();
@@ -294,7 +297,8 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let peer = soak.wires.contains(&Wire::Peer);
-    let mut servers = LocalServers::start(&bench, peer).await?;
+    let mut servers =
+        LocalServers::start(&bench, peer, std::net::Ipv4Addr::LOCALHOST.into()).await?;
     let target = Arc::new(servers.target().clone());
     let mut wires = Vec::new();
     for &wire in &soak.wires {
@@ -314,7 +318,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 failed_wire(wire, e)
             }
         };
-        if wire.is_peer()
+        if wire.uses_peer_server()
             && result.error.is_none()
             && let Some(reason) = servers.peer_exit_reason()
         {
@@ -1130,7 +1134,7 @@ mod tests {
         let args = Args::try_parse_from(["zone-bench", "--soak", "--tiny"]).unwrap();
         let s = SoakSettings::from_args(&args, &Settings::from_args(&args));
         assert_eq!(s.secs_per_wire, 3);
-        assert_eq!(s.wires, Wire::ALL);
+        assert_eq!(s.wires, SOAK_WIRES);
         let args =
             Args::try_parse_from(["zone-bench", "--soak", "--soak-secs", "42", "--wire", "h3"])
                 .unwrap();

@@ -37,11 +37,17 @@ pub enum Wire {
     #[serde(rename = "tonic-h3")]
     #[value(name = "tonic-h3")]
     Peer,
+    /// tonic-h3 0.0.6's client against grpc-h3's HTTP/3 server: a client that is not ours, so a
+    /// server-side figure is seen without our client (compare with `tonic-h3`: the same client
+    /// against its own server).
+    #[serde(rename = "tonic-h3>h3")]
+    #[value(name = "tonic-h3-client")]
+    PeerClient,
 }
 
 impl Wire {
     /// Run order inside one round (the rounds interleave h2, h3, peer, h2, h3, peer, ...).
-    pub const ALL: [Wire; 3] = [Wire::H2, Wire::H3, Wire::Peer];
+    pub const ALL: [Wire; 4] = [Wire::H2, Wire::H3, Wire::Peer, Wire::PeerClient];
 
     /// Short label used in tables, JSON and plots.
     pub fn label(self) -> &'static str {
@@ -49,6 +55,7 @@ impl Wire {
             Wire::H2 => "h2",
             Wire::H3 => "h3",
             Wire::Peer => "tonic-h3",
+            Wire::PeerClient => "tonic-h3>h3",
         }
     }
 
@@ -58,11 +65,20 @@ impl Wire {
             Wire::H2 => "HTTP/2 + TLS (grpc-h3 Transport::H2, hyper)",
             Wire::H3 => "HTTP/3 (grpc-h3 Transport::H3, quinn + h3)",
             Wire::Peer => "HTTP/3 (tonic-h3 0.0.6 server and client, h3-quinn)",
+            Wire::PeerClient => {
+                "HTTP/3, tonic-h3 0.0.6's client against grpc-h3's server (a third-party client)"
+            }
         }
     }
 
-    /// Whether a failure on this wire is a recorded result rather than a failed run.
+    /// Whether tonic-h3 takes part (its client or its server): a failure on this wire is a
+    /// recorded result rather than a failed run, and scenarios of grpc-h3 alone skip it.
     pub fn is_peer(self) -> bool {
+        matches!(self, Wire::Peer | Wire::PeerClient)
+    }
+
+    /// Whether the calls go to tonic-h3's server (whose exit fails the wire).
+    pub fn uses_peer_server(self) -> bool {
         self == Wire::Peer
     }
 }
@@ -90,6 +106,7 @@ impl Addrs {
             Wire::H2 => Some(self.h2),
             Wire::H3 => Some(self.h3),
             Wire::Peer => self.peer,
+            Wire::PeerClient => Some(self.h3),
         }
     }
 }
@@ -148,6 +165,7 @@ impl Target {
         match wire {
             Wire::H3 if self.cross_pair => Wire::Peer,
             Wire::Peer if self.cross_pair => Wire::H3,
+            Wire::PeerClient => Wire::H3,
             other => other,
         }
     }
@@ -182,7 +200,7 @@ impl Target {
                     .ca_certificate_pem(&self.ca_pem)?;
                 Connector::Ours(Box::new(endpoint))
             }
-            Wire::Peer => {
+            Wire::Peer | Wire::PeerClient => {
                 Connector::Peer(PeerConnector::new(addr, &self.ca_pem, &self.server_name)?)
             }
         })
@@ -307,9 +325,13 @@ mod tests {
         assert_eq!(crossed.server_of(Wire::H3), Wire::Peer);
         assert_eq!(crossed.server_of(Wire::Peer), Wire::H3);
         let straight = target(Some("127.0.0.1:3".parse().unwrap()), false);
-        for wire in Wire::ALL {
+        for wire in [Wire::H2, Wire::H3, Wire::Peer] {
             assert_eq!(straight.server_of(wire), wire);
         }
+        // tonic-h3's client against our server, crossed or not.
+        assert_eq!(straight.server_of(Wire::PeerClient), Wire::H3);
+        assert_eq!(crossed.server_of(Wire::PeerClient), Wire::H3);
+        assert!(target(None, false).has(Wire::PeerClient));
     }
 
     #[test]

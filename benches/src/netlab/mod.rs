@@ -1,5 +1,6 @@
-//! An impaired-network lab (design §9): two network namespaces joined by a userspace TUN router
-//! that applies per-direction delay, jitter, loss, a rate cap and a bounded queue.
+//! An impaired-network lab: two network namespaces joined by a userspace TUN router
+//! that applies per-direction delay, jitter, loss, a rate cap and a bounded queue; and
+//! [`VethLink`], the same two namespaces joined by a clean 1500-byte veth pair.
 //!
 //! The kernel here has no `netem` qdisc, so the impairments live in this process: namespace `a`
 //! (address [`ADDR_A`]) and namespace `b` ([`ADDR_B`]) each hold a TUN device `gh3tun` whose
@@ -29,6 +30,7 @@ mod impair;
 mod ns;
 mod router;
 mod schedule;
+mod veth;
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -41,6 +43,7 @@ use tun_rs::{DeviceBuilder, SyncDevice};
 pub use impair::Impairment;
 pub use ns::{cleanup_all, list as list_namespaces};
 pub use schedule::{Player, Schedule, Step};
+pub use veth::{VETH_ADDR_A, VETH_ADDR_B, VETH_MTU, VethLink};
 
 use ns::Netns;
 use router::Router;

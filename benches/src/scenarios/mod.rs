@@ -239,6 +239,14 @@ pub struct ScenarioDef {
     pub ours_only: bool,
 }
 
+impl ScenarioDef {
+    /// Whether the scenario calls the run's shared servers (the [`crate::target::Target`]); the
+    /// journal scenarios start servers of their own on loopback, so they run on that path only.
+    pub fn uses_target(&self) -> bool {
+        !matches!(self.kind, Kind::EdgeFanout | Kind::JournalCompare)
+    }
+}
+
 /// Every scenario, in run order.
 pub static CATALOGUE: &[ScenarioDef] = &[
     ScenarioDef {
