@@ -243,20 +243,3 @@ impl AutoConnection {
         });
     }
 }
-
-impl crate::client::channel::WireConnection for AutoConnection {
-    type Body = AutoBody;
-
-    fn connect_now(
-        self: &Arc<Self>,
-    ) -> impl std::future::Future<Output = Result<(), Error>> + Send {
-        AutoConnection::connect_now(self)
-    }
-
-    fn send(
-        self: &Arc<Self>,
-        req: Request<RequestBody>,
-    ) -> impl std::future::Future<Output = Result<Response<AutoBody>, Status>> + Send {
-        AutoConnection::send(self, req)
-    }
-}

@@ -14,13 +14,13 @@ use tonic::Status;
 use tonic::body::Body;
 
 use super::Endpoint;
-use super::auto::AutoConnection;
+use super::auto::{AutoBody, AutoConnection};
 use crate::Transport;
 use crate::body::RequestBody;
 use crate::body::{self, Guarded};
 use crate::error::Error;
-use crate::h2::client::H2Connection;
-use crate::h3::client::H3Connection;
+use crate::h2::client::{H2Body, H2Connection};
+use crate::h3::client::{H3Connection, ResponseBody as H3Body};
 use crate::timeout::{self, DeadlineBody, Side};
 
 /// A virtual connection to one server, cheap to clone, usable by any tonic-generated client:
@@ -215,6 +215,30 @@ pub(crate) trait WireConnection: Send + Sync + 'static {
         req: Request<RequestBody>,
     ) -> impl Future<Output = Result<Response<Self::Body>, Status>> + Send;
 }
+
+/// Implements [`WireConnection`] for a wire's connection by its inherent `connect_now` and `send`.
+macro_rules! wire_connection {
+    ($conn:ty, $body:ty) => {
+        impl WireConnection for $conn {
+            type Body = $body;
+
+            fn connect_now(self: &Arc<Self>) -> impl Future<Output = Result<(), Error>> + Send {
+                <$conn>::connect_now(self)
+            }
+
+            fn send(
+                self: &Arc<Self>,
+                req: Request<RequestBody>,
+            ) -> impl Future<Output = Result<Response<$body>, Status>> + Send {
+                <$conn>::send(self, req)
+            }
+        }
+    };
+}
+
+wire_connection!(H2Connection, H2Body);
+wire_connection!(H3Connection, H3Body);
+wire_connection!(AutoConnection, AutoBody);
 
 /// The boxed future of one call on `conn`: the response head within the deadline, then the body
 /// under the same deadline and tied to the call's cancel guard.

@@ -168,20 +168,3 @@ where
     });
     Ok(sender)
 }
-
-impl crate::client::channel::WireConnection for H2Connection {
-    type Body = H2Body;
-
-    fn connect_now(
-        self: &Arc<Self>,
-    ) -> impl std::future::Future<Output = Result<(), Error>> + Send {
-        H2Connection::connect_now(self)
-    }
-
-    fn send(
-        self: &Arc<Self>,
-        req: Request<RequestBody>,
-    ) -> impl std::future::Future<Output = Result<Response<H2Body>, Status>> + Send {
-        H2Connection::send(self, req)
-    }
-}

@@ -635,20 +635,3 @@ impl http_body::Body for ResponseBody {
         self.inner.is_end_stream()
     }
 }
-
-impl crate::client::channel::WireConnection for H3Connection {
-    type Body = ResponseBody;
-
-    fn connect_now(
-        self: &Arc<Self>,
-    ) -> impl std::future::Future<Output = Result<(), Error>> + Send {
-        H3Connection::connect_now(self)
-    }
-
-    fn send(
-        self: &Arc<Self>,
-        req: Request<RequestBody>,
-    ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, Status>> + Send {
-        H3Connection::send(self, req)
-    }
-}
