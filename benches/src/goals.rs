@@ -3,7 +3,7 @@
 
 use crate::path::NetPath;
 use crate::results::{Goal, ScenarioResult};
-use crate::stats::ratio;
+use crate::stats::Ratio;
 use crate::target::Wire;
 
 /// A figure derived from two medians.
@@ -195,66 +195,94 @@ const GOALS: &[Spec] = &[
     },
 ];
 
-/// Every goal of the `paths` that ran, with its value from `results` (`pass: None` when a figure
-/// is missing).
+/// Every goal of the `paths` that ran, with its value from `results` and the interval of its
+/// paired repetitions (`pass: None` when a figure is missing or the interval straddles the goal).
 pub fn evaluate(results: &[ScenarioResult], paths: &[NetPath]) -> Vec<Goal> {
     GOALS
         .iter()
         .filter(|spec| paths.contains(&spec.path))
         .map(|spec| {
-            let median = |scenario: &str, wire: Wire, metric: &str| {
+            let find = |scenario: &str| {
                 results
                     .iter()
                     .find(|r| r.name == scenario && r.path == spec.path)
-                    .and_then(|r| r.median(wire, metric))
             };
-            let value = match spec.figure {
+            let (value, interval) = match spec.figure {
                 Figure::Wires {
                     scenario,
                     metric,
                     a,
                     b,
-                } => median(scenario, a, metric)
-                    .zip(median(scenario, b, metric))
-                    .and_then(|(x, y)| ratio(x, y)),
-                Figure::Scenarios { a, b, metric, wire } => median(a, wire, metric)
-                    .zip(median(b, wire, metric))
-                    .and_then(|(x, y)| ratio(x, y)),
+                } => find(scenario)
+                    .and_then(|r| {
+                        Ratio::of(
+                            r.median(a, metric)?,
+                            r.median(b, metric)?,
+                            &r.samples(a, metric),
+                            &r.samples(b, metric),
+                        )
+                    })
+                    .map_or((None, None), |r| (Some(r.value), Some([r.lo, r.hi]))),
+                Figure::Scenarios { a, b, metric, wire } => find(a)
+                    .zip(find(b))
+                    .and_then(|(ra, rb)| {
+                        Ratio::of(
+                            ra.median(wire, metric)?,
+                            rb.median(wire, metric)?,
+                            &ra.samples(wire, metric),
+                            &rb.samples(wire, metric),
+                        )
+                    })
+                    .map_or((None, None), |r| (Some(r.value), Some([r.lo, r.hi]))),
                 Figure::Value {
                     scenario,
                     metric,
                     wire,
-                } => median(scenario, wire, metric),
+                } => find(scenario)
+                    .and_then(|r| r.transport(wire))
+                    .and_then(|t| t.summary.get(metric))
+                    .map_or((None, None), |s| (Some(s.median), Some([s.min, s.max]))),
             };
+            let passes = |v: f64| {
+                if spec.at_least {
+                    v >= spec.threshold
+                } else {
+                    v <= spec.threshold
+                }
+            };
+            let pass = interval.and_then(|[lo, hi]| match (passes(lo), passes(hi)) {
+                (true, true) => Some(true),
+                (false, false) => Some(false),
+                _ => None,
+            });
             Goal {
                 name: format!("{}: {}", spec.path.title(), spec.name),
                 comparison: if spec.at_least { ">=" } else { "<=" },
                 threshold: spec.threshold,
                 value,
-                pass: value.map(|v| {
-                    if spec.at_least {
-                        v >= spec.threshold
-                    } else {
-                        v <= spec.threshold
-                    }
-                }),
+                interval,
+                pass,
             }
         })
         .collect()
 }
 
-/// `PASS`/`MISS`/`n/a` line of a goal.
+/// `PASS`/`MISS`/`UNDECIDED`/`n/a` line of a goal: PASS or MISS only when the whole interval of
+/// the paired repetitions is on one side of the goal.
 pub fn line(goal: &Goal) -> String {
-    let verdict = match goal.pass {
-        Some(true) => "PASS",
-        Some(false) => "MISS",
-        None => "n/a ",
+    let verdict = match (goal.pass, goal.value) {
+        (Some(true), _) => "PASS",
+        (Some(false), _) => "MISS",
+        (None, Some(_)) => "UNDECIDED",
+        (None, None) => "n/a",
     };
-    let value = goal
-        .value
-        .map_or_else(|| "no figure".to_string(), |v| format!("{v:.2}"));
+    let value = match (goal.value, goal.interval) {
+        (Some(v), Some([lo, hi])) if lo != hi => format!("{v:.2} ({lo:.2}–{hi:.2})"),
+        (Some(v), _) => format!("{v:.2}"),
+        (None, _) => "no figure".to_string(),
+    };
     format!(
-        "{verdict}  {}: {value} (goal {} {:.2})",
+        "{verdict:<9} {}: {value} (goal {} {:.2})",
         goal.name, goal.comparison, goal.threshold
     )
 }
@@ -369,5 +397,41 @@ mod tests {
             only.iter()
                 .all(|g| !g.name.starts_with(NetPath::Mtu1500.title()))
         );
+    }
+
+    #[test]
+    fn a_goal_is_undecided_while_its_paired_interval_straddles_the_threshold() {
+        let def = CATALOGUE.iter().find(|d| d.name == "stream-64k").unwrap();
+        let wire = |wire, reps: &[f64]| TransportResult {
+            wire,
+            samples: reps
+                .iter()
+                .map(|&v| [("gbit_s", v)].into_iter().collect())
+                .collect(),
+            summary: [("gbit_s", Summary::of(reps).unwrap())]
+                .into_iter()
+                .collect(),
+            latency: None,
+            error: None,
+        };
+        // Paired H3/H2: 0.9, 0.7, 0.85 — median ratio 0.85 passes ">= 0.8", one pair does not.
+        let straddles = ScenarioResult::new(
+            def,
+            NetPath::Mtu1500,
+            vec![
+                wire(Wire::H2, &[10.0, 10.0, 10.0]),
+                wire(Wire::H3, &[9.0, 7.0, 8.5]),
+            ],
+        );
+        let goals = evaluate(&[straddles], &[NetPath::Mtu1500]);
+        let g = goals
+            .iter()
+            .find(|g| g.name.contains("server-stream throughput H3/H2"))
+            .unwrap();
+        assert_eq!(g.value, Some(0.85));
+        assert_eq!(g.interval, Some([0.7, 0.9]));
+        assert_eq!(g.pass, None);
+        assert!(line(g).starts_with("UNDECIDED"), "{}", line(g));
+        assert!(line(g).contains("0.85 (0.70–0.90)"), "{}", line(g));
     }
 }

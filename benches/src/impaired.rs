@@ -916,6 +916,8 @@ pub fn evaluate(points: &[Point]) -> Vec<Goal> {
         comparison: if at_least { ">=" } else { "<=" },
         threshold,
         value,
+        // Intervals on the netlab's figures: the netlab-statistics issue.
+        interval: None,
         pass: value.map(|v| {
             if at_least {
                 v >= threshold
@@ -964,6 +966,7 @@ pub fn informational(points: &[Point]) -> Vec<Goal> {
         comparison: ">=",
         threshold: 1.5,
         value,
+        interval: None,
         pass: None,
     }]
 }

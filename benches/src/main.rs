@@ -39,7 +39,7 @@ use clap::Parser as _;
 
 use crate::cli::{Args, Settings};
 use crate::path::NetPath;
-use crate::results::{Machine, RunResults, ScenarioResult, WireInfo};
+use crate::results::{CpuTimes, Machine, RunResults, ScenarioResult, WireInfo};
 use crate::runner::Runner;
 use crate::scenarios::ScenarioDef;
 use crate::servers::LocalServers;
@@ -103,6 +103,7 @@ fn main() -> ExitCode {
 async fn run(args: Args, selected: Vec<&'static ScenarioDef>) -> anyhow::Result<ExitCode> {
     let settings = Arc::new(Settings::from_args(&args));
     let started = Instant::now();
+    let cpu_at_start = CpuTimes::now();
     let started_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -150,7 +151,12 @@ async fn run(args: Args, selected: Vec<&'static ScenarioDef>) -> anyhow::Result<
         duration_s: started.elapsed().as_secs_f64(),
         command_line: std::env::args().collect(),
         git_commit: results::git_commit(),
-        machine: Machine::detect(),
+        machine: Machine {
+            steal_pct: cpu_at_start
+                .zip(CpuTimes::now())
+                .and_then(|(a, b)| a.steal_pct_until(b)),
+            ..Machine::detect()
+        },
         settings: (*settings).clone(),
         wires,
         scenarios: scenario_results,

@@ -7,7 +7,7 @@ use crate::goals;
 use crate::path::NetPath;
 use crate::results::{RunResults, ScenarioResult};
 use crate::scenarios::{Better, MetricSpec};
-use crate::stats::Summary;
+use crate::stats::{Ratio, Summary};
 use crate::target::Wire;
 
 /// A number with precision that suits its size (`12,345`, `123`, `12.3`, `1.23`, `0.123`).
@@ -51,8 +51,8 @@ fn arrow(m: &MetricSpec) -> &'static str {
     }
 }
 
-fn ratio_text(r: Option<f64>) -> String {
-    r.map_or_else(|| "—".to_string(), |r| format!("{r:.2}"))
+fn ratio_text(r: Option<Ratio>) -> String {
+    r.map_or_else(|| "—".to_string(), |r| r.text())
 }
 
 /// `median ±spread%` for the terminal.
@@ -128,8 +128,9 @@ pub fn terminal(run: &RunResults) -> String {
     }
     out.push_str(
         "\nmedian ±half-range over the measured repetitions; ratios are of medians \
-         (↑ higher is better, ↓ lower is better); tonic-h3>h3 is tonic-h3's client against \
-         our server, its ratio is over tonic-h3 against its own server.\n",
+         (↑ higher is better, ↓ lower is better), in brackets the range of the ratios of the \
+         repetitions paired round by round; tonic-h3>h3 is tonic-h3's client against our \
+         server, its ratio is over tonic-h3 against its own server.\n",
     );
     let errors = error_lines(run);
     if !errors.is_empty() {
@@ -137,6 +138,13 @@ pub fn terminal(run: &RunResults) -> String {
         for e in errors {
             let _ = writeln!(out, "  {e}");
         }
+    }
+    if let Some(steal) = run.machine.steal_pct {
+        let _ = writeln!(
+            out,
+            "\nCPU steal during the run: {steal:.1} % (the hypervisor running others on these \
+             vCPUs slows every wire alike)"
+        );
     }
     out.push_str("\ngoals (reported, not enforced):\n");
     for g in &run.goals {
@@ -230,7 +238,8 @@ pub fn markdown(run: &RunResults, plots: &[String]) -> String {
         out,
         "Client and servers run in one process, over each network path below in turn; each \
          round runs every transport once (interleaved), warm-up rounds are discarded. Cells are \
-         median (min–max) over the measured repetitions; ratios are of medians.\n"
+         median (min–max) over the measured repetitions; ratios are of medians, in brackets \
+         the range of the ratios of the repetitions paired round by round.\n"
     );
     for w in &run.wires {
         let _ = writeln!(out, "- **{}**: {}", w.wire, w.description);

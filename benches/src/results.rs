@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::cli::Settings;
 use crate::path::NetPath;
 use crate::scenarios::{MetricSpec, ScenarioDef};
-use crate::stats::{LatencyDist, Summary, ratio};
+use crate::stats::{LatencyDist, Ratio, Summary};
 use crate::target::Wire;
 
 /// One wire's outcome in one scenario.
@@ -32,14 +32,15 @@ impl TransportResult {
     }
 }
 
-/// Plain ratios of medians; for "lower is better" metrics a ratio below 1 favours the numerator.
+/// Ratios of medians with their paired-repetition ranges; for "lower is better" metrics a ratio
+/// below 1 favours the numerator.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Ratios {
-    pub h3_over_h2: Option<f64>,
-    pub ours_over_peer: Option<f64>,
+    pub h3_over_h2: Option<Ratio>,
+    pub ours_over_peer: Option<Ratio>,
     /// tonic-h3's client against our server over it against its own server: our server's
     /// figure seen by a client that is not ours.
-    pub peer_client_ours_over_peer: Option<f64>,
+    pub peer_client_ours_over_peer: Option<Ratio>,
 }
 
 /// One scenario's outcome over every wire.
@@ -67,17 +68,18 @@ impl ScenarioResult {
             ratios: BTreeMap::new(),
         };
         for metric in def.metrics.iter().filter(|m| m.ratios) {
-            let get = |w| result.median(w, metric.key);
+            let get = |a: Wire, b: Wire| {
+                Ratio::of(
+                    result.median(a, metric.key)?,
+                    result.median(b, metric.key)?,
+                    &result.samples(a, metric.key),
+                    &result.samples(b, metric.key),
+                )
+            };
             let r = Ratios {
-                h3_over_h2: get(Wire::H3)
-                    .zip(get(Wire::H2))
-                    .and_then(|(a, b)| ratio(a, b)),
-                ours_over_peer: get(Wire::H3)
-                    .zip(get(Wire::Peer))
-                    .and_then(|(a, b)| ratio(a, b)),
-                peer_client_ours_over_peer: get(Wire::PeerClient)
-                    .zip(get(Wire::Peer))
-                    .and_then(|(a, b)| ratio(a, b)),
+                h3_over_h2: get(Wire::H3, Wire::H2),
+                ours_over_peer: get(Wire::H3, Wire::Peer),
+                peer_client_ours_over_peer: get(Wire::PeerClient, Wire::Peer),
             };
             result.ratios.insert(metric.key, r);
         }
@@ -90,6 +92,13 @@ impl ScenarioResult {
 
     pub fn median(&self, wire: Wire, key: &str) -> Option<f64> {
         self.transport(wire).and_then(|t| t.median(key))
+    }
+
+    /// `key` of each measured repetition of `wire`, in round order (empty when it did not run).
+    pub fn samples(&self, wire: Wire, key: &str) -> Vec<Option<f64>> {
+        self.transport(wire).map_or_else(Vec::new, |t| {
+            t.samples.iter().map(|s| s.get(key).copied()).collect()
+        })
     }
 }
 
@@ -106,6 +115,9 @@ pub struct Machine {
     /// 1-, 5- and 15-minute load averages when the run ended (other work on the machine
     /// skews every figure).
     pub load_average: Option<[f64; 3]>,
+    /// Share of the CPU time the hypervisor gave these vCPUs to others during the run
+    /// (`steal` in /proc/stat), in percent: it slows every wire alike, in phases.
+    pub steal_pct: Option<f64>,
 }
 
 impl Machine {
@@ -129,6 +141,13 @@ impl Machine {
                 out,
                 "- load average at the end: {one:.2} {five:.2} {fifteen:.2} (other work on the \
                  machine skews every figure)"
+            );
+        }
+        if let Some(steal) = self.steal_pct {
+            let _ = writeln!(
+                out,
+                "- CPU steal during the run: {steal:.1} % (the hypervisor running others on these \
+                 vCPUs; it slows every wire alike, so compare ratios of one run)"
             );
         }
         if self.build == "debug" {
@@ -159,7 +178,47 @@ impl Machine {
             load_average: std::fs::read_to_string("/proc/loadavg")
                 .ok()
                 .and_then(|s| load_average(&s)),
+            steal_pct: None,
         }
+    }
+}
+
+/// All CPUs' time in clock ticks from /proc/stat: `(steal, total)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTimes {
+    steal: u64,
+    total: u64,
+}
+
+impl CpuTimes {
+    /// Now, or `None` where /proc/stat is missing or unreadable.
+    pub fn now() -> Option<CpuTimes> {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| Self::parse(&s))
+    }
+
+    fn parse(stat: &str) -> Option<CpuTimes> {
+        // cpu user nice system idle iowait irq softirq steal guest guest_nice
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        Some(CpuTimes {
+            steal: *fields.get(7)?,
+            // guest time is already counted in user time.
+            total: fields.iter().take(8).sum(),
+        })
+    }
+
+    /// Steal between `self` and `later`, in percent of all CPU time.
+    pub fn steal_pct_until(self, later: CpuTimes) -> Option<f64> {
+        let total = later.total.checked_sub(self.total)?;
+        let steal = later.steal.checked_sub(self.steal)?;
+        (total > 0).then(|| steal as f64 / total as f64 * 100.0)
     }
 }
 
@@ -208,7 +267,10 @@ pub struct Goal {
     pub comparison: &'static str,
     pub threshold: f64,
     pub value: Option<f64>,
-    /// `None` when the figures needed are missing.
+    /// The range of the paired repetitions' ratios (or of the repetitions, for a plain value).
+    pub interval: Option<[f64; 2]>,
+    /// `Some(true)`/`Some(false)` only when the whole interval is on one side of the threshold;
+    /// `None` when it straddles it (undecided) or a figure is missing.
     pub pass: Option<bool>,
 }
 
@@ -263,5 +325,14 @@ mod tests {
             Some([0.52, 1.10, 2.00])
         );
         assert_eq!(load_average("garbage"), None);
+    }
+
+    #[test]
+    fn steal_is_the_share_of_all_cpu_time_between_two_readings() {
+        let before = CpuTimes::parse("cpu  100 0 50 800 0 0 0 50 0 0\ncpu0 1 2 3\n").unwrap();
+        let after = CpuTimes::parse("cpu  125 0 50 825 0 0 0 100 9 0\n").unwrap();
+        assert_eq!(before.steal_pct_until(after), Some(50.0));
+        assert_eq!(after.steal_pct_until(before), None);
+        assert_eq!(CpuTimes::parse("intr 1 2\n"), None);
     }
 }

@@ -58,6 +58,60 @@ pub fn ratio(a: f64, b: f64) -> Option<f64> {
     (a.is_finite() && b.is_finite() && b != 0.0 && r.is_finite()).then_some(r)
 }
 
+/// A ratio of two wires' figures: the ratio of their medians, and the range of the ratios of
+/// their paired repetitions (repetition i of one over repetition i of the other, measured in the
+/// same round, minutes apart from the other rounds: a slow phase of the machine slows both sides of
+/// a pair alike).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Ratio {
+    /// Median of `a` over median of `b`.
+    pub value: f64,
+    /// Smallest and largest paired ratio; equal to `value` when there are no pairs.
+    pub lo: f64,
+    pub hi: f64,
+    /// Number of paired repetitions.
+    pub pairs: usize,
+}
+
+impl Ratio {
+    /// The ratio of medians `a / b` with the range of the paired ratios `a_samples[i] /
+    /// b_samples[i]` (pairs with a missing or non-finite side are skipped).
+    pub fn of(
+        a: f64,
+        b: f64,
+        a_samples: &[Option<f64>],
+        b_samples: &[Option<f64>],
+    ) -> Option<Ratio> {
+        let value = ratio(a, b)?;
+        let paired: Vec<f64> = a_samples
+            .iter()
+            .zip(b_samples)
+            .filter_map(|(x, y)| ratio((*x)?, (*y)?))
+            .collect();
+        let (lo, hi) = paired
+            .iter()
+            .fold(None, |acc: Option<(f64, f64)>, &r| {
+                Some(acc.map_or((r, r), |(lo, hi)| (lo.min(r), hi.max(r))))
+            })
+            .unwrap_or((value, value));
+        Some(Ratio {
+            value,
+            lo,
+            hi,
+            pairs: paired.len(),
+        })
+    }
+
+    /// `0.76 (0.61–0.92)`, or just the value without pairs.
+    pub fn text(&self) -> String {
+        if self.pairs > 1 {
+            format!("{:.2} ({:.2}–{:.2})", self.value, self.lo, self.hi)
+        } else {
+            format!("{:.2}", self.value)
+        }
+    }
+}
+
 /// A latency distribution (all measured repetitions merged), in microseconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LatencyDist {
@@ -143,5 +197,18 @@ mod tests {
         );
         assert_eq!(d.cdf.last().unwrap().1, 1.0);
         assert!(LatencyDist::of(&crate::load::latency_histogram().unwrap()).is_none());
+    }
+
+    #[test]
+    fn ratios_carry_the_range_of_their_paired_repetitions() {
+        let a = [Some(2.0), Some(3.0), None, Some(8.0)];
+        let b = [Some(4.0), Some(3.0), Some(1.0), Some(4.0)];
+        let r = Ratio::of(3.0, 4.0, &a, &b).unwrap();
+        assert_eq!((r.value, r.lo, r.hi, r.pairs), (0.75, 0.5, 2.0, 3));
+        assert_eq!(r.text(), "0.75 (0.50–2.00)");
+        let lone = Ratio::of(1.0, 2.0, &[], &[]).unwrap();
+        assert_eq!((lone.lo, lone.hi, lone.pairs), (0.5, 0.5, 0));
+        assert_eq!(lone.text(), "0.50");
+        assert!(Ratio::of(1.0, 0.0, &a, &b).is_none());
     }
 }
