@@ -25,21 +25,21 @@ if [[ -n "${SUITES:-}" ]]; then
     SUITES=()
     for ((i = 0; i + 1 < ${#words[@]}; i += 2)); do SUITES+=("${words[i]} ${words[i + 1]}"); done
 else
-    SUITES=("grpc-h3 lib" "grpc-h3 props" "zone-server props" "zone-client change_file_props")
+    SUITES=("grpc-h3 lib props" "grpc-h3 it props::" "zone-server props" "zone-client change_file_props")
 fi
 LOG_DIR=${LOG_DIR:-target/fuzz}
 mkdir -p "$LOG_DIR"
 
 failed=0
 for suite in "${SUITES[@]}"; do
-    read -r package test <<<"$suite"
+    # "package test [filter]": `lib` is the crate's unit tests; the filter picks the tests run.
+    read -r package test filter <<<"$suite"
     # Build first (outside the time budget), then run the test binary itself so `timeout` stops it.
     build_log="$LOG_DIR/$package-$test.build.log"
-    # "lib" is the crate's unit tests, of which the `props` modules (the header parsers) run.
     if [[ $test == lib ]]; then
-        target=(--lib) kind='"kind":["lib"]' name="\"name\":\"${package//-/_}\"" filter=props
+        target=(--lib) kind='"kind":["lib"]' name="\"name\":\"${package//-/_}\""
     else
-        target=(--test "$test") kind='"kind":["test"]' name="\"name\":\"$test\"" filter=
+        target=(--test "$test") kind='"kind":["test"]' name="\"name\":\"$test\""
     fi
     binary=$(cargo test --profile "$PROFILE" -p "$package" "${target[@]}" --no-run --message-format=json 2>"$build_log" |
         grep -F "$kind" | grep -F "$name" |

@@ -13,9 +13,7 @@ use proptest::test_runner::TestCaseError;
 use zone_client::cli::changes::{ChangeFileError, parse_change_file};
 use zone_proto::zone::v1::{Change, ChangeBatch, Record, change::Op};
 
-#[path = "../../test-support/bounded_proptest.rs"]
-mod bounded_proptest;
-use bounded_proptest::{check, parser_config};
+use test_support::bounded_proptest::{check, parser_config};
 
 /// What any input must satisfy: batches, or an error that names a line of the input (or says
 /// there are no changes) in words a user can act on. (A panic in the parser is caught by the

@@ -18,9 +18,7 @@ use zone_server::zones::{StoreError, ZoneRecord, ZoneStore};
 
 const ORIGIN: &str = "fuzz.test.";
 
-#[path = "../../test-support/bounded_proptest.rs"]
-mod bounded_proptest;
-use bounded_proptest::{check, parser_config};
+use test_support::bounded_proptest::{check, parser_config};
 
 /// A record as the store shows it: (name, type, rdata) → ttl.
 type Records = BTreeMap<(String, String, String), u32>;

@@ -32,24 +32,7 @@ use zone_proto::zone::v1::{
 use zone_server::auth::{AuthLayer, Users};
 use zone_server::zones::{ZoneStore, ZonesService, zones_server};
 
-/// Defines `mod h2 { #[tokio::test] async fn case() }` and `mod h3 { ... }` for every listed
-/// behaviour `async fn case(t: Transport)`: one list of behaviours, run over every transport.
-macro_rules! matrix {
-    ($($case:ident),* $(,)?) => {
-        matrix!(@transport h2, H2, $($case),*);
-        matrix!(@transport h3, H3, $($case),*);
-    };
-    (@transport $module:ident, $variant:ident, $($case:ident),*) => {
-        mod $module {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(grpc_h3::Transport::$variant).await
-                }
-            )*
-        }
-    };
-}
+use test_support::matrix;
 
 matrix!(
     get_record_returns_the_records,
@@ -98,9 +81,9 @@ const OTHER: (&str, &str) = ("other", "other-pw");
 /// Bound on every wait for a message, so a hang fails instead of stalling the run.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The transport matrix's certificates: `test_support::fixture::endpoint` trusts their CA.
 fn certs() -> &'static DevCerts {
-    static CERTS: OnceLock<DevCerts> = OnceLock::new();
-    CERTS.get_or_init(|| DevCerts::generate().expect("generate dev certs"))
+    test_support::fixture::certs()
 }
 
 /// The users file, hashed once per test process (argon2 is slow in debug builds).
@@ -230,18 +213,17 @@ impl Drop for Fixture {
     }
 }
 
+/// A channel as the transport matrix makes them (Auto with HTTP/3 announced, so over HTTP/3).
 async fn connect(transport: Transport, addr: SocketAddr) -> Channel {
-    let channel = Endpoint::new(format!("https://{addr}"))
-        .unwrap()
-        .transport(transport)
-        .ca_certificate_pem(&certs().ca_pem)
-        .unwrap()
-        .server_name("localhost")
+    let channel = test_support::fixture::endpoint(transport, addr)
         .timeout(Duration::from_secs(20))
         .connect()
         .await
         .unwrap_or_else(|e| panic!("{transport}: connect: {e}"));
-    assert_eq!(channel.transport_in_use(), transport);
+    assert_eq!(
+        channel.transport_in_use(),
+        test_support::fixture::carried_over(transport)
+    );
     channel
 }
 

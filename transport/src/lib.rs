@@ -58,11 +58,6 @@ mod timeout;
 mod tls;
 mod wire;
 
-#[cfg(test)]
-#[allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-#[path = "../../test-support/bounded_proptest.rs"]
-mod bounded_proptest;
-
 pub use client::{Channel, Endpoint};
 pub use error::Error;
 pub use info::{ConnectionInfo, PeerCertificates};

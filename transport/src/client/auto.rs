@@ -187,6 +187,17 @@ impl AutoConnection {
         }
     }
 
+    /// Moves the HTTP/3 connection's UDP socket to `socket` (QUIC migration, RFC 9000 §9); the
+    /// HTTP/2 connection is untouched (TCP cannot migrate).
+    pub(crate) fn rebind(&self, socket: std::net::UdpSocket) -> Result<(), Error> {
+        let h3 = self.state().h3.as_ref().map(|(_, c)| c.clone());
+        match h3 {
+            Some(h3) => h3.rebind(socket),
+            None => Err(Error::new(crate::error::Kind::Unsupported)
+                .context("this Auto channel has no HTTP/3 connection to rebind")),
+        }
+    }
+
     pub(crate) async fn send(
         self: &Arc<Self>,
         req: Request<RequestBody>,

@@ -118,10 +118,12 @@ impl Channel {
     }
 
     /// Moves an HTTP/3 channel's UDP socket to `socket` (e.g. after a network change); open
-    /// connections migrate to it (RFC 9000 §9) and in-flight calls continue.
+    /// connections migrate to it (RFC 9000 §9) and in-flight calls continue. An Auto channel
+    /// moves its HTTP/3 connection, if it has one.
     pub fn rebind(&self, socket: std::net::UdpSocket) -> Result<(), Error> {
         match &self.inner.wire {
             Wire::H3(conn) => conn.rebind(socket),
+            Wire::Auto(conn) => conn.rebind(socket),
             _ => Err(Error::new(crate::error::Kind::Unsupported)
                 .context("only HTTP/3 channels have a UDP socket to rebind")),
         }

@@ -1,5 +1,5 @@
 //! Property tests of the `grpc-timeout` parser against the grammar (gRPC PROTOCOL-HTTP2.md, "Requests"), with case counts from
-//! `PROPTEST_CASES` (see `test-support/bounded_proptest.rs`).
+//! `PROPTEST_CASES` (see `test_support::bounded_proptest`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-use crate::bounded_proptest::{check, parser_config};
+use test_support::bounded_proptest::{check, parser_config};
 
 // ---------------------------------------------------------------------------------------------
 // grpc-timeout: TimeoutValue = 1*8 ASCII digits, TimeoutUnit = H / M / S / m / u / n.

@@ -1,5 +1,5 @@
 //! Property tests of the `Alt-Svc` parser against the grammar (RFC 7838 §3), with case counts from
-//! `PROPTEST_CASES` (see `test-support/bounded_proptest.rs`).
+//! `PROPTEST_CASES` (see `test_support::bounded_proptest`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::AltSvc;
-use crate::bounded_proptest::{check, parser_config};
+use test_support::bounded_proptest::{check, parser_config};
 
 // ---------------------------------------------------------------------------------------------
 // Alt-Svc (RFC 7838 §3): alt-value list of `protocol-id "=" alt-authority *( ";" parameter )`.

@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-mod common;
+use test_support::fixture as common;
 
 /// A self-signed certificate of ~`sans` × 60 bytes, and its key.
 fn huge_certificate(sans: usize) -> (String, String) {

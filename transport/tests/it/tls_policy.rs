@@ -2,7 +2,7 @@
 //! negotiates only TLS 1.3 suites or ECDHE key exchange with AEAD ciphers (RFC 9113 §9.2.2).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use test_support::fixture as common;
 
 use std::sync::Arc;
 use std::time::Duration;

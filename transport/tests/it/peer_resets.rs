@@ -2,8 +2,8 @@
 //! the statuses of PROTOCOL-HTTP2.md's RST_STREAM table and its HTTP/3 translation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[macro_use]
-mod common;
+use test_support::fixture as common;
+use test_support::matrix;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

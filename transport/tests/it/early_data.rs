@@ -3,7 +3,7 @@
 //! HTTP/3 only: TCP+TLS 0-RTT is not offered on the HTTP/2 wire, which the last test checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use test_support::fixture as common;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -6,8 +6,8 @@
 //! server's request counter returns to zero. The expected results are tabled in `README.md` here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[macro_use]
-mod common;
+use test_support::fixture as common;
+use test_support::matrix;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

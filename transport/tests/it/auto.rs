@@ -1,7 +1,7 @@
 //! `Transport::Auto`: Alt-Svc discovery, the QUIC-vs-TCP race and the fall-back to HTTP/2.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use test_support::fixture as common;
 
 use std::time::Duration;
 
@@ -45,18 +45,24 @@ async fn server_on(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_learns_h3_from_alt_svc_and_moves_over() {
     let f = Fixture::start(Transport::Auto).await;
-    // Nothing is known about this origin yet: the first call goes over HTTP/2 ...
-    assert_eq!(transport_of_call(&f.channel).await, "h2");
+    // An Auto channel that knows nothing about this origin (the fixture's announces HTTP/3):
+    // the first call goes over HTTP/2 ...
+    let channel = endpoint(Transport::H2, f.addr)
+        .transport(Transport::Auto)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(transport_of_call(&channel).await, "h2");
     // ... whose response advertises h3; the channel connects QUIC in the background and moves.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while f.channel.transport_in_use() != Transport::H3 {
+    while channel.transport_in_use() != Transport::H3 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "never moved to HTTP/3"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(transport_of_call(&f.channel).await, "h3");
+    assert_eq!(transport_of_call(&channel).await, "h3");
     // A new channel to the same origin starts on HTTP/3 from the cached Alt-Svc.
     let second = endpoint(Transport::Auto, f.addr).connect().await.unwrap();
     assert_eq!(second.transport_in_use(), Transport::H3);

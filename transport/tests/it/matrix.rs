@@ -2,8 +2,8 @@
 //! from this one definition. Adding a transport adds one line to the macro, never a copy of a test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[macro_use]
-mod common;
+use test_support::fixture as common;
+use test_support::matrix;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -493,7 +493,7 @@ async fn dropped_client_stream_mid_write_ends_handler(t: Transport) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    match t {
+    match common::carried_over(t) {
         // The reset (H3_REQUEST_CANCELLED) ends the request task: the handler is dropped, as a
         // cancelled context is in grpc-go and grpc-java.
         Transport::H3 => assert_eq!(f.observed.cancelled.load(Ordering::SeqCst), 1),
@@ -509,7 +509,10 @@ async fn handler_sees_connection_info(t: Transport) {
     let f = Fixture::start(t).await;
     let resp = f.client().empty_call(Empty {}).await.unwrap();
     let md = resp.metadata();
-    assert_eq!(md.get("x-transport").unwrap(), t.as_str());
+    assert_eq!(
+        md.get("x-transport").unwrap(),
+        common::carried_over(t).as_str()
+    );
     assert_eq!(md.get("x-tls").unwrap(), "1");
     assert_eq!(md.get("x-peer-certs").unwrap(), "0");
     let remote: std::net::SocketAddr = md
@@ -527,7 +530,13 @@ async fn handler_sees_connection_info(t: Transport) {
             .unwrap()
             .contains("grpc-rust-h3/")
     );
-    assert_eq!(f.channel.transport_in_use(), t);
+    // Auto, with HTTP/3 announced, carries its calls over HTTP/3.
+    let expected = if t == Transport::Auto {
+        Transport::H3
+    } else {
+        t
+    };
+    assert_eq!(f.channel.transport_in_use(), expected);
 }
 
 async fn interceptor_metadata_reaches_server(t: Transport) {

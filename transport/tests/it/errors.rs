@@ -2,8 +2,8 @@
 //! mapping table lives in `transport/src/error.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[macro_use]
-mod common;
+use test_support::fixture as common;
+use test_support::matrix;
 
 use std::time::Duration;
 

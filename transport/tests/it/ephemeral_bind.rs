@@ -4,7 +4,7 @@
 //! than fail. Its own test binary, since it holds thousands of sockets.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use test_support::fixture as common;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 

@@ -1,5 +1,4 @@
-//! The time-bounded proptest runner shared by the property tests of every crate (included with
-//! `#[path]`, so no crate depends on another's tests): `PROPTEST_CASES` sets the cases of the
+//! The time-bounded proptest runner shared by the property tests of every crate: `PROPTEST_CASES` sets the cases of the
 //! parser properties, `PROPTEST_MAX_SECS` bounds a long run (`scripts/fuzz.sh`), and every run
 //! prints a `PROPS name: N of M cases run, K failures` line that the script counts.
 

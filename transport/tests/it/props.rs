@@ -8,8 +8,8 @@
 //! `scripts/fuzz.sh` can run long.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[macro_use]
-mod common;
+use test_support::fixture as common;
+use test_support::matrix;
 
 use std::convert::Infallible;
 
@@ -26,9 +26,7 @@ use tonic::codec::{DecodeBuf, Decoder, Streaming};
 use tower::ServiceExt;
 use zone_proto::grpc_testing::*;
 
-#[path = "../../test-support/bounded_proptest.rs"]
-mod bounded_proptest;
-use bounded_proptest::{cases_from, check, config, parser_config};
+use test_support::bounded_proptest::{cases_from, check, config, parser_config};
 
 fn net_config() -> proptest::test_runner::Config {
     config(cases_from("PROPTEST_NET_CASES", 32))

@@ -1,6 +1,11 @@
 //! Fixture of the transport test matrix: a TestService whose handlers expose what the transport did
 //! (connection facts, metadata, cancellation), served by `grpc_h3::Server` over TLS on loopback.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+// Test code: failures are panics by design, and the fixture types are never printed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_debug_implementations
+)]
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,26 +20,6 @@ use tonic::{Request, Response, Status, Streaming};
 use zone_proto::grpc_testing::test_service_client::TestServiceClient;
 use zone_proto::grpc_testing::test_service_server::{TestService, TestServiceServer};
 use zone_proto::grpc_testing::*;
-
-/// Defines `mod h2 { #[test] fn case() }` and `mod h3 { ... }` for every listed behaviour
-/// `async fn case(t: Transport)`: one list of behaviours, run over every transport.
-#[macro_export]
-macro_rules! matrix {
-    ($($case:ident),* $(,)?) => {
-        matrix!(@transport h2, H2, $($case),*);
-        matrix!(@transport h3, H3, $($case),*);
-    };
-    (@transport $module:ident, $variant:ident, $($case:ident),*) => {
-        mod $module {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(grpc_h3::Transport::$variant).await
-                }
-            )*
-        }
-    };
-}
 
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
@@ -513,10 +498,28 @@ pub fn service(observed: Arc<Observed>) -> TestServiceServer<Probe> {
         .send_compressed(tonic::codec::CompressionEncoding::Gzip)
 }
 
+/// The wire a fixture channel of `transport` carries its calls on: Auto's is HTTP/3, announced by
+/// [`endpoint`].
+pub fn carried_over(transport: Transport) -> Transport {
+    match transport {
+        Transport::Auto => Transport::H3,
+        other => other,
+    }
+}
+
+/// A client endpoint for a fixture server on `addr`. With `Auto`, HTTP/3 is announced on the same
+/// port (as `Alt-Svc` would), so Auto races QUIC first and its calls take the HTTP/3 path through
+/// Auto's dispatch.
 pub fn endpoint(transport: Transport, addr: std::net::SocketAddr) -> Endpoint {
-    Endpoint::new(format!("https://{addr}"))
+    let endpoint = Endpoint::new(format!("https://{addr}"))
         .unwrap()
-        .transport(transport)
+        .transport(transport);
+    let endpoint = if transport == Transport::Auto {
+        endpoint.h3_port(addr.port())
+    } else {
+        endpoint
+    };
+    endpoint
         // quinn ignores ICMP unreachable: a dead HTTP/3 server costs a full connect timeout.
         .connect_timeout(Duration::from_secs(2))
         .server_name("localhost")

@@ -3,8 +3,8 @@
 //! return to baseline after a flood of bad input. Every test checks a healthy client keeps working.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[macro_use]
-mod common;
+use test_support::fixture as common;
+use test_support::matrix;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
