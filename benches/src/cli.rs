@@ -5,18 +5,69 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// Side-by-side gRPC benchmarks over HTTP/2 and HTTP/3 (ours) and HTTP/3 (tonic-h3), over a
-/// 1500-byte link between two namespaces (as root) and over loopback.
+/// Side-by-side gRPC benchmarks over HTTP/2 and HTTP/3 (ours) and HTTP/3 (tonic-h3): the
+/// scenarios over a 1500-byte link between two namespaces (as root) and over loopback (`run`, the
+/// default), through the impaired-network lab (`netlab`), a long soak (`soak`), and fault
+/// recovery (`faults`). Every subcommand takes the options below.
 #[derive(Debug, Parser)]
-#[command(name = "zone-bench", version, about)]
+#[command(
+    name = "zone-bench",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    args: Args,
+}
+
+/// What to run.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// The scenarios side by side over both paths (what runs without a subcommand).
+    Run(Args),
+    /// The scenarios through the impaired-network lab: an RTT × loss grid, fan-out and faults
+    /// over emulated links (needs root).
+    Netlab(Args),
+    /// A long mixed load per wire (unary 64 B at high concurrency, server-stream transfers, a bidi
+    /// stream), sampled every second (errors, p99, RSS, open fds); writes soak.md and soak.json.
+    Soak(Args),
+    /// Fault recovery: a server process killed and restarted under load, HTTP/3 client rebinding
+    /// under load; writes faults.md and faults.json.
+    Faults(Args),
+}
+
+impl Cli {
+    /// The options, with the mode the subcommand selected.
+    pub fn into_args(self) -> Args {
+        match self.command {
+            None => self.args,
+            Some(Command::Run(args)) => args,
+            Some(Command::Netlab(args)) => Args {
+                netlab: true,
+                ..args
+            },
+            Some(Command::Soak(args)) => Args { soak: true, ..args },
+            Some(Command::Faults(args)) => Args {
+                faults: true,
+                ..args
+            },
+        }
+    }
+}
+
+/// The options of every subcommand.
+#[derive(Debug, Parser)]
 pub struct Args {
     /// The full grid: 5 repetitions of 2 s per case, zone of 100 000 records (about 15 minutes
     /// over both paths). The default is 3 repetitions of 0.5 s (a few minutes).
     #[arg(long, conflicts_with_all = ["quick", "tiny"])]
     pub full: bool,
 
-    /// Short run; the default of the scenario run already is. With `--netlab` and `--soak`: their
-    /// short profiles.
+    /// Short run; the default of `run` already is. With `netlab`, `soak` and `faults`: their short
+    /// profiles.
     #[arg(long)]
     pub quick: bool,
 
@@ -25,7 +76,7 @@ pub struct Args {
     pub tiny: bool,
 
     /// Run only these scenarios (exact names, or a prefix such as `unary`); default all. With
-    /// `--netlab`: `grid` (RTT × loss grid, faults) and/or `edge-fanout`.
+    /// `netlab`: `grid` (RTT × loss grid, faults) and/or `edge-fanout`.
     #[arg(long = "scenario", value_name = "NAME", num_args = 1..)]
     pub scenarios: Vec<String>,
 
@@ -33,8 +84,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR", default_value = "target/zone-bench")]
     pub out: PathBuf,
 
-    /// Run the scenarios through the impaired-network lab.
-    #[arg(long)]
+    /// The `netlab` subcommand.
+    #[arg(skip)]
     pub netlab: bool,
 
     /// Measured repetitions per scenario and transport (after one discarded warm-up round).
@@ -76,30 +127,40 @@ pub struct Args {
     #[arg(long)]
     pub list: bool,
 
-    /// Soak instead of the scenarios: a long mixed load per wire (unary 64 B at high concurrency,
-    /// server-stream transfers, a bidi stream), sampled every second (errors, p99, RSS, open
-    /// fds); writes soak.md and soak.json under `--out`.
-    #[arg(long, conflicts_with_all = ["netlab", "faults", "scenarios"])]
+    /// The `soak` subcommand.
+    #[arg(skip)]
     pub soak: bool,
 
-    /// Length of the soak of each wire in seconds [default: 300; 20 with --quick, 3 with --tiny].
-    #[arg(long, value_name = "SECS", requires = "soak",
+    /// `soak`: length of the soak of each wire in seconds [default: 300; 20 with --quick, 3 with
+    /// --tiny].
+    #[arg(long, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=MAX_SOAK_SECS))]
     pub soak_secs: Option<u64>,
 
-    /// Fault recovery instead of the scenarios: a server process killed and restarted under load,
-    /// HTTP/3 client rebinding under load; writes faults.md and faults.json under `--out`.
-    #[arg(long, conflicts_with_all = ["netlab", "scenarios"])]
+    /// The `faults` subcommand.
+    #[arg(skip)]
     pub faults: bool,
 
-    /// Internal (`--faults`): serve TestService on this port, print the READY line, run until
+    /// Internal (`faults`): serve TestService on this port, print the READY line, run until
     /// killed.
     #[arg(long, hide = true, value_name = "PORT", requires = "cert_dir")]
     pub fault_server: Option<u16>,
 
-    /// Internal (`--faults`): certificate directory of the `--fault-server` child.
+    /// Internal (`faults`): certificate directory of the `--fault-server` child.
     #[arg(long, hide = true, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
+}
+
+impl Args {
+    /// The options of a command line (program name first), with its subcommand's mode.
+    #[cfg(test)]
+    pub fn parse_from_cli<I, T>(argv: I) -> Result<Args, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Cli::try_parse_from(argv).map(Cli::into_args)
+    }
 }
 
 /// Hard upper bound of `--soak-secs` (one hour per wire).
@@ -305,7 +366,7 @@ mod tests {
 
     #[test]
     fn scenario_flag_takes_several_names_and_repeats() {
-        let args = Args::try_parse_from([
+        let args = Args::parse_from_cli([
             "zone-bench",
             "--scenario",
             "unary-64b-c1",
@@ -320,7 +381,7 @@ mod tests {
     #[test]
     fn overrides_apply_to_the_preset() {
         let args =
-            Args::try_parse_from(["zone-bench", "--quick", "--reps", "7", "--duration", "0.3"])
+            Args::parse_from_cli(["zone-bench", "--quick", "--reps", "7", "--duration", "0.3"])
                 .unwrap();
         let s = Settings::from_args(&args);
         assert_eq!(s.profile, Profile::Quick);
@@ -331,15 +392,15 @@ mod tests {
 
     #[test]
     fn bad_numbers_are_refused() {
-        assert!(Args::try_parse_from(["zone-bench", "--reps", "0"]).is_err());
-        assert!(Args::try_parse_from(["zone-bench", "--duration", "-1"]).is_err());
-        assert!(Args::try_parse_from(["zone-bench", "--duration", "abc"]).is_err());
-        assert!(Args::try_parse_from(["zone-bench", "--wire", "h4"]).is_err());
+        assert!(Args::parse_from_cli(["zone-bench", "--reps", "0"]).is_err());
+        assert!(Args::parse_from_cli(["zone-bench", "--duration", "-1"]).is_err());
+        assert!(Args::parse_from_cli(["zone-bench", "--duration", "abc"]).is_err());
+        assert!(Args::parse_from_cli(["zone-bench", "--wire", "h4"]).is_err());
     }
 
     #[test]
     fn wire_filter_takes_a_list() {
-        let args = Args::try_parse_from(["zone-bench", "--wire", "h3,tonic-h3"]).unwrap();
+        let args = Args::parse_from_cli(["zone-bench", "--wire", "h3,tonic-h3"]).unwrap();
         let s = Settings::from_args(&args);
         assert_eq!(
             s.wires,
@@ -350,19 +411,19 @@ mod tests {
     #[test]
     fn the_scenario_run_is_quick_unless_full_and_runs_both_paths_in_report_order() {
         use crate::path::NetPath;
-        let s = Settings::from_args(&Args::try_parse_from(["zone-bench"]).unwrap());
+        let s = Settings::from_args(&Args::parse_from_cli(["zone-bench"]).unwrap());
         assert_eq!(s.profile, Profile::Quick);
         assert_eq!(s.paths, [NetPath::Mtu1500, NetPath::Loopback]);
-        let args = Args::try_parse_from(["zone-bench", "--full", "--path", "loopback,mtu1500"]);
+        let args = Args::parse_from_cli(["zone-bench", "--full", "--path", "loopback,mtu1500"]);
         let s = Settings::from_args(&args.unwrap());
         assert_eq!(s.profile, Profile::Full);
         assert_eq!(s.paths, [NetPath::Mtu1500, NetPath::Loopback]);
-        let args = Args::try_parse_from(["zone-bench", "--path", "loopback"]).unwrap();
+        let args = Args::parse_from_cli(["zone-bench", "--path", "loopback"]).unwrap();
         assert_eq!(Settings::from_args(&args).paths, [NetPath::Loopback]);
-        assert!(Args::try_parse_from(["zone-bench", "--path", "mtu9000"]).is_err());
-        assert!(Args::try_parse_from(["zone-bench", "--full", "--quick"]).is_err());
+        assert!(Args::parse_from_cli(["zone-bench", "--path", "mtu9000"]).is_err());
+        assert!(Args::parse_from_cli(["zone-bench", "--full", "--quick"]).is_err());
         // Soak and faults keep their full default.
-        let args = Args::try_parse_from(["zone-bench", "--soak"]).unwrap();
+        let args = Args::parse_from_cli(["zone-bench", "soak"]).unwrap();
         assert_eq!(Settings::from_args(&args).profile, Profile::Full);
     }
 }

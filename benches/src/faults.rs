@@ -1,4 +1,4 @@
-//! `zone-bench --faults`: recovery from faults under load (issue #7 item 5) — a server process
+//! `zone-bench faults`: recovery from faults under load (issue #7 item 5) — a server process
 //! killed (SIGKILL) and restarted on the same port while clients call it, and an HTTP/3 client
 //! moving to a new UDP socket (`Channel::rebind`, RFC 9000 §9) during unary load and during a
 //! long server stream.
@@ -32,7 +32,7 @@ use zone_proto::grpc_testing::{
 };
 
 use crate::cli::{Args, Profile, Settings};
-use crate::report::{layout, num};
+use crate::report::{layout, num, table};
 use crate::results::{Machine, git_commit};
 use crate::runner::guarded;
 use crate::soak::code_name;
@@ -151,7 +151,7 @@ fn parse_ready(line: &str) -> Option<u16> {
     ports.iter().all(|&p| p == first).then_some(first)
 }
 
-/// Timings of one run of `--faults`.
+/// Timings of one run of `faults`.
 #[derive(Debug, Clone, Serialize)]
 pub struct FaultSettings {
     pub profile: Profile,
@@ -280,7 +280,7 @@ pub struct FaultRun {
     pub cases: Vec<FaultCase>,
 }
 
-/// `zone-bench --faults`.
+/// `zone-bench faults`.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let bench = Settings::from_args(args);
     let settings = FaultSettings::new(bench.profile);
@@ -317,7 +317,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let mut cases = Vec::new();
     for (fault, wire, idle) in plan {
-        eprintln!("zone-bench --faults: {fault} over {wire}");
+        eprintln!("zone-bench faults: {fault} over {wire}");
         let detail = match idle {
             Some(idle) => format!(
                 "QUIC idle timeout {} s, call deadline {} s",
@@ -330,7 +330,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let case = guarded(kill_restart(env.clone(), wire, idle, detail.clone()), limit).await;
         cases.push(FaultCase::or_failed(case, fault, wire, detail));
     }
-    eprintln!("zone-bench --faults: rebind during unary load over h3");
+    eprintln!("zone-bench faults: rebind during unary load over h3");
     let detail = format!(
         "{} rebinds {} ms apart, {} workers",
         settings.rebinds, settings.rebind_every_ms, settings.workers
@@ -346,7 +346,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Wire::H3,
         detail,
     ));
-    eprintln!("zone-bench --faults: rebind during server streams over h3");
+    eprintln!("zone-bench faults: rebind during server streams over h3");
     let detail = format!(
         "{} streams of {} × 1000 B, {} ms apart; one rebind each after a quarter",
         settings.streams, settings.stream_messages, settings.stream_interval_ms
@@ -410,7 +410,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         run.duration_s
     );
     if run.cases.iter().any(|c| c.error.is_some()) {
-        eprintln!("zone-bench --faults: a case could not run (see the table)");
+        eprintln!("zone-bench faults: a case could not run (see the table)");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -901,13 +901,7 @@ pub fn markdown(run: &FaultRun) -> String {
         let _ = writeln!(out, "- {n}");
     }
     let _ = writeln!(out, "- {LEGEND}\n");
-    for (i, row) in rows(run).iter().enumerate() {
-        let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
-        if i == 0 {
-            let _ = writeln!(out, "|{}", "---|".repeat(row.len()));
-        }
-    }
+    out.push_str(&table(&rows(run), true));
     out
 }
 

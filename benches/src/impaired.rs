@@ -1,5 +1,5 @@
-//! `zone-bench --netlab`: unary latency and server-stream throughput over the impaired link of
-//! [`zone_bench::netlab`] (issue #5 item 3), across a grid of round-trip times and loss rates,
+//! `zone-bench netlab`: unary latency and server-stream throughput over the impaired link of
+//! [`netlab`] (issue #5 item 3), across a grid of round-trip times and loss rates,
 //! for HTTP/2 and HTTP/3, each with Cubic and with BBR.
 //!
 //! The lab sets the TCP congestion controller of both namespaces explicitly before every HTTP/2
@@ -28,9 +28,9 @@ use grpc_h3::{
     Channel, CongestionControl, Endpoint, QuicSettings, Server, ServerTls, Transport, Wires,
 };
 use hdrhistogram::Histogram;
+use netlab::{Impairment, Lab};
 use serde::Serialize;
 use tokio::sync::oneshot;
-use zone_bench::netlab::{Impairment, Lab};
 use zone_proto::grpc_testing::test_service_client::TestServiceClient;
 use zone_proto::grpc_testing::{
     Payload, ResponseParameters, SimpleRequest, StreamingOutputCallRequest,
@@ -40,7 +40,7 @@ use zone_server::interop::test_service;
 use crate::cli::{Args, Profile};
 use crate::goals;
 use crate::load::{Budget, Op, Work, closed_loop};
-use crate::report::{layout, num};
+use crate::report::{num, table};
 use crate::results::{self, Goal, Machine};
 use crate::stats::{Summary, ratio};
 
@@ -272,11 +272,11 @@ fn analyse(lab: &Lab, addrs: LabAddrs, ca_pem: &[u8], duration: Duration) -> Ana
     let (rtt_ms, loss_pct) = (50, 5.0);
     let mut quic = Vec::new();
     for v in quic_probe::VARIANTS {
-        eprintln!("zone-bench --netlab: analysis: raw quinn, {} ...", v.name);
+        eprintln!("zone-bench netlab: analysis: raw quinn, {} ...", v.name);
         let _ = lab.set(link(rtt_ms, loss_pct, 21), link(rtt_ms, loss_pct, 22));
         quic.push(quic_probe::probe(lab, v, duration));
     }
-    eprintln!("zone-bench --netlab: analysis: h2 stream with ss -ti ...");
+    eprintln!("zone-bench netlab: analysis: h2 stream with ss -ti ...");
     let _ = lab.set(link(rtt_ms, loss_pct, 21), link(rtt_ms, loss_pct, 22));
     let ca = ca_pem.to_vec();
     let h2 = lab.spawn_in_a(move || -> Result<f64, String> {
@@ -799,7 +799,7 @@ fn run_point(
                     Ok(c) => acc[slot].congestion = c,
                     Err(e) => {
                         eprintln!(
-                            "zone-bench --netlab: RTT {rtt_ms} ms, loss {loss_pct} %, {}: {e:#}",
+                            "zone-bench netlab: RTT {rtt_ms} ms, loss {loss_pct} %, {}: {e:#}",
                             wire.label()
                         );
                         acc[slot].failed(rep, format!("{e:#}"));
@@ -824,7 +824,7 @@ fn run_point(
                 .map_err(|e| anyhow::anyhow!(e))?;
             for e in &run.errors {
                 eprintln!(
-                    "zone-bench --netlab: RTT {rtt_ms} ms, loss {loss_pct} %, {} rep {rep}: {e}",
+                    "zone-bench netlab: RTT {rtt_ms} ms, loss {loss_pct} %, {} rep {rep}: {e}",
                     wire.label()
                 );
             }
@@ -1082,7 +1082,7 @@ fn terminal(
     let _ = writeln!(out, "{}", congestion_note(host));
     for (key, title) in TABLES {
         let _ = writeln!(out, "\n{title}:");
-        out.push_str(&layout(&rows(settings, points, key)));
+        out.push_str(&table(&rows(settings, points, key), false));
     }
     out.push_str("\nlink (router counters per grid point, all wires):\n");
     for l in links {
@@ -1124,12 +1124,7 @@ pub fn markdown_section(
     );
     for (key, title) in TABLES {
         let _ = writeln!(out, "### {title}\n");
-        for (i, row) in rows(settings, points, key).iter().enumerate() {
-            let _ = writeln!(out, "| {} |", row.join(" | "));
-            if i == 0 {
-                let _ = writeln!(out, "|{}", "---:|".repeat(row.len()));
-            }
-        }
+        out.push_str(&table(&rows(settings, points, key), true));
         out.push('\n');
     }
     out.push_str("Link counters per grid point (all wires):\n\n");
@@ -1229,22 +1224,6 @@ fn plot_all(
     Ok(written)
 }
 
-/// A table as markdown (header row first) or aligned text.
-fn table(rows: &[Vec<String>], markdown: bool) -> String {
-    if !markdown {
-        return layout(rows);
-    }
-    let mut out = String::new();
-    for (i, row) in rows.iter().enumerate() {
-        let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
-        if i == 0 {
-            let _ = writeln!(out, "|{}", "---:|".repeat(row.len()));
-        }
-    }
-    out
-}
-
 /// Sample counts, the fan-out through the lab and the fault cases (both outputs).
 fn extra_sections(
     settings: &LabSettings,
@@ -1326,8 +1305,8 @@ fn extra_sections(
     out
 }
 
-/// `--netlab`: exit 2 (a skip) when the lab cannot start here.
-/// What `--netlab` runs: the RTT × loss grid (with its faults and analysis), the edge fan-out,
+/// `netlab`: exit 2 (a skip) when the lab cannot start here.
+/// What `netlab` runs: the RTT × loss grid (with its faults and analysis), the edge fan-out,
 /// or both (the default). `--scenario` picks by these names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct NetlabParts {
@@ -1335,7 +1314,7 @@ struct NetlabParts {
     fanout: bool,
 }
 
-/// `--scenario` names `--netlab` understands.
+/// `--scenario` names `netlab` understands.
 const NETLAB_PARTS: [&str; 2] = ["grid", "edge-fanout"];
 
 impl NetlabParts {
@@ -1356,7 +1335,7 @@ impl NetlabParts {
                 "edge-fanout" => parts.fanout = true,
                 other => {
                     return Err(format!(
-                        "unknown --netlab scenario `{other}` (known: {})",
+                        "unknown netlab scenario `{other}` (known: {})",
                         NETLAB_PARTS.join(", ")
                     ));
                 }
@@ -1403,8 +1382,8 @@ fn delete_namespaces_on_signal() {
                 }
             });
             if let Some(code) = code {
-                eprintln!("zone-bench --netlab: interrupted; deleting the lab's namespaces");
-                zone_bench::netlab::cleanup_all();
+                eprintln!("zone-bench netlab: interrupted; deleting the lab's namespaces");
+                netlab::cleanup_all();
                 std::process::exit(code);
             }
         });
@@ -1417,7 +1396,7 @@ fn delete_namespaces_on_signal() {
     };
     if let Err(e) = outcome {
         eprintln!(
-            "zone-bench --netlab: no signal watcher ({e}); an interrupted run leaves its \
+            "zone-bench netlab: no signal watcher ({e}); an interrupted run leaves its \
              namespaces to the next run's sweep"
         );
     }
@@ -1427,7 +1406,7 @@ pub fn main(args: &Args) -> ExitCode {
     let parts = match NetlabParts::select(&args.scenarios) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("zone-bench --netlab: {e}");
+            eprintln!("zone-bench netlab: {e}");
             return ExitCode::from(2);
         }
     };
@@ -1439,7 +1418,7 @@ pub fn main(args: &Args) -> ExitCode {
             } else {
                 "cannot start the lab"
             };
-            eprintln!("zone-bench --netlab: {kind}: {e}");
+            eprintln!("zone-bench netlab: {kind}: {e}");
             return ExitCode::from(2);
         }
     };
@@ -1450,7 +1429,7 @@ pub fn main(args: &Args) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zone-bench --netlab: {e:#}");
+            eprintln!("zone-bench netlab: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -1477,7 +1456,7 @@ fn run(lab: &Lab, args: &Args, parts: NetlabParts) -> anyhow::Result<()> {
     let mut failure = None;
     for &rtt in &settings.rtts_ms {
         for &loss in &settings.losses_pct {
-            eprintln!("zone-bench --netlab: RTT {rtt} ms, loss {loss} % ...");
+            eprintln!("zone-bench netlab: RTT {rtt} ms, loss {loss} % ...");
             match run_point(lab, addrs, &certs.ca_pem, rtt, loss, &settings) {
                 Ok((p, link)) => {
                     points.extend(p);
@@ -1496,7 +1475,7 @@ fn run(lab: &Lab, args: &Args, parts: NetlabParts) -> anyhow::Result<()> {
     let mut faults = Vec::new();
     if failure.is_none() && settings.faults {
         if let Err(e) = tcp_congestion(lab, "cubic") {
-            eprintln!("zone-bench --netlab: faults: {e:#}");
+            eprintln!("zone-bench netlab: faults: {e:#}");
         }
         faults = lab_faults::run_all(lab, addrs.h2, addrs.h3_cubic, &certs.ca_pem);
     }
@@ -1520,7 +1499,7 @@ fn run(lab: &Lab, args: &Args, parts: NetlabParts) -> anyhow::Result<()> {
     }
     let fanout = if parts.fanout {
         lab_fanout::run_all(lab, &settings).unwrap_or_else(|e| {
-            eprintln!("zone-bench --netlab: edge fan-out skipped: {e:#}");
+            eprintln!("zone-bench netlab: edge fan-out skipped: {e:#}");
             Vec::new()
         })
     } else {
@@ -1532,11 +1511,11 @@ fn run(lab: &Lab, args: &Args, parts: NetlabParts) -> anyhow::Result<()> {
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let plots = plot_all(out, &settings, &points).unwrap_or_else(|e| {
-        eprintln!("zone-bench --netlab: plots skipped: {e:#}");
+        eprintln!("zone-bench netlab: plots skipped: {e:#}");
         Vec::new()
     });
     let results = NetlabResults {
-        tool: "zone-bench --netlab",
+        tool: "zone-bench netlab",
         version: env!("CARGO_PKG_VERSION"),
         started_unix_s,
         duration_s: started.elapsed().as_secs_f64(),

@@ -1,15 +1,17 @@
 //! `zone-bench`: side-by-side benchmarks of gRPC over HTTP/2 and HTTP/3 (grpc-h3) and HTTP/3
-//! (tonic-h3, the comparison peer) on loopback. Prints a table with absolute figures
-//! and ratios and writes report.md, results.json and SVG plots under `--out`.
+//! (tonic-h3, the comparison peer). One tool, four subcommands sharing one set of options and
+//! one report module: `run` (the default: the scenarios over a 1500-byte veth link, then over
+//! loopback), `netlab` (the scenarios through the impaired-network emulator, the `netlab`
+//! crate), `soak` and `faults`. Prints tables with absolute figures and ratios and writes
+//! reports, JSON and SVG plots under `--out`.
 //!
-//! Modules, one concern each: `cli` (flags and settings), `servers` (in-process servers),
-//! `peer` (tonic-h3 adapter), `target` (where calls go; one channel type over all wires),
-//! `scenarios` (what is measured), `load` (bounded load loops), `cpu` (getrusage), `runner`
-//! (interleaved rounds, timeouts, progress), `panics` (where a case panicked), `stats`,
-//! `results` (JSON model), `goals`, `report`, `plots`, `impaired` (`--netlab`: the subset over
-//! the impaired link of `zone_bench::netlab`), `soak` (`--soak`: long mixed load, RSS and fds over
-//! time), `faults` (`--faults`: server killed and restarted, client rebinding).
-
+//! Modules, one concern each: `cli` (subcommands, options, settings), `path` (the network
+//! paths), `servers` (in-process servers), `peer` (tonic-h3 adapter), `target` (where calls go;
+//! one channel type over all wires), `scenarios` (what is measured), `load` (bounded load loops),
+//! `cpu` (getrusage), `runner` (interleaved rounds, timeouts, progress), `panics` (where a case
+//! panicked), `stats`, `results` (JSON model), `goals`, `report` (every table of every
+//! subcommand), `plots`, `impaired` (`netlab`), `soak` (`soak`: long mixed load, RSS and fds over
+//! time), `faults` (`faults`: server killed and restarted, client rebinding).
 mod cli;
 mod cpu;
 mod faults;
@@ -37,17 +39,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Parser as _;
 
-use crate::cli::{Args, Settings};
+use crate::cli::{Args, Cli, Settings};
 use crate::path::NetPath;
 use crate::results::{CpuTimes, Machine, RunResults, ScenarioResult, WireInfo};
 use crate::runner::Runner;
 use crate::scenarios::ScenarioDef;
 use crate::servers::LocalServers;
 use crate::target::{Target, Wire};
-use zone_bench::netlab::{VETH_ADDR_B, VethLink};
+use netlab::{VETH_ADDR_B, VethLink};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Cli::parse().into_args();
     if args.list {
         for s in scenarios::CATALOGUE {
             println!("{:<16} {}", s.name, s.description);

@@ -115,6 +115,24 @@ pub fn layout(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A table, header row first: aligned plain text, or Markdown (cells escaped so no `|` or line
+/// break can end one early). Every report of zone-bench (run, netlab, soak, faults) writes its
+/// tables with this.
+pub fn table(rows: &[Vec<String>], markdown: bool) -> String {
+    if !markdown {
+        return layout(rows);
+    }
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row.iter().map(|c| md(c)).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+        if i == 0 {
+            let _ = writeln!(out, "|{}", "---|".repeat(row.len()));
+        }
+    }
+    out
+}
+
 /// The terminal table: headline metrics of every scenario, then errors and goals.
 pub fn terminal(run: &RunResults) -> String {
     let mut out = String::new();

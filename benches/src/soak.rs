@@ -1,4 +1,4 @@
-//! `zone-bench --soak`: sustained mixed load on each wire against the in-process servers (issue #7
+//! `zone-bench soak`: sustained mixed load on each wire against the in-process servers (issue #7
 //! item 4), sampled every second, to show that errors stay at zero, p99 does not drift and memory
 //! and file descriptors plateau.
 //!
@@ -29,7 +29,7 @@ use zone_proto::zone::v1::TransferRequest;
 use zone_proto::zone::v1::zones_client::ZonesClient;
 
 use crate::cli::{Args, Profile, Settings};
-use crate::report::{layout, num};
+use crate::report::{layout, num, table};
 use crate::results::{Machine, git_commit};
 use crate::runner::guarded;
 use crate::scenarios::{LARGE, SMALL, TRANSFER_ZONE};
@@ -288,7 +288,7 @@ const NOTES: &[&str] = &[
      50 % to 100 % of the run under 10 % (reported, not enforced).",
 ];
 
-/// `zone-bench --soak`.
+/// `zone-bench soak`.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let bench = Settings::from_args(args);
     let soak = SoakSettings::from_args(args, &bench);
@@ -303,7 +303,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut wires = Vec::new();
     for &wire in &soak.wires {
         eprintln!(
-            "zone-bench --soak: {wire} for {} s (unary c={}, {} transfer + {} stream workers, 1 bidi \
+            "zone-bench soak: {wire} for {} s (unary c={}, {} transfer + {} stream workers, 1 bidi \
              stream)",
             soak.secs_per_wire, soak.unary_concurrency, soak.transfer_workers, soak.stream_workers
         );
@@ -314,7 +314,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let mut result = match guarded(work, limit).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("zone-bench --soak: {wire}: {e}");
+                eprintln!("zone-bench soak: {wire}: {e}");
                 failed_wire(wire, e)
             }
         };
@@ -363,7 +363,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .iter()
         .any(|w| !w.wire.is_peer() && (w.error.is_some() || w.errors > 0));
     if ours_failed {
-        eprintln!("zone-bench --soak: a grpc-h3 wire had errors (goal: 0)");
+        eprintln!("zone-bench soak: a grpc-h3 wire had errors (goal: 0)");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -1042,13 +1042,7 @@ pub fn markdown(run: &SoakRun) -> String {
         let _ = writeln!(out, "- {n}");
     }
     out.push('\n');
-    let rows = rows(run);
-    for (i, row) in rows.iter().enumerate() {
-        let _ = writeln!(out, "| {} |", row.join(" | ").replace('\n', " "));
-        if i == 0 {
-            let _ = writeln!(out, "|{}", "---|".repeat(row.len()));
-        }
-    }
+    out.push_str(&table(&rows(run), true));
     out.push('\n');
     for w in &run.wires {
         if w.intervals.is_empty() {
@@ -1130,18 +1124,16 @@ mod tests {
 
     #[test]
     fn soak_length_follows_the_profile_and_the_flag() {
-        use clap::Parser as _;
-        let args = Args::try_parse_from(["zone-bench", "--soak", "--tiny"]).unwrap();
+        let args = Args::parse_from_cli(["zone-bench", "soak", "--tiny"]).unwrap();
         let s = SoakSettings::from_args(&args, &Settings::from_args(&args));
         assert_eq!(s.secs_per_wire, 3);
         assert_eq!(s.wires, SOAK_WIRES);
         let args =
-            Args::try_parse_from(["zone-bench", "--soak", "--soak-secs", "42", "--wire", "h3"])
+            Args::parse_from_cli(["zone-bench", "soak", "--soak-secs", "42", "--wire", "h3"])
                 .unwrap();
         let s = SoakSettings::from_args(&args, &Settings::from_args(&args));
         assert_eq!((s.secs_per_wire, s.wires.clone()), (42, vec![Wire::H3]));
-        assert!(Args::try_parse_from(["zone-bench", "--soak", "--soak-secs", "0"]).is_err());
-        assert!(Args::try_parse_from(["zone-bench", "--soak", "--soak-secs", "3601"]).is_err());
-        assert!(Args::try_parse_from(["zone-bench", "--soak-secs", "5"]).is_err());
+        assert!(Args::parse_from_cli(["zone-bench", "soak", "--soak-secs", "0"]).is_err());
+        assert!(Args::parse_from_cli(["zone-bench", "soak", "--soak-secs", "3601"]).is_err());
     }
 }

@@ -186,7 +186,7 @@ fn netlab_runs_its_grid_or_skips_with_a_reason() {
     let out_dir = dir.path().join("out");
     let out = run(
         &[
-            "--netlab",
+            "netlab",
             "--quick",
             "--tiny",
             "--out",
@@ -199,7 +199,7 @@ fn netlab_runs_its_grid_or_skips_with_a_reason() {
     match out.status.code() {
         // Not root or no TUN: a skip that says why.
         Some(2) => assert!(
-            stderr.contains("zone-bench --netlab:") && stderr.contains("lab"),
+            stderr.contains("zone-bench netlab:") && stderr.contains("lab"),
             "{stderr}"
         ),
         Some(0) => {
@@ -259,7 +259,7 @@ fn soak_tiny_reports_errors_latency_drift_rss_and_fds() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("out");
     let out = run(
-        &["--soak", "--tiny", "--out", out_dir.to_str().unwrap()],
+        &["soak", "--tiny", "--out", out_dir.to_str().unwrap()],
         Duration::from_secs(120),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -321,7 +321,7 @@ fn faults_tiny_reports_recovery_after_kill_and_rebind() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("out");
     let out = run(
-        &["--faults", "--tiny", "--out", out_dir.to_str().unwrap()],
+        &["faults", "--tiny", "--out", out_dir.to_str().unwrap()],
         Duration::from_secs(120),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -371,14 +371,14 @@ fn faults_tiny_reports_recovery_after_kill_and_rebind() {
     }
 }
 
-/// An interrupted `--netlab` run (Ctrl-C) deletes its namespaces and exits 130; without root the
+/// An interrupted `netlab` run (Ctrl-C) deletes its namespaces and exits 130; without root the
 /// lab cannot start and the run is a skip that says why.
 #[test]
 fn interrupted_netlab_deletes_its_namespaces() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .args(["--netlab", "--tiny", "--out"])
+        .args(["netlab", "--tiny", "--out"])
         .arg(dir.path().join("out"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

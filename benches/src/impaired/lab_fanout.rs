@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use netlab::Lab;
 use serde::Serialize;
 use tokio::sync::oneshot;
-use zone_bench::netlab::Lab;
 
 use super::{LabSettings, link};
 use crate::scenarios::fanout::{FanoutTarget, JournalKind, measure, start_server};
@@ -78,7 +78,7 @@ pub fn run_all(lab: &Lab, settings: &LabSettings) -> anyhow::Result<Vec<FanoutPo
         lab.set(link(rtt_ms, loss_pct, 11), link(rtt_ms, loss_pct, 12))?;
         for wire in [Wire::H2, Wire::H3] {
             eprintln!(
-                "zone-bench --netlab: edge fan-out RTT {rtt_ms} ms, loss {loss_pct} %, {wire} ..."
+                "zone-bench netlab: edge fan-out RTT {rtt_ms} ms, loss {loss_pct} %, {wire} ..."
             );
             let (target, n, s) = (target.clone(), Arc::clone(&n), settings.clone());
             let joined = lab

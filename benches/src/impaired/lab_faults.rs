@@ -1,4 +1,4 @@
-//! `--netlab` fault cases (issue #7.5): unary load over HTTP/2 and HTTP/3 while the lab
+//! `netlab` fault cases (issue #7.5): unary load over HTTP/2 and HTTP/3 while the lab
 //! partitions the link and heals it, or drops packets in bursts ([`Schedule`]). Counts calls
 //! that succeeded at once, succeeded on a retry, or failed (by final status), and how long after
 //! each heal the first call succeeded again.
@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use grpc_h3::{Endpoint, Transport};
+use netlab::{Impairment, Lab, Schedule};
 use serde::Serialize;
 use tokio::task::JoinSet;
-use zone_bench::netlab::{Impairment, Lab, Schedule};
 use zone_proto::grpc_testing::test_service_client::TestServiceClient;
 use zone_proto::grpc_testing::{Payload, SimpleRequest};
 
@@ -343,7 +343,7 @@ pub fn run_all(lab: &Lab, h2: SocketAddr, h3: SocketAddr, ca_pem: &[u8]) -> Vec<
     let mut out = Vec::new();
     for case in cases() {
         for (wire, addr, transport) in [("h2", h2, Transport::H2), ("h3", h3, Transport::H3)] {
-            eprintln!("zone-bench --netlab: fault {} over {wire} ...", case.name);
+            eprintln!("zone-bench netlab: fault {} over {wire} ...", case.name);
             out.push(run_case(lab, &case, wire, addr, transport, ca_pem));
         }
     }

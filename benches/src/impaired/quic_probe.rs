@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use netlab::Lab;
 use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
 use quinn::{TransportConfig, VarInt};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
-use zone_bench::netlab::Lab;
 
 /// One variant of the transport configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -7,7 +7,7 @@
 //! on a temporary file, so the figure includes the fsync'd commit. The publisher is a gRPC client
 //! of the same server over the wire being measured: one `PushChanges` call per batch, on its own
 //! connection. The clock starts before that call and stops when a subscriber's stream yields the
-//! batch's serial, so a figure is publish RPC + commit + fan-out. `zone-bench --netlab` reuses
+//! batch's serial, so a figure is publish RPC + commit + fan-out. `zone-bench netlab` reuses
 //! this with the server and its publisher in one lab namespace and the subscribers in the other.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use zone_bench::netlab::{Impairment, Lab};
+//! use netlab::{Impairment, Lab};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let link = Impairment { delay: Duration::from_millis(25), loss: 0.01, ..Impairment::default() };
 //! let lab = Lab::start(link.clone(), link)?;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use zone_bench::netlab::{self, Impairment, Lab, LabStats};
+use netlab::{self, Impairment, Lab, LabStats};
 
 /// The labs compete for two cores; measuring one at a time keeps the numbers honest.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -574,7 +574,7 @@ fn start_sweeps_namespaces_of_dead_processes() {
 }
 
 /// Not a correctness test: the ceiling of the router (unpaced UDP blast a -> b for 3 s).
-/// `cargo test -p zone-bench --release --test netlab -- --ignored --nocapture max_throughput`
+/// `cargo test -p netlab --release --test lab -- --ignored --nocapture max_throughput`
 #[test]
 #[ignore = "measurement; run on demand"]
 fn max_throughput() {
