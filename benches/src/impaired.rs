@@ -40,9 +40,9 @@ use zone_server::interop::test_service;
 use crate::cli::{Args, Profile};
 use crate::goals;
 use crate::load::{Budget, Op, Work, closed_loop};
-use crate::report::{num, table};
+use crate::report::{num, ratio_text, table};
 use crate::results::{self, Goal, Machine};
-use crate::stats::{Summary, ratio};
+use crate::stats::{Ratio, Summary, ratio};
 
 /// Payload of the unary calls.
 const SMALL: usize = 64;
@@ -987,15 +987,13 @@ fn cell_spread(v: Option<f64>, s: Option<Summary>) -> String {
     }
 }
 
+/// A ratio with the range of its per-repetition ratios, as every zone-bench report writes one.
 fn ratio_spread(v: Option<f64>, per_rep: &[f64]) -> String {
-    match (v, Summary::of(per_rep)) {
-        (Some(v), Some(s)) if s.n > 1 => format!("{v:.2} ({:.2}–{:.2})", s.min, s.max),
-        (v, _) => ratio_cell(v),
-    }
+    ratio_text(v.map(|v| Ratio::with_pairs(v, per_rep)))
 }
 
 fn ratio_cell(v: Option<f64>) -> String {
-    v.map_or_else(|| "—".to_string(), |r| format!("{r:.2}"))
+    ratio_spread(v, &[])
 }
 
 /// The figures of the grid tables: key in [`Point::metrics`] and title.

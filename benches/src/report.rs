@@ -51,7 +51,8 @@ fn arrow(m: &MetricSpec) -> &'static str {
     }
 }
 
-fn ratio_text(r: Option<Ratio>) -> String {
+/// A ratio and the range of its paired repetitions, or `—`.
+pub fn ratio_text(r: Option<Ratio>) -> String {
     r.map_or_else(|| "—".to_string(), |r| r.text())
 }
 

@@ -82,24 +82,30 @@ impl Ratio {
         a_samples: &[Option<f64>],
         b_samples: &[Option<f64>],
     ) -> Option<Ratio> {
-        let value = ratio(a, b)?;
         let paired: Vec<f64> = a_samples
             .iter()
             .zip(b_samples)
             .filter_map(|(x, y)| ratio((*x)?, (*y)?))
             .collect();
-        let (lo, hi) = paired
+        Some(Ratio::with_pairs(ratio(a, b)?, &paired))
+    }
+
+    /// `value` with the range of already computed per-repetition ratios `paired` (non-finite
+    /// ones ignored).
+    pub fn with_pairs(value: f64, paired: &[f64]) -> Ratio {
+        let finite: Vec<f64> = paired.iter().copied().filter(|r| r.is_finite()).collect();
+        let (lo, hi) = finite
             .iter()
             .fold(None, |acc: Option<(f64, f64)>, &r| {
                 Some(acc.map_or((r, r), |(lo, hi)| (lo.min(r), hi.max(r))))
             })
             .unwrap_or((value, value));
-        Some(Ratio {
+        Ratio {
             value,
             lo,
             hi,
-            pairs: paired.len(),
-        })
+            pairs: finite.len(),
+        }
     }
 
     /// `0.76 (0.61–0.92)`, or just the value without pairs.
