@@ -8,10 +8,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use grpc_h3::{ConnectionInfo, Endpoint, Server, Transport};
-use grpc_h3_examples::dev_tls;
 use grpc_h3_examples::hello::greeter_client::GreeterClient;
 use grpc_h3_examples::hello::greeter_server::{Greeter, GreeterServer};
 use grpc_h3_examples::hello::{HelloReply, HelloRequest};
+use grpc_h3_examples::{dev_tls, start};
 use tonic::body::Body;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Response, Status};
@@ -101,17 +101,14 @@ where
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (tls, ca_pem) = dev_tls()?;
-    let bound = Server::builder()
-        .tls(tls)
-        .layer(RequireToken)
-        .add_service(GreeterServer::new(MyGreeter))
-        .bind("127.0.0.1:0".parse()?)
-        .await?;
-    let port = bound.h3_addr().map(|a| a.port()).ok_or("no UDP port")?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(bound.serve_with_shutdown(async {
-        let _ = stopped.await;
-    }));
+    let server = start(
+        Server::builder()
+            .tls(tls)
+            .layer(RequireToken)
+            .add_service(GreeterServer::new(MyGreeter)),
+    )
+    .await?;
+    let port = server.port;
 
     for transport in [Transport::H3, Transport::H2] {
         let channel = Endpoint::new(format!("https://localhost:{port}"))?
@@ -146,7 +143,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{transport}: with the token: {}", reply.message);
     }
 
-    let _ = stop.send(());
-    server.await??;
-    Ok(())
+    server.stop().await
 }

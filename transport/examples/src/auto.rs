@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use grpc_h3::{ConnectionInfo, Endpoint, Server, Transport};
-use grpc_h3_examples::dev_tls;
 use grpc_h3_examples::hello::greeter_client::GreeterClient;
 use grpc_h3_examples::hello::greeter_server::{Greeter, GreeterServer};
 use grpc_h3_examples::hello::{HelloReply, HelloRequest};
+use grpc_h3_examples::{dev_tls, start};
 use tonic::{Request, Response, Status};
 
 #[derive(Debug, Default)]
@@ -34,16 +34,13 @@ const MAX_CALLS: usize = 100;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (tls, ca_pem) = dev_tls()?;
-    let bound = Server::builder()
-        .tls(tls)
-        .add_service(GreeterServer::new(MyGreeter))
-        .bind("127.0.0.1:0".parse()?)
-        .await?;
-    let port = bound.h3_addr().map(|a| a.port()).ok_or("no UDP port")?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(bound.serve_with_shutdown(async {
-        let _ = stopped.await;
-    }));
+    let server = start(
+        Server::builder()
+            .tls(tls)
+            .add_service(GreeterServer::new(MyGreeter)),
+    )
+    .await?;
+    let port = server.port;
 
     // Auto is the default transport; no `h3_port`, so nothing is known of HTTP/3 yet.
     let channel = Endpoint::new(format!("https://localhost:{port}"))?
@@ -69,7 +66,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("in use now: {}", channel.transport_in_use());
 
-    let _ = stop.send(());
-    server.await??;
-    Ok(())
+    server.stop().await
 }

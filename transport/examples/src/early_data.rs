@@ -6,10 +6,10 @@
 //! a call costs no round trip of its own for the handshake.
 
 use grpc_h3::{ConnectionInfo, Endpoint, Server, Transport};
-use grpc_h3_examples::dev_tls;
 use grpc_h3_examples::hello::greeter_client::GreeterClient;
 use grpc_h3_examples::hello::greeter_server::{Greeter, GreeterServer};
 use grpc_h3_examples::hello::{HelloReply, HelloRequest};
+use grpc_h3_examples::{dev_tls, start};
 use tonic::{Request, Response, Status};
 
 #[derive(Debug, Default)]
@@ -40,18 +40,15 @@ const ATTEMPTS: usize = 20;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (tls, ca_pem) = dev_tls()?;
-    let bound = Server::builder()
-        .tls(tls)
-        // SayHello has no side effects, so a replay is harmless.
-        .accept_early_data(["helloworld.Greeter/SayHello"])
-        .add_service(GreeterServer::new(MyGreeter))
-        .bind("127.0.0.1:0".parse()?)
-        .await?;
-    let port = bound.h3_addr().map(|a| a.port()).ok_or("no UDP port")?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(bound.serve_with_shutdown(async {
-        let _ = stopped.await;
-    }));
+    let server = start(
+        Server::builder()
+            .tls(tls)
+            // SayHello has no side effects, so a replay is harmless.
+            .accept_early_data(["helloworld.Greeter/SayHello"])
+            .add_service(GreeterServer::new(MyGreeter)),
+    )
+    .await?;
+    let port = server.port;
 
     // One endpoint keeps the TLS session tickets: its channels after the first resume.
     let endpoint = Endpoint::new(format!("https://localhost:{port}"))?
@@ -84,7 +81,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("no call left in 0-RTT in {ATTEMPTS} resumed connections");
     }
 
-    let _ = stop.send(());
-    server.await??;
-    Ok(())
+    server.stop().await
 }

@@ -6,10 +6,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use grpc_h3::{Endpoint, Server, Transport};
-use grpc_h3_examples::dev_tls;
 use grpc_h3_examples::echo::echo_client::EchoClient;
 use grpc_h3_examples::echo::echo_server::{Echo, EchoServer};
 use grpc_h3_examples::echo::{EchoRequest, EchoResponse};
+use grpc_h3_examples::{dev_tls, start};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -74,16 +74,13 @@ impl Echo for EchoService {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (tls, ca_pem) = dev_tls()?;
-    let bound = Server::builder()
-        .tls(tls)
-        .add_service(EchoServer::new(EchoService))
-        .bind("127.0.0.1:0".parse()?)
-        .await?;
-    let port = bound.h3_addr().map(|a| a.port()).ok_or("no UDP port")?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(bound.serve_with_shutdown(async {
-        let _ = stopped.await;
-    }));
+    let server = start(
+        Server::builder()
+            .tls(tls)
+            .add_service(EchoServer::new(EchoService)),
+    )
+    .await?;
+    let port = server.port;
 
     for transport in [Transport::H3, Transport::H2] {
         let channel = Endpoint::new(format!("https://localhost:{port}"))?
@@ -122,7 +119,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{transport}: bidi echoed {}", echoed.join(" "));
     }
 
-    let _ = stop.send(());
-    server.await??;
-    Ok(())
+    server.stop().await
 }
