@@ -243,28 +243,47 @@ pub fn evaluate(results: &[ScenarioResult], paths: &[NetPath]) -> Vec<Goal> {
                     .and_then(|t| t.summary.get(metric))
                     .map_or((None, None), |s| (Some(s.median), Some([s.min, s.max]))),
             };
-            let passes = |v: f64| {
-                if spec.at_least {
-                    v >= spec.threshold
-                } else {
-                    v <= spec.threshold
-                }
-            };
-            let pass = interval.and_then(|[lo, hi]| match (passes(lo), passes(hi)) {
-                (true, true) => Some(true),
-                (false, false) => Some(false),
-                _ => None,
-            });
-            Goal {
-                name: format!("{}: {}", spec.path.title(), spec.name),
-                comparison: if spec.at_least { ">=" } else { "<=" },
-                threshold: spec.threshold,
+            goal(
+                format!("{}: {}", spec.path.title(), spec.name),
                 value,
                 interval,
-                pass,
-            }
+                spec.at_least,
+                spec.threshold,
+            )
         })
         .collect()
+}
+
+/// A goal's verdict from its value and the interval of its repetitions: PASS or MISS only when
+/// the whole interval is on one side of `threshold` (a value without an interval is its own).
+pub fn goal(
+    name: String,
+    value: Option<f64>,
+    interval: Option<[f64; 2]>,
+    at_least: bool,
+    threshold: f64,
+) -> Goal {
+    let passes = |v: f64| {
+        if at_least {
+            v >= threshold
+        } else {
+            v <= threshold
+        }
+    };
+    let interval = interval.or(value.map(|v| [v, v]));
+    let pass = interval.and_then(|[lo, hi]| match (passes(lo), passes(hi)) {
+        (true, true) => Some(true),
+        (false, false) => Some(false),
+        _ => None,
+    });
+    Goal {
+        name,
+        comparison: if at_least { ">=" } else { "<=" },
+        threshold,
+        value,
+        interval,
+        pass,
+    }
 }
 
 /// `PASS`/`MISS`/`UNDECIDED`/`n/a` line of a goal: PASS or MISS only when the whole interval of

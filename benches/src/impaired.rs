@@ -909,40 +909,52 @@ fn wire_ratio(
         .and_then(|(x, y)| ratio(x, y))
 }
 
-/// The impaired-network goals of issue #5 (reported, never enforced).
+/// The impaired-network goals (reported, never enforced), each with the interval of its ratios
+/// of repetitions run side by side: a verdict only when the interval is on one side of the goal.
 pub fn evaluate(points: &[Point]) -> Vec<Goal> {
-    let goal = |name: &str, value: Option<f64>, at_least: bool, threshold: f64| Goal {
-        name: name.to_string(),
-        comparison: if at_least { ">=" } else { "<=" },
-        threshold,
-        value,
-        // Intervals on the netlab's figures: the netlab-statistics issue.
-        interval: None,
-        pass: value.map(|v| {
-            if at_least {
-                v >= threshold
-            } else {
-                v <= threshold
-            }
-        }),
+    let goal = |name: &str, rtt, loss, key, a, b, at_least, threshold| {
+        let paired = paired_ratios(points, rtt, loss, key, a, b);
+        let interval = wire_ratio(points, rtt, loss, key, a, b).map(|v| {
+            let r = Ratio::with_pairs(v, &paired);
+            [r.lo, r.hi]
+        });
+        goals::goal(
+            name.to_string(),
+            wire_ratio(points, rtt, loss, key, a, b),
+            interval,
+            at_least,
+            threshold,
+        )
     };
     use NetWire::{H2, H2Bbr, H3, H3Bbr};
     vec![
         goal(
             "1% loss, 50 ms RTT: unary c=1 p99 H3/H2 (both Cubic)",
-            wire_ratio(points, 50, 1.0, "c1_p99_ms", H3, H2),
+            50,
+            1.0,
+            "c1_p99_ms",
+            H3,
+            H2,
             false,
             0.25,
         ),
         goal(
             "5% loss, 50 ms RTT: stream throughput H3/H2 (both Cubic)",
-            wire_ratio(points, 50, 5.0, "stream_mbit_s", H3, H2),
+            50,
+            5.0,
+            "stream_mbit_s",
+            H3,
+            H2,
             true,
             1.5,
         ),
         goal(
             "5% loss, 50 ms RTT: stream throughput H3/H2 (both BBR)",
-            wire_ratio(points, 50, 5.0, "stream_mbit_s", H3Bbr, H2Bbr),
+            50,
+            5.0,
+            "stream_mbit_s",
+            H3Bbr,
+            H2Bbr,
             true,
             1.5,
         ),
@@ -1708,6 +1720,25 @@ mod tests {
         assert_eq!(table[1][2], "1.50 (1.00–3.00)");
         // Headline 6 / 1.5; per-repetition pairs 3, 3, 3 (the third has no h3 figure).
         assert_eq!(table[1][4], "4.00 (3.00–3.00)");
+    }
+
+    #[test]
+    fn a_goal_whose_paired_repetitions_straddle_it_is_undecided() {
+        let with_reps = |wire, median: f64, reps: Vec<f64>| {
+            let mut p = point(50, 1.0, wire, &[("c1_p99_ms", median)]);
+            p.per_rep.insert("c1_p99_ms", reps);
+            p
+        };
+        // Median ratio 0.2 passes "<= 0.25"; the paired repetitions 0.2, 0.1, 0.3 straddle it.
+        let points = vec![
+            with_reps(NetWire::H2, 400.0, vec![400.0, 400.0, 400.0]),
+            with_reps(NetWire::H3, 80.0, vec![80.0, 40.0, 120.0]),
+        ];
+        let goals = evaluate(&points);
+        assert_eq!(goals[0].value, Some(0.2));
+        assert_eq!(goals[0].interval, Some([0.1, 0.3]));
+        assert_eq!(goals[0].pass, None);
+        assert!(goals::line(&goals[0]).starts_with("UNDECIDED"));
     }
 
     #[test]

@@ -386,7 +386,7 @@ fn raw_status(h: &http::HeaderMap) -> Option<HttpResponse> {
 /// A layer that breaks the gRPC protocol on request: metadata `x-misbehave: http-NNN` answers
 /// HTTP status NNN without grpc-status; `no-status` answers 200 with no grpc-status at all;
 /// `panic-now` / `panic-later` panic in the handler, at once or after one wait;
-/// [`RAW_CODE`] answers a raw status (see [`raw_status`]).
+/// [`RAW_CODE`] answers a raw status (see `raw_status`).
 #[derive(Clone)]
 pub struct Misbehave;
 
