@@ -172,6 +172,29 @@ impl fmt::Debug for Lab {
     }
 }
 
+/// Packets a [`Lab`]'s link model dropped at random (the loss draw, not the queue), both
+/// directions together; see [`Lab::loss_counter`].
+#[derive(Clone)]
+pub struct LossCounter {
+    a_to_b: Arc<router::Direction>,
+    b_to_a: Arc<router::Direction>,
+}
+
+impl fmt::Debug for LossCounter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LossCounter")
+            .field("dropped", &self.dropped())
+            .finish()
+    }
+}
+
+impl LossCounter {
+    /// Random-loss drops so far, both directions.
+    pub fn dropped(&self) -> u64 {
+        self.a_to_b.stats().dropped_loss + self.b_to_a.stats().dropped_loss
+    }
+}
+
 /// The per-namespace sysctl of the default TCP congestion controller, under /proc/sys.
 const TCP_CONGESTION_KEY: &str = "net/ipv4/tcp_congestion_control";
 /// The controllers the kernel has (global).
@@ -342,6 +365,16 @@ impl Lab {
         LabStats {
             a_to_b: self.router.a_to_b.stats(),
             b_to_a: self.router.b_to_a.stats(),
+        }
+    }
+
+    /// A reader of the packets the link model has dropped at random so far, both directions
+    /// together, that other threads can keep (a measurement that must see enough loss events to
+    /// be stable polls it).
+    pub fn loss_counter(&self) -> LossCounter {
+        LossCounter {
+            a_to_b: Arc::clone(&self.router.a_to_b),
+            b_to_a: Arc::clone(&self.router.b_to_a),
         }
     }
 
