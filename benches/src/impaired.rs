@@ -737,11 +737,38 @@ async fn measure_wire(
             .errors
             .push(format!("stream: no result within {limit:?}")),
     }
+    // Head-of-line blocking: 32 small calls beside a bulk stream on the *same* connection. Over
+    // TCP one lost segment holds back every call behind it; QUIC loses only that stream's bytes.
+    let limit = duration * 2 + Duration::from_secs(15);
+    let work = async {
+        let client = connect(wire, addrs, ca_pem).await?;
+        let bulk = tokio::spawn(stream(
+            client.clone(),
+            duration + Duration::from_secs(1),
+            None,
+        ));
+        let small = unary(client, HOL_CONCURRENCY, duration, 0, duration).await;
+        bulk.abort();
+        small
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(Ok((h, _))) => {
+            run.metrics
+                .insert("hol_p99_ms", h.value_at_quantile(0.99) as f64 / 1e6);
+        }
+        Ok(Err(e)) => run.errors.push(format!("unary beside a stream: {e:#}")),
+        Err(_) => run
+            .errors
+            .push(format!("unary beside a stream: no result within {limit:?}")),
+    }
     run
 }
 
+/// Small calls in flight beside the bulk stream in the head-of-line cell.
+const HOL_CONCURRENCY: usize = 32;
+
 /// The figures every repetition records (a missing one is NaN in `per_rep`).
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 8] = [
     "c1_p50_ms",
     "c1_p99_ms",
     "c1_rate",
@@ -749,6 +776,7 @@ const KEYS: [&str; 7] = [
     "c32_rate",
     "stream_mbit_s",
     "stream_losses",
+    "hol_p99_ms",
 ];
 
 /// One wire's repetitions folded into a [`Point`].
@@ -1002,6 +1030,26 @@ pub fn evaluate(points: &[Point]) -> Vec<Goal> {
             0.25,
         ),
         goal(
+            "1% loss, 50 ms RTT: 32 calls beside a stream, p99 H3/H2 (both Cubic)",
+            50,
+            1.0,
+            "hol_p99_ms",
+            H3,
+            H2,
+            false,
+            0.5,
+        ),
+        goal(
+            "5% loss, 50 ms RTT: 32 calls beside a stream, p99 H3/H2 (both Cubic)",
+            50,
+            5.0,
+            "hol_p99_ms",
+            H3,
+            H2,
+            false,
+            0.5,
+        ),
+        goal(
             "5% loss, 50 ms RTT: stream throughput H3/H2 (both Cubic)",
             50,
             5.0,
@@ -1072,7 +1120,7 @@ fn ratio_cell(v: Option<f64>) -> String {
 }
 
 /// The figures of the grid tables: key in [`Point::metrics`] and title.
-const TABLES: [(&str, &str); 4] = [
+const TABLES: [(&str, &str); 5] = [
     (
         "c1_p99_ms",
         "unary c=1 p99 ms (pooled over every repetition's calls; spread = per-repetition p99)",
@@ -1080,6 +1128,11 @@ const TABLES: [(&str, &str); 4] = [
     ("c32_p99_ms", "unary c=32 p99 ms"),
     ("c32_rate", "unary c=32 calls/s"),
     ("stream_mbit_s", "server stream Mbit/s"),
+    (
+        "hol_p99_ms",
+        "unary c=32 p99 ms beside a 64 KiB-message server stream on the same connection \
+         (head-of-line blocking)",
+    ),
 ];
 
 /// Rows of the grid table of one figure: each wire and the like-for-like ratios (plus the
@@ -1754,11 +1807,11 @@ mod tests {
             point(0, 5.0, NetWire::H3Bbr, &[("stream_mbit_s", 99.0)]),
         ];
         let goals = evaluate(&points);
-        assert_eq!(goals.len(), 3);
+        assert_eq!(goals.len(), 5);
         assert_eq!((goals[0].value, goals[0].pass), (Some(0.2), Some(true)));
-        assert_eq!((goals[1].value, goals[1].pass), (Some(1.2), Some(false)));
-        assert_eq!((goals[2].value, goals[2].pass), (Some(0.5), Some(false)));
-        assert!(goals[2].name.contains("both BBR"), "{}", goals[2].name);
+        assert_eq!((goals[3].value, goals[3].pass), (Some(1.2), Some(false)));
+        assert_eq!((goals[4].value, goals[4].pass), (Some(0.5), Some(false)));
+        assert!(goals[4].name.contains("both BBR"), "{}", goals[4].name);
         // The cross ratio (QUIC BBR over TCP Cubic) is reported, never judged.
         let info = informational(&points);
         assert_eq!((info[0].value, info[0].pass), (Some(3.0), None));
@@ -1856,7 +1909,7 @@ mod tests {
             point(50, 5.0, NetWire::H3Bbr, &[("stream_mbit_s", 30.0)]),
         ];
         let goals = evaluate(&points);
-        assert_eq!((goals[2].value, goals[2].pass), (None, None));
+        assert_eq!((goals[4].value, goals[4].pass), (None, None));
         assert_eq!(informational(&points)[0].value, Some(3.0));
     }
 

@@ -231,7 +231,13 @@ fn netlab_runs_its_grid_or_skips_with_a_reason() {
                 .filter(|p| p["metrics"]["c1_p99_ms"].as_f64().is_some_and(|v| v > 0.0))
                 .count();
             assert!(measured > 0, "no unary figure at all: {text}");
-            assert_eq!(json["goals"].as_array().unwrap().len(), 3);
+            // The head-of-line cell: small calls beside a stream on one connection.
+            let hol = points
+                .iter()
+                .filter(|p| p["metrics"]["hol_p99_ms"].as_f64().is_some_and(|v| v > 0.0))
+                .count();
+            assert!(hol > 0, "no head-of-line figure at all: {text}");
+            assert_eq!(json["goals"].as_array().unwrap().len(), 5);
             assert_eq!(json["info"].as_array().unwrap().len(), 1);
         }
         other => panic!("exit {other:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"),
