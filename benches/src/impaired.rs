@@ -615,13 +615,16 @@ async fn stream(
     };
     // Checks at this interval whether the cell may end (a message can take long on a lossy link).
     const POLL: Duration = Duration::from_millis(100);
-    let deadline = hard_deadline;
     // Until the first message arrives the time bound does not apply (a short bound on a slow,
     // lossy link would otherwise measure nothing); the caller's limit still does.
-    let first_deadline = deadline + Duration::from_secs(60);
+    let first_deadline = hard_deadline + Duration::from_secs(60);
     let mut bytes = 0u64;
     'calls: loop {
-        let until = if bytes == 0 { first_deadline } else { deadline };
+        let until = if bytes == 0 {
+            first_deadline
+        } else {
+            hard_deadline
+        };
         let call = tokio::time::timeout_at(until, client.streaming_output_call(request.clone()));
         let Ok(response) = call.await else {
             break;
@@ -635,10 +638,12 @@ async fn stream(
             let until = if bytes == 0 {
                 first_deadline
             } else {
-                (now + POLL).min(deadline)
+                (now + POLL).min(hard_deadline)
             };
             match tokio::time::timeout_at(until, messages.message()).await {
-                Err(_) if bytes == 0 || tokio::time::Instant::now() >= deadline => break 'calls,
+                Err(_) if bytes == 0 || tokio::time::Instant::now() >= hard_deadline => {
+                    break 'calls;
+                }
                 // Poll tick: check the end condition again (the message stays pending in tonic's
                 // decoder, nothing is lost).
                 Err(_) => {}
@@ -1004,15 +1009,12 @@ fn wire_ratio(
 /// of repetitions run side by side: a verdict only when the interval is on one side of the goal.
 pub fn evaluate(points: &[Point]) -> Vec<Goal> {
     let goal = |name: &str, rtt, loss, key, a, b, at_least, threshold| {
-        let paired = paired_ratios(points, rtt, loss, key, a, b);
-        let interval = wire_ratio(points, rtt, loss, key, a, b).map(|v| {
-            let r = Ratio::with_pairs(v, &paired);
-            [r.lo, r.hi]
-        });
+        let ratio = wire_ratio(points, rtt, loss, key, a, b)
+            .map(|v| Ratio::with_pairs(v, &paired_ratios(points, rtt, loss, key, a, b)));
         goals::goal(
             name.to_string(),
-            wire_ratio(points, rtt, loss, key, a, b),
-            interval,
+            ratio.map(|r| r.value),
+            ratio.map(|r| [r.lo, r.hi]),
             at_least,
             threshold,
         )

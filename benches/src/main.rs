@@ -208,11 +208,7 @@ async fn run_loopback(
     let mut servers = LocalServers::start(settings, true, Ipv4Addr::LOCALHOST.into()).await?;
     let target = Arc::new(servers.target().clone());
     let runner = Runner::new(settings.clone(), target, NetPath::Loopback, selected.len());
-    let mut results = Vec::with_capacity(selected.len());
-    for &def in selected {
-        results.push(runner.run_scenario(def, Some(&mut servers)).await);
-    }
-    runner.finish();
+    let results = runner.run_all(selected, Some(&mut servers)).await;
     let wires = runner.wires().to_vec();
     servers.shutdown().await;
     Ok(PathRun { results, wires })
@@ -275,13 +271,8 @@ fn run_mtu1500(
             .build()?;
         rt.block_on(async move {
             let runner = Runner::new(settings, Arc::new(target), NetPath::Mtu1500, selected.len());
-            let mut results = Vec::with_capacity(selected.len());
-            for def in selected {
-                results.push(runner.run_scenario(def, None).await);
-            }
-            runner.finish();
             Ok(PathRun {
-                results,
+                results: runner.run_all(&selected, None).await,
                 wires: runner.wires().to_vec(),
             })
         })

@@ -175,7 +175,7 @@ impl Runner {
     pub async fn run_scenario(
         &self,
         def: &'static ScenarioDef,
-        mut health: Option<&mut dyn PeerHealth>,
+        mut health: Option<&mut (dyn PeerHealth + 'static)>,
     ) -> ScenarioResult {
         let settings = &self.settings;
         let rounds = settings.warmup_rounds + settings.reps;
@@ -244,6 +244,20 @@ impl Runner {
 
     pub fn finish(&self) {
         self.progress.finish_and_clear();
+    }
+
+    /// Runs every scenario of `defs` in order, then clears the progress bar.
+    pub async fn run_all(
+        &self,
+        defs: &[&'static ScenarioDef],
+        mut health: Option<&mut (dyn PeerHealth + 'static)>,
+    ) -> Vec<ScenarioResult> {
+        let mut results = Vec::with_capacity(defs.len());
+        for &def in defs {
+            results.push(self.run_scenario(def, health.as_deref_mut()).await);
+        }
+        self.finish();
+        results
     }
 }
 

@@ -89,6 +89,11 @@ impl AutoConnection {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The HTTP/3 connection, once one was made.
+    fn h3(&self) -> Option<Arc<H3Connection>> {
+        self.state().h3.as_ref().map(|(_, c)| c.clone())
+    }
+
     pub(crate) fn transport_in_use(&self) -> Transport {
         self.state().active
     }
@@ -190,7 +195,7 @@ impl AutoConnection {
     /// Moves the HTTP/3 connection's UDP socket to `socket` (QUIC migration, RFC 9000 §9); the
     /// HTTP/2 connection is untouched (TCP cannot migrate).
     pub(crate) fn rebind(&self, socket: std::net::UdpSocket) -> Result<(), Error> {
-        let h3 = self.state().h3.as_ref().map(|(_, c)| c.clone());
+        let h3 = self.h3();
         match h3 {
             Some(h3) => h3.rebind(socket),
             None => Err(Error::new(crate::error::Kind::Unsupported)
@@ -203,7 +208,7 @@ impl AutoConnection {
         req: Request<RequestBody>,
     ) -> Result<Response<AutoBody>, Status> {
         if self.transport_in_use() == Transport::H3 {
-            let h3 = self.state().h3.as_ref().map(|(_, c)| c.clone());
+            let h3 = self.h3();
             if let Some(h3) = h3 {
                 // A lost QUIC path fails here, before the request is committed to it.
                 match h3.connect_now().await {
