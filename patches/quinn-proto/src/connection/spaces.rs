@@ -115,7 +115,7 @@ impl PacketSpace {
     pub(super) fn maybe_queue_probe(
         &mut self,
         request_immediate_ack: bool,
-        streams: &StreamsState,
+        streams: &mut StreamsState,
     ) {
         if self.loss_probes == 0 {
             return;
@@ -139,6 +139,27 @@ impl PacketSpace {
                 // it *again* even if the copy we're sending now gets acknowledged.
                 self.pending |= mem::take(&mut packet.retransmits);
                 return;
+            }
+        }
+
+        // grpc-h3 patch: resend the STREAM data of the oldest in-flight packet that has some, so
+        // that a lost tail packet (a lone request or response) is repaired by the probe itself
+        // rather than by a PING whose ACK only then declares it lost: one round trip less (RFC
+        // 9002 §6.2.4: a probe "MAY carry retransmitted unacknowledged data ... to
+        // opportunistically reduce loss recovery delay"). The frames move to the probe, as the
+        // control frames above do, so each range stays owned by one in-flight packet.
+        if !streams.can_send_stream_data() {
+            for packet in self.sent_packets.values_mut() {
+                if packet.stream_frames.is_empty() {
+                    continue;
+                }
+                for frame in mem::take(&mut packet.stream_frames) {
+                    streams.retransmit(frame);
+                }
+                // Data of closed or reset streams is not resent: try the next packet.
+                if streams.can_send_stream_data() {
+                    return;
+                }
             }
         }
 
