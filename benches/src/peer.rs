@@ -55,6 +55,12 @@ fn transport_config(s: &QuicSettings) -> anyhow::Result<Arc<TransportConfig>> {
     .max_idle_timeout(Some(IdleTimeout::try_from(s.get_idle_timeout())?))
     .keep_alive_interval(s.get_keep_alive_interval())
     .enable_segmentation_offload(s.get_segmentation_offload());
+    if let Some(delay) = s.get_peer_ack_delay() {
+        let mut ack = quinn::AckFrequencyConfig::default();
+        ack.max_ack_delay(Some(delay))
+            .reordering_threshold(VarInt::from_u32(1));
+        t.ack_frequency_config(Some(ack));
+    }
     match s.get_congestion() {
         CongestionControl::Bbr => t.congestion_controller_factory(Arc::new(BbrConfig::default())),
         CongestionControl::NewReno => {

@@ -279,6 +279,20 @@ mod tests {
         assert_eq!(server.black_holes_detected, 0, "{server:?}");
     }
 
+    /// By default each end asks the other for a 2 ms `max_ack_delay` (`peer_ack_delay`), which
+    /// shortens the probe timeout; `None` asks nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_ends_ask_the_peer_for_a_short_ack_delay_unless_told_not_to() {
+        // Default: each end sends an ACK_FREQUENCY frame (draft-ietf-quic-ack-frequency).
+        let (server, client) = transfer(&QuicSettings::default(), 64 * 1024).await;
+        assert!(server.frame_rx.ack_frequency >= 1, "{:?}", server.frame_rx);
+        assert!(client.frame_rx.ack_frequency >= 1, "{:?}", client.frame_rx);
+        let off = QuicSettings::default().peer_ack_delay(None);
+        let (server, client) = transfer(&off, 64 * 1024).await;
+        assert_eq!(server.frame_rx.ack_frequency, 0, "{:?}", server.frame_rx);
+        assert_eq!(client.frame_rx.ack_frequency, 0, "{:?}", client.frame_rx);
+    }
+
     /// A loopback client announcing a small `max_udp_payload_size` (as quinn's defaults do) still
     /// gets the server's datagrams up to that size: the server searches rather than jumping to
     /// a size the client may refuse.
