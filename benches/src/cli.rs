@@ -123,6 +123,21 @@ pub struct Args {
     #[arg(long)]
     pub cross_pair: bool,
 
+    /// `netlab`: round-trip times of the grid in ms, instead of the profile's (e.g. `--rtt 50`).
+    #[arg(long = "rtt", value_name = "MS", value_delimiter = ',', num_args = 1..,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub rtts_ms: Vec<u64>,
+
+    /// `netlab`: random loss rates of the grid in percent, instead of the profile's (e.g.
+    /// `--loss 1,5`).
+    #[arg(long = "loss", value_name = "PCT", value_delimiter = ',', num_args = 1..,
+          value_parser = parse_loss)]
+    pub losses_pct: Vec<f64>,
+
+    /// `netlab`: measure only these cells of each grid point (default all).
+    #[arg(long = "cell", value_name = "CELL", value_delimiter = ',', num_args = 1..)]
+    pub cells: Vec<GridCell>,
+
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
@@ -174,6 +189,35 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{secs} s is outside 0.01..=600 s"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_loss(text: &str) -> Result<f64, String> {
+    let pct: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage"))?;
+    if !(0.0..=50.0).contains(&pct) {
+        return Err(format!("{pct} % is outside 0..=50 %"));
+    }
+    Ok(pct)
+}
+
+/// One measurement of a netlab grid point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GridCell {
+    /// Unary 64 B, one call in flight: latency (p50, p99).
+    C1,
+    /// Unary 64 B, 32 calls in flight: p99 and calls/s.
+    C32,
+    /// Server stream of 64 KiB messages: throughput.
+    Stream,
+    /// 32 small calls beside a stream on one connection: p99 (head-of-line blocking).
+    Hol,
+}
+
+impl GridCell {
+    /// Every cell, in the order they run.
+    pub const ALL: [GridCell; 4] = [GridCell::C1, GridCell::C32, GridCell::Stream, GridCell::Hol];
 }
 
 /// Which preset the settings come from.
@@ -396,6 +440,28 @@ mod tests {
         assert!(Args::parse_from_cli(["zone-bench", "--duration", "-1"]).is_err());
         assert!(Args::parse_from_cli(["zone-bench", "--duration", "abc"]).is_err());
         assert!(Args::parse_from_cli(["zone-bench", "--wire", "h4"]).is_err());
+    }
+
+    #[test]
+    fn grid_selection_takes_lists_and_refuses_bad_values() {
+        let args = Args::parse_from_cli([
+            "zone-bench",
+            "netlab",
+            "--rtt",
+            "50",
+            "--loss",
+            "1,5",
+            "--cell",
+            "c1,hol",
+        ])
+        .unwrap();
+        assert_eq!(args.rtts_ms, [50]);
+        assert_eq!(args.losses_pct, [1.0, 5.0]);
+        assert_eq!(args.cells, [GridCell::C1, GridCell::Hol]);
+        assert!(Args::parse_from_cli(["zone-bench", "netlab", "--loss", "80"]).is_err());
+        assert!(Args::parse_from_cli(["zone-bench", "netlab", "--loss", "x"]).is_err());
+        assert!(Args::parse_from_cli(["zone-bench", "netlab", "--rtt", "5000"]).is_err());
+        assert!(Args::parse_from_cli(["zone-bench", "netlab", "--cell", "c64"]).is_err());
     }
 
     #[test]
