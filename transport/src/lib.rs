@@ -52,6 +52,7 @@ mod error;
 mod h2;
 mod h3;
 mod info;
+pub mod metrics;
 mod quic;
 mod server;
 mod timeout;

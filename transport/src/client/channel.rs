@@ -21,6 +21,7 @@ use crate::body::{self, Guarded};
 use crate::error::Error;
 use crate::h2::client::{H2Body, H2Connection};
 use crate::h3::client::{H3Connection, ResponseBody as H3Body};
+use crate::metrics::{self as gmetrics, CallEnd, CountedBody, ObservedBody, PendingEnd};
 use crate::timeout::{self, DeadlineBody, Side};
 
 /// A virtual connection to one server, cheap to clone, usable by any tonic-generated client:
@@ -38,6 +39,8 @@ struct Inner {
     user_agent: HeaderValue,
     default_timeout: Option<std::time::Duration>,
     wire: Wire,
+    /// The `grpc.target` metric attribute: `scheme://authority`.
+    target: metrics::SharedString,
 }
 
 // Arcs so a call's future owns just its wire's connection (see `Channel::call`).
@@ -83,6 +86,7 @@ impl Channel {
                 user_agent: HeaderValue::from_static(""),
                 default_timeout: None,
                 wire: Wire::Failed(format!("{err:#}"), code),
+                target: metrics::SharedString::const_str("other"),
             }),
         }
     }
@@ -94,6 +98,10 @@ impl Channel {
                 authority: endpoint.authority.clone(),
                 user_agent: endpoint.user_agent.clone(),
                 default_timeout: endpoint.timeout,
+                target: metrics::SharedString::from_owned(format!(
+                    "{}://{}",
+                    endpoint.scheme, endpoint.authority
+                )),
                 wire,
             }),
         }
@@ -185,18 +193,37 @@ impl tower_service::Service<Request<Body>> for Channel {
             Ok(deadline) => deadline,
             Err(status) => return Box::pin(std::future::ready(Err(status))),
         };
+        let method = gmetrics::client_method(req.uri().path());
+        let version = gmetrics::protocol_version(self.transport_in_use());
+        metrics::counter!(
+            gmetrics::CLIENT_ATTEMPT_STARTED,
+            gmetrics::METHOD => method.clone(),
+            gmetrics::TARGET => self.inner.target.clone(),
+            gmetrics::PROTOCOL_VERSION => version
+        )
+        .increment(1);
         // Dropping this call (future or response stream) from here on resets the stream.
         let (parts, body) = req.into_parts();
-        let (body, guard) = body::cancelable(body);
+        let (body, sent) = CountedBody::new(body);
+        let (body, guard) = body::cancelable(Body::new(body));
         let req = Request::from_parts(parts, body);
+        let pending = PendingEnd::new(CallEnd {
+            side: gmetrics::Side::Client,
+            method,
+            target: Some(self.inner.target.clone()),
+            version,
+            started: std::time::Instant::now(),
+            received_or_sent: sent,
+        });
         // One future per wire (`call_on` is monomorphised): a single async block over all wires
         // would be as large as the largest (Auto holds both), and every call pays a memcpy of its
         // size when it is boxed.
         match &self.inner.wire {
-            Wire::H2(conn) => call_on(conn, req, deadline, guard),
-            Wire::H3(conn) => call_on(conn, req, deadline, guard),
-            Wire::Auto(conn) => call_on(conn, req, deadline, guard),
+            Wire::H2(conn) => call_on(conn, req, deadline, guard, pending),
+            Wire::H3(conn) => call_on(conn, req, deadline, guard, pending),
+            Wire::Auto(conn) => call_on(conn, req, deadline, guard, pending),
             Wire::Failed(msg, code) => {
+                pending.fail(*code);
                 Box::pin(std::future::ready(Err(Status::new(*code, msg.clone()))))
             }
         }
@@ -249,15 +276,34 @@ fn call_on<C: WireConnection>(
     req: Request<RequestBody>,
     deadline: Option<Instant>,
     guard: body::CancelOnDrop,
+    pending: PendingEnd,
 ) -> BoxFuture<'static, Result<Response<Body>, Status>> {
     let conn = conn.clone();
     Box::pin(async move {
-        finish(
-            with_deadline(deadline, conn.send(req)).await?,
-            deadline,
-            guard,
-        )
+        let head = match with_deadline(deadline, conn.send(req)).await {
+            Ok(head) => head,
+            Err(status) => {
+                pending.fail(status.code());
+                return Err(status);
+            }
+        };
+        match finish(head, deadline, guard) {
+            Ok(response) => Ok(observed(response, pending)),
+            Err(status) => {
+                pending.fail(status.code());
+                Err(status)
+            }
+        }
     })
+}
+
+/// The response whose body records the call's metrics when it ends.
+fn observed(response: Response<Body>, pending: PendingEnd) -> Response<Body> {
+    let head = gmetrics::status_of(response.headers());
+    match pending.take() {
+        Some(end) => response.map(|b| Body::new(ObservedBody::new(b, head, end))),
+        None => response,
+    }
 }
 
 /// Waits for the response head, bounded by the call's deadline. A combinator, not an `async fn`:

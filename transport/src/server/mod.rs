@@ -120,6 +120,9 @@ impl Default for ServerSettings {
 /// timeout, 30 s, closes only silent ones).
 pub struct Server {
     routes: Option<Routes>,
+    /// Names of the services added one by one (`None` once whole routes were added): the
+    /// `grpc.method` metric attribute names only methods of these (see `crate::metrics`).
+    services: Option<Vec<String>>,
     layers: Vec<LayerFn>,
     tls: Option<ServerTls>,
     wires: Wires,
@@ -153,6 +156,7 @@ impl Server {
     pub fn builder() -> Self {
         Server {
             routes: None,
+            services: Some(Vec::new()),
             layers: Vec::new(),
             tls: None,
             wires: Wires::Both,
@@ -188,11 +192,15 @@ impl Server {
             Some(routes) => routes.add_service(svc),
             None => Routes::new(svc),
         });
+        if let Some(services) = &mut self.services {
+            services.push(S::NAME.to_string());
+        }
         self
     }
 
     /// Adds every service of a tonic `Routes`.
     pub fn add_routes(mut self, routes: Routes) -> Self {
+        self.services = None;
         self.routes = Some(match self.routes.take() {
             Some(mine) => {
                 let mut merged = mine.into_axum_router();
@@ -323,6 +331,7 @@ impl Server {
             self.routes,
             &self.layers,
             self.settings.request_body_timeout,
+            crate::metrics::MethodLabels::new(self.services),
         );
         let mut quic = self.quic.clone();
         quic.max_concurrent_bidi_streams = self.settings.max_concurrent_streams;

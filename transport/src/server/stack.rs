@@ -2,6 +2,7 @@
 //! request-body stall guard, deadline enforcement, the user's layers, then tonic `Routes`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,12 +18,15 @@ use tower_service::Service;
 
 use super::limits::StallGuard;
 use super::{LayerFn, RoutesService};
+use crate::ConnectionInfo;
+use crate::metrics::{self, CallEnd, CountedBody, MethodLabels, ObservedBody, PendingEnd};
 use crate::timeout::{self, DeadlineBody, Side};
 
 pub(super) fn build(
     routes: Option<Routes>,
     layers: &[LayerFn],
     body_timeout: Option<Duration>,
+    methods: MethodLabels,
 ) -> RoutesService {
     let routes = routes.unwrap_or_default().prepare();
     let mut svc: RoutesService = BoxCloneSyncService::new(routes);
@@ -30,10 +34,83 @@ pub(super) fn build(
     for layer in layers.iter().rev() {
         svc = layer(svc);
     }
-    BoxCloneSyncService::new(Deadline {
+    let deadline = BoxCloneSyncService::new(Deadline {
         inner: svc,
         body_timeout,
+    });
+    BoxCloneSyncService::new(Observe {
+        inner: deadline,
+        methods: Arc::new(methods),
     })
+}
+
+/// Records every gRPC call's A66 metrics (see `crate::metrics`), outermost so that calls the
+/// deadline ends are counted with their status.
+#[derive(Clone)]
+struct Observe {
+    inner: RoutesService,
+    methods: Arc<MethodLabels>,
+}
+
+impl Service<Request<Body>> for Observe {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        if !is_grpc(&req) {
+            return Box::pin(inner.oneshot(req));
+        }
+        let version = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map_or("2", |info| metrics::protocol_version(info.transport));
+        let method = self.methods.label(req.uri().path());
+        ::metrics::counter!(
+            metrics::SERVER_CALL_STARTED,
+            metrics::METHOD => method.clone(),
+            metrics::PROTOCOL_VERSION => version
+        )
+        .increment(1);
+        let (parts, body) = req.into_parts();
+        let (body, received) = CountedBody::new(body);
+        let req = Request::from_parts(parts, Body::new(body));
+        let pending = PendingEnd::new(CallEnd {
+            side: metrics::Side::Server,
+            method,
+            target: None,
+            version,
+            started: std::time::Instant::now(),
+            received_or_sent: received,
+        });
+        Box::pin(async move {
+            let resp = inner.oneshot(req).await?;
+            let head = metrics::status_of(resp.headers());
+            Ok(match pending.take() {
+                Some(end) => resp.map(|body| Body::new(ObservedBody::new(body, head, end))),
+                None => resp,
+            })
+        })
+    }
+}
+
+/// Whether a request is gRPC (POST, `content-type: application/grpc[+…|;…]`).
+fn is_grpc(req: &Request<Body>) -> bool {
+    req.method() == http::Method::POST
+        && req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.strip_prefix("application/grpc").is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with('+') || rest.starts_with(';')
+                })
+            })
 }
 
 /// Answers requests that are not gRPC with a plain HTTP error, so other HTTP clients don't read
@@ -42,19 +119,9 @@ pub(super) fn build(
 fn reject_non_grpc(req: &Request<Body>) -> Option<Response<Body>> {
     let status = if req.method() != http::Method::POST {
         http::StatusCode::METHOD_NOT_ALLOWED
+    } else if is_grpc(req) {
+        return None;
     } else {
-        let is_grpc = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.strip_prefix("application/grpc").is_some_and(|rest| {
-                    rest.is_empty() || rest.starts_with('+') || rest.starts_with(';')
-                })
-            });
-        if is_grpc {
-            return None;
-        }
         http::StatusCode::UNSUPPORTED_MEDIA_TYPE
     };
     let mut response = Response::new(Body::empty());

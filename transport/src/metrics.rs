@@ -1,0 +1,506 @@
+//! Per-call metrics of gRFC A66 ("OpenTelemetry Metrics"), recorded through the `metrics` facade
+//! on both wires, server and client side. The library installs no recorder: an application that
+//! wants the figures installs one (a Prometheus exporter, an OpenTelemetry bridge); without one
+//! every record is a no-op.
+//!
+//! Names, units and attributes follow A66; each metric also carries the wire as
+//! `network.protocol.version` ("2" or "3", OpenTelemetry semantic conventions). Durations are in
+//! seconds, sizes in bytes of gRPC message payload as sent (compressed if compression is on,
+//! without the 5-byte message prefix or TLS).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Buf;
+use http::HeaderMap;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tonic::Code;
+
+use crate::Transport;
+
+/// Server: calls started (A66 `grpc.server.call.started`); attributes method, wire.
+pub const SERVER_CALL_STARTED: &str = "grpc.server.call.started";
+/// Server: seconds from request headers to the end of the response (A66
+/// `grpc.server.call.duration`); attributes method, status, wire.
+pub const SERVER_CALL_DURATION: &str = "grpc.server.call.duration";
+/// Server: message bytes sent per call (A66
+/// `grpc.server.call.sent_total_compressed_message_size`); attributes method, status, wire.
+pub const SERVER_CALL_SENT: &str = "grpc.server.call.sent_total_compressed_message_size";
+/// Server: message bytes received per call (A66
+/// `grpc.server.call.rcvd_total_compressed_message_size`); attributes method, status, wire.
+pub const SERVER_CALL_RCVD: &str = "grpc.server.call.rcvd_total_compressed_message_size";
+/// Client: attempts started (A66 `grpc.client.attempt.started`); attributes method, target,
+/// wire. A [`Channel`](crate::Channel) makes one attempt per call (it never retries).
+pub const CLIENT_ATTEMPT_STARTED: &str = "grpc.client.attempt.started";
+/// Client: seconds of one attempt (A66 `grpc.client.attempt.duration`); attributes method,
+/// target, status, wire.
+pub const CLIENT_ATTEMPT_DURATION: &str = "grpc.client.attempt.duration";
+/// Client: message bytes sent per attempt (A66
+/// `grpc.client.attempt.sent_total_compressed_message_size`).
+pub const CLIENT_ATTEMPT_SENT: &str = "grpc.client.attempt.sent_total_compressed_message_size";
+/// Client: message bytes received per attempt (A66
+/// `grpc.client.attempt.rcvd_total_compressed_message_size`).
+pub const CLIENT_ATTEMPT_RCVD: &str = "grpc.client.attempt.rcvd_total_compressed_message_size";
+/// Client: seconds of a call as the application sees it (A66 `grpc.client.call.duration`);
+/// attributes method, target, status, wire.
+pub const CLIENT_CALL_DURATION: &str = "grpc.client.call.duration";
+
+/// Attribute: the full method name without the leading slash (`pkg.Service/Method`), or
+/// `other` for methods the server does not serve.
+pub const METHOD: &str = "grpc.method";
+/// Attribute: the status code name (`OK`, `UNAVAILABLE`, ...).
+pub const STATUS: &str = "grpc.status";
+/// Attribute: the channel's target (`https://host:port`).
+pub const TARGET: &str = "grpc.target";
+/// Attribute: the HTTP version of the wire, "2" or "3".
+pub const PROTOCOL_VERSION: &str = "network.protocol.version";
+
+/// Every metric above with its unit, for exporters that want descriptions.
+pub fn describe() {
+    use metrics::Unit;
+    metrics::describe_counter!(SERVER_CALL_STARTED, Unit::Count, "Server calls started");
+    metrics::describe_histogram!(SERVER_CALL_DURATION, Unit::Seconds, "Server call duration");
+    metrics::describe_histogram!(SERVER_CALL_SENT, Unit::Bytes, "Message bytes sent per call");
+    metrics::describe_histogram!(
+        SERVER_CALL_RCVD,
+        Unit::Bytes,
+        "Message bytes received per call"
+    );
+    metrics::describe_counter!(
+        CLIENT_ATTEMPT_STARTED,
+        Unit::Count,
+        "Client attempts started"
+    );
+    metrics::describe_histogram!(
+        CLIENT_ATTEMPT_DURATION,
+        Unit::Seconds,
+        "Client attempt duration"
+    );
+    metrics::describe_histogram!(
+        CLIENT_ATTEMPT_SENT,
+        Unit::Bytes,
+        "Message bytes sent per attempt"
+    );
+    metrics::describe_histogram!(
+        CLIENT_ATTEMPT_RCVD,
+        Unit::Bytes,
+        "Message bytes received per attempt"
+    );
+    metrics::describe_histogram!(CLIENT_CALL_DURATION, Unit::Seconds, "Client call duration");
+}
+
+/// The `network.protocol.version` of a wire.
+pub(crate) fn protocol_version(transport: Transport) -> &'static str {
+    match transport {
+        Transport::H3 => "3",
+        _ => "2",
+    }
+}
+
+/// A66's name of a status code: the code's name in the gRPC spec (statuscodes.md).
+pub(crate) fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The `grpc-status` of a header block (trailers, or the headers of a Trailers-Only response).
+pub(crate) fn status_of(headers: &HeaderMap) -> Option<Code> {
+    let value = headers.get("grpc-status")?;
+    let code: i32 = value.to_str().ok()?.parse().ok()?;
+    Some(Code::from_i32(code))
+}
+
+/// Counts gRPC message payload bytes in a body: the lengths of its Length-Prefixed-Messages
+/// (PROTOCOL-HTTP2.md), whatever the DATA frame boundaries.
+#[derive(Debug, Default)]
+pub(crate) struct MessageBytes {
+    prefix: [u8; 5],
+    have: usize,
+    left: u64,
+    total: u64,
+}
+
+impl MessageBytes {
+    pub(crate) fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.left > 0 {
+                let n = usize::try_from(self.left).map_or(data.len(), |l| l.min(data.len()));
+                self.left -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            let n = (5 - self.have).min(data.len());
+            self.prefix[self.have..self.have + n].copy_from_slice(&data[..n]);
+            self.have += n;
+            data = &data[n..];
+            if self.have == 5 {
+                let len = u32::from_be_bytes([
+                    self.prefix[1],
+                    self.prefix[2],
+                    self.prefix[3],
+                    self.prefix[4],
+                ]);
+                self.left = u64::from(len);
+                self.total += u64::from(len);
+                self.have = 0;
+            }
+        }
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+/// Interned `grpc.method` values of one server: the path's method for services it serves,
+/// `other` for the rest, so a client cannot grow the label set with made-up names (A66).
+#[derive(Debug, Default)]
+pub(crate) struct MethodLabels {
+    /// Services added with `add_service`; `None` when routes came whole (`add_routes`), whose
+    /// service names are not known: then any well-formed path counts, up to [`Self::MAX`].
+    services: Option<Vec<String>>,
+    seen: Mutex<HashMap<String, metrics::SharedString>>,
+}
+
+impl MethodLabels {
+    /// Distinct method labels one server records at most; later ones are `other`.
+    const MAX: usize = 1024;
+
+    pub(crate) fn new(services: Option<Vec<String>>) -> Self {
+        MethodLabels {
+            services,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn label(&self, path: &str) -> metrics::SharedString {
+        let other = metrics::SharedString::const_str("other");
+        let Some(method) = path.strip_prefix('/') else {
+            return other;
+        };
+        let Some((service, name)) = method.split_once('/') else {
+            return other;
+        };
+        if name.is_empty() || name.contains('/') {
+            return other;
+        }
+        if let Some(services) = &self.services
+            && !services.iter().any(|s| s == service)
+        {
+            return other;
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(label) = seen.get(method) {
+            return label.clone();
+        }
+        if seen.len() >= Self::MAX {
+            return other;
+        }
+        let label = metrics::SharedString::from_owned(method.to_owned());
+        seen.insert(method.to_owned(), label.clone());
+        label
+    }
+}
+
+/// The interned label of a client call's method (the path without its slash); a client's
+/// methods are its own generated stubs, so no cap is needed beyond interning.
+pub(crate) fn client_method(path: &str) -> metrics::SharedString {
+    match path.strip_prefix('/') {
+        Some(m) if m.contains('/') => metrics::SharedString::from_owned(m.to_owned()),
+        _ => metrics::SharedString::const_str("other"),
+    }
+}
+
+/// A request body that counts its message bytes into a shared total (read when the call ends).
+pub(crate) struct CountedBody<B> {
+    inner: B,
+    bytes: MessageBytes,
+    total: Arc<AtomicU64>,
+}
+
+impl<B> CountedBody<B> {
+    pub(crate) fn new(inner: B) -> (Self, Arc<AtomicU64>) {
+        let total = Arc::new(AtomicU64::new(0));
+        let body = CountedBody {
+            inner,
+            bytes: MessageBytes::default(),
+            total: total.clone(),
+        };
+        (body, total)
+    }
+}
+
+impl<B> HttpBody for CountedBody<B>
+where
+    B: HttpBody + Unpin,
+    B::Data: Buf,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.bytes.feed(data.chunk());
+            this.total.store(this.bytes.total(), Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What a call records when it ends: its attributes and start.
+pub(crate) struct CallEnd {
+    pub(crate) side: Side,
+    pub(crate) method: metrics::SharedString,
+    pub(crate) target: Option<metrics::SharedString>,
+    pub(crate) version: &'static str,
+    pub(crate) started: Instant,
+    pub(crate) received_or_sent: Arc<AtomicU64>,
+}
+
+/// Which side records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Server,
+    Client,
+}
+
+impl CallEnd {
+    /// Records the ended call with `status`; `response_bytes` are the message bytes of the
+    /// response body (sent by a server, received by a client).
+    pub(crate) fn record(self, status: Code, response_bytes: u64) {
+        let secs = self.started.elapsed().as_secs_f64();
+        let other_bytes = self.received_or_sent.load(Ordering::Relaxed) as f64;
+        let status = code_name(status);
+        match self.side {
+            Side::Server => {
+                let labels = [
+                    (METHOD, self.method),
+                    (STATUS, metrics::SharedString::const_str(status)),
+                    (
+                        PROTOCOL_VERSION,
+                        metrics::SharedString::const_str(self.version),
+                    ),
+                ];
+                metrics::histogram!(SERVER_CALL_DURATION, &labels).record(secs);
+                metrics::histogram!(SERVER_CALL_SENT, &labels).record(response_bytes as f64);
+                metrics::histogram!(SERVER_CALL_RCVD, &labels).record(other_bytes);
+            }
+            Side::Client => {
+                let target = self
+                    .target
+                    .unwrap_or_else(|| metrics::SharedString::const_str("other"));
+                let labels = [
+                    (METHOD, self.method),
+                    (TARGET, target),
+                    (STATUS, metrics::SharedString::const_str(status)),
+                    (
+                        PROTOCOL_VERSION,
+                        metrics::SharedString::const_str(self.version),
+                    ),
+                ];
+                metrics::histogram!(CLIENT_ATTEMPT_DURATION, &labels).record(secs);
+                metrics::histogram!(CLIENT_CALL_DURATION, &labels).record(secs);
+                metrics::histogram!(CLIENT_ATTEMPT_SENT, &labels).record(other_bytes);
+                metrics::histogram!(CLIENT_ATTEMPT_RCVD, &labels).record(response_bytes as f64);
+            }
+        }
+    }
+}
+
+/// A call not yet answered: recorded as CANCELLED if dropped before its response head (the
+/// deadline or the caller ended it), else handed to the response body.
+pub(crate) struct PendingEnd(Option<CallEnd>);
+
+impl PendingEnd {
+    pub(crate) fn new(end: CallEnd) -> Self {
+        PendingEnd(Some(end))
+    }
+
+    pub(crate) fn take(mut self) -> Option<CallEnd> {
+        self.0.take()
+    }
+
+    /// Records the call now, with `status` (a call that failed before any response body).
+    pub(crate) fn fail(mut self, status: Code) {
+        if let Some(end) = self.0.take() {
+            end.record(status, 0);
+        }
+    }
+}
+
+impl Drop for PendingEnd {
+    fn drop(&mut self) {
+        if let Some(end) = self.0.take() {
+            end.record(Code::Cancelled, 0);
+        }
+    }
+}
+
+/// A response body that records the call when it ends: at its trailers (or the end of a
+/// Trailers-Only response), or when dropped before that (CANCELLED: the peer or the caller went
+/// away).
+pub(crate) struct ObservedBody<B> {
+    inner: B,
+    bytes: MessageBytes,
+    /// The status of a Trailers-Only response, from its headers.
+    head_status: Option<Code>,
+    end: Option<CallEnd>,
+}
+
+impl<B> ObservedBody<B> {
+    pub(crate) fn new(inner: B, head_status: Option<Code>, end: CallEnd) -> Self {
+        ObservedBody {
+            inner,
+            bytes: MessageBytes::default(),
+            head_status,
+            end: Some(end),
+        }
+    }
+
+    fn finish(&mut self, status: Code) {
+        if let Some(end) = self.end.take() {
+            end.record(status, self.bytes.total());
+        }
+    }
+}
+
+impl<B> Drop for ObservedBody<B> {
+    fn drop(&mut self) {
+        let status = self.head_status.unwrap_or(Code::Cancelled);
+        self.finish(status);
+    }
+}
+
+impl<B> HttpBody for ObservedBody<B>
+where
+    B: HttpBody<Error = tonic::Status> + Unpin,
+    B::Data: Buf,
+{
+    type Data = B::Data;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes.feed(data.chunk());
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    let status = status_of(trailers).unwrap_or(Code::Unknown);
+                    this.finish(status);
+                }
+            }
+            Poll::Ready(Some(Err(status))) => this.finish(status.code()),
+            Poll::Ready(None) => {
+                // A body that ends without trailers: Trailers-Only, or a peer that broke off.
+                let status = this.head_status.unwrap_or(Code::Unknown);
+                this.finish(status);
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn message(len: usize) -> Vec<u8> {
+        let mut m = vec![0u8];
+        m.extend_from_slice(&u32::try_from(len).unwrap().to_be_bytes());
+        m.extend(std::iter::repeat_n(7u8, len));
+        m
+    }
+
+    #[test]
+    fn message_bytes_count_payloads_across_any_split() {
+        let body: Vec<u8> = [message(3), message(0), message(300)].concat();
+        for split in [1, 2, 4, 5, 6, 7, 64, 1000] {
+            let mut count = MessageBytes::default();
+            for chunk in body.chunks(split) {
+                count.feed(chunk);
+            }
+            assert_eq!(count.total(), 303, "chunks of {split}");
+        }
+    }
+
+    #[test]
+    fn unserved_and_malformed_methods_are_other() {
+        let labels = MethodLabels::new(Some(vec!["pkg.Svc".into()]));
+        assert_eq!(&*labels.label("/pkg.Svc/Get"), "pkg.Svc/Get");
+        assert_eq!(&*labels.label("/pkg.Other/Get"), "other");
+        assert_eq!(&*labels.label("/pkg.Svc"), "other");
+        assert_eq!(&*labels.label("/pkg.Svc/"), "other");
+        assert_eq!(&*labels.label("/pkg.Svc/a/b"), "other");
+        assert_eq!(&*labels.label("pkg.Svc/Get"), "other");
+        // Routes given whole: any service, but no more than MAX distinct labels.
+        let open = MethodLabels::new(None);
+        for i in 0..MethodLabels::MAX {
+            assert_ne!(&*open.label(&format!("/s/m{i}")), "other");
+        }
+        assert_eq!(&*open.label("/s/one-too-many"), "other");
+        assert_eq!(&*open.label("/s/m0"), "s/m0");
+    }
+
+    #[test]
+    fn status_names_are_the_specs() {
+        assert_eq!(code_name(Code::Ok), "OK");
+        assert_eq!(code_name(Code::Unavailable), "UNAVAILABLE");
+        assert_eq!(code_name(Code::DeadlineExceeded), "DEADLINE_EXCEEDED");
+        let mut h = HeaderMap::new();
+        h.insert("grpc-status", "14".parse().unwrap());
+        assert_eq!(status_of(&h), Some(Code::Unavailable));
+        h.insert("grpc-status", "x".parse().unwrap());
+        assert_eq!(status_of(&h), None);
+    }
+}

@@ -1,0 +1,286 @@
+//! gRFC A66 metrics over HTTP/2, HTTP/3 and Auto, read back through a recorder installed for the
+//! whole process (so this is a binary of its own; its cases take turns, each reading only what it
+//! recorded).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use grpc_h3::Transport;
+use grpc_h3::metrics as m;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use test_support::fixture::{self, Fixture};
+use tokio::sync::Mutex;
+use zone_proto::grpc_testing::{
+    EchoStatus, Payload, ResponseParameters, SimpleRequest, StreamingOutputCallRequest,
+};
+
+fn snapshotter() -> &'static Snapshotter {
+    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
+    SNAPSHOTTER.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder
+            .install()
+            .expect("no other recorder in this binary");
+        snapshotter
+    })
+}
+
+/// One case at a time: the recorder is the process's.
+static TURN: Mutex<()> = Mutex::const_new(());
+
+/// A metric's name and its attributes, sorted.
+type Id = (String, Vec<(String, String)>);
+
+/// What was recorded since the last read: counter totals and histogram values by metric.
+#[derive(Debug, Default)]
+struct Recorded {
+    counters: HashMap<Id, u64>,
+    histograms: HashMap<Id, Vec<f64>>,
+}
+
+impl Recorded {
+    fn take() -> Recorded {
+        let mut out = Recorded::default();
+        for (key, _, _, value) in snapshotter().snapshot().into_vec() {
+            let mut labels: Vec<(String, String)> = key
+                .key()
+                .labels()
+                .map(|l| (l.key().to_string(), l.value().to_string()))
+                .collect();
+            labels.sort();
+            let id = (key.key().name().to_string(), labels);
+            match value {
+                DebugValue::Counter(n) if n > 0 => *out.counters.entry(id).or_default() += n,
+                DebugValue::Histogram(v) if !v.is_empty() => out
+                    .histograms
+                    .entry(id)
+                    .or_default()
+                    .extend(v.into_iter().map(|x| x.into_inner())),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.counters.get(&id(name, labels)).copied().unwrap_or(0)
+    }
+
+    fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+        self.histograms
+            .get(&id(name, labels))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn id(name: &str, labels: &[(&str, &str)]) -> Id {
+    let mut labels: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    labels.sort();
+    (name.to_string(), labels)
+}
+
+fn version(t: Transport) -> &'static str {
+    match fixture::carried_over(t) {
+        Transport::H3 => "3",
+        _ => "2",
+    }
+}
+
+const UNARY: &str = "grpc.testing.TestService/UnaryCall";
+const STREAM: &str = "grpc.testing.TestService/StreamingOutputCall";
+
+fn unary_request(size: usize, code: i32) -> SimpleRequest {
+    SimpleRequest {
+        response_size: 200,
+        payload: Some(Payload {
+            r#type: 0,
+            body: vec![1; size],
+        }),
+        response_status: (code != 0).then(|| EchoStatus {
+            code,
+            message: "as asked".into(),
+        }),
+        ..SimpleRequest::default()
+    }
+}
+
+/// Three OK calls and one UNAVAILABLE: counted per method, status and wire on both sides, with
+/// the message sizes each side saw.
+async fn unary_calls_are_counted_with_status_sizes_and_wire(t: Transport) {
+    let _turn = TURN.lock().await;
+    let fx = Fixture::start(t).await;
+    let mut client = fx.client();
+    // A first call carries any connection set-up; then start counting.
+    client.unary_call(unary_request(1, 0)).await.unwrap();
+    Recorded::take();
+    let ok = unary_request(100, 0);
+    let request_bytes = prost::Message::encoded_len(&ok) as f64;
+    for _ in 0..3 {
+        client.unary_call(ok.clone()).await.unwrap();
+    }
+    let err = client.unary_call(unary_request(100, 14)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    let r = Recorded::take();
+    let v = version(t);
+    let target = format!("https://{}", fx.addr);
+
+    assert_eq!(
+        r.counter(
+            m::SERVER_CALL_STARTED,
+            &[(m::METHOD, UNARY), (m::PROTOCOL_VERSION, v)]
+        ),
+        4,
+        "{r:#?}"
+    );
+    let ok_labels = [
+        (m::METHOD, UNARY),
+        (m::STATUS, "OK"),
+        (m::PROTOCOL_VERSION, v),
+    ];
+    let durations = r.histogram(m::SERVER_CALL_DURATION, &ok_labels);
+    assert_eq!(durations.len(), 3, "{r:#?}");
+    assert!(
+        durations
+            .iter()
+            .all(|d| d.is_finite() && *d > 0.0 && *d < 10.0)
+    );
+    assert_eq!(
+        r.histogram(m::SERVER_CALL_RCVD, &ok_labels),
+        [request_bytes; 3]
+    );
+    let sent = r.histogram(m::SERVER_CALL_SENT, &ok_labels);
+    assert_eq!(sent.len(), 3);
+    assert!(sent.iter().all(|&b| b >= 200.0), "{sent:?}");
+    let failed = [
+        (m::METHOD, UNARY),
+        (m::STATUS, "UNAVAILABLE"),
+        (m::PROTOCOL_VERSION, v),
+    ];
+    assert_eq!(r.histogram(m::SERVER_CALL_DURATION, &failed).len(), 1);
+
+    assert_eq!(
+        r.counter(
+            m::CLIENT_ATTEMPT_STARTED,
+            &[
+                (m::METHOD, UNARY),
+                (m::TARGET, &target),
+                (m::PROTOCOL_VERSION, v)
+            ]
+        ),
+        4,
+        "{r:#?}"
+    );
+    let client_ok = [
+        (m::METHOD, UNARY),
+        (m::TARGET, &target),
+        (m::STATUS, "OK"),
+        (m::PROTOCOL_VERSION, v),
+    ];
+    assert_eq!(r.histogram(m::CLIENT_ATTEMPT_DURATION, &client_ok).len(), 3);
+    assert_eq!(r.histogram(m::CLIENT_CALL_DURATION, &client_ok).len(), 3);
+    assert_eq!(
+        r.histogram(m::CLIENT_ATTEMPT_SENT, &client_ok),
+        [request_bytes; 3]
+    );
+    assert_eq!(r.histogram(m::CLIENT_ATTEMPT_RCVD, &client_ok), sent);
+    let client_failed = [
+        (m::METHOD, UNARY),
+        (m::TARGET, &target),
+        (m::STATUS, "UNAVAILABLE"),
+        (m::PROTOCOL_VERSION, v),
+    ];
+    assert_eq!(
+        r.histogram(m::CLIENT_CALL_DURATION, &client_failed).len(),
+        1
+    );
+}
+
+/// A server stream's messages add up on both sides.
+async fn a_server_stream_records_its_total_message_bytes(t: Transport) {
+    let _turn = TURN.lock().await;
+    let fx = Fixture::start(t).await;
+    let mut client = fx.client();
+    client.unary_call(unary_request(1, 0)).await.unwrap();
+    Recorded::take();
+    let request = StreamingOutputCallRequest {
+        response_parameters: vec![
+            ResponseParameters {
+                size: 1000,
+                ..ResponseParameters::default()
+            };
+            3
+        ],
+        ..StreamingOutputCallRequest::default()
+    };
+    let mut stream = client
+        .streaming_output_call(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut payload = 0;
+    while let Some(msg) = stream.message().await.unwrap() {
+        payload += msg.payload.map_or(0, |p| p.body.len());
+    }
+    assert_eq!(payload, 3000);
+    let r = Recorded::take();
+    let v = version(t);
+    let labels = [
+        (m::METHOD, STREAM),
+        (m::STATUS, "OK"),
+        (m::PROTOCOL_VERSION, v),
+    ];
+    let sent = r.histogram(m::SERVER_CALL_SENT, &labels);
+    assert_eq!(sent.len(), 1, "{r:#?}");
+    // Each message is its payload plus a few bytes of protobuf framing.
+    assert!((3000.0..3100.0).contains(&sent[0]), "{sent:?}");
+}
+
+/// A method the server does not serve is `other`, so made-up names cannot grow the label set.
+async fn methods_the_server_does_not_serve_are_other(t: Transport) {
+    let _turn = TURN.lock().await;
+    let fx = Fixture::start(t).await;
+    let mut channel = fx.channel.clone();
+    Recorded::take();
+    let request = fixture::grpc_request("/made.Up/Method", tonic::body::Body::empty());
+    let response = tower::ServiceExt::oneshot(&mut channel, request).await;
+    // UNIMPLEMENTED arrives as a Trailers-Only response or as an error status.
+    if let Ok(response) = response {
+        let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+    }
+    let r = Recorded::take();
+    let v = version(t);
+    assert_eq!(
+        r.counter(
+            m::SERVER_CALL_STARTED,
+            &[(m::METHOD, "other"), (m::PROTOCOL_VERSION, v)]
+        ),
+        1,
+        "{r:#?}"
+    );
+    assert_eq!(
+        r.histogram(
+            m::SERVER_CALL_DURATION,
+            &[
+                (m::METHOD, "other"),
+                (m::STATUS, "UNIMPLEMENTED"),
+                (m::PROTOCOL_VERSION, v)
+            ]
+        )
+        .len(),
+        1,
+        "{r:#?}"
+    );
+}
+
+test_support::matrix!(
+    unary_calls_are_counted_with_status_sizes_and_wire,
+    a_server_stream_records_its_total_message_bytes,
+    methods_the_server_does_not_serve_are_other,
+);
