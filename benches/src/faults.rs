@@ -69,8 +69,12 @@ pub fn serve_child(port: u16, cert_dir: &Path) -> ExitCode {
             .tls(tls)
             .wires(Wires::Both)
             .add_service(zone_server::interop::test_service());
-        zone_server::process::serve_announced(server, SocketAddr::from(([127, 0, 0, 1], port)))
-            .await
+        zone_server::process::serve_announced(
+            server,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            None,
+        )
+        .await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

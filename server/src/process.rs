@@ -4,24 +4,37 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-/// Prints `READY h3=ADDR h2=ADDR` (`off` for a wire not served) and flushes, as scripts and tests
-/// wait for it.
-pub fn print_ready(h3: Option<SocketAddr>, h2: Option<SocketAddr>) -> std::io::Result<()> {
+/// Prints `READY h3=ADDR h2=ADDR` (`off` for a wire not served), then ` metrics=ADDR` when
+/// `--metrics` serves, and flushes, as scripts and tests wait for it.
+pub fn print_ready(
+    h3: Option<SocketAddr>,
+    h2: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+) -> std::io::Result<()> {
     let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "READY h3={} h2={}", show(h3), show(h2))?;
+    write!(stdout, "READY h3={} h2={}", show(h3), show(h2))?;
+    if let Some(metrics) = metrics {
+        write!(stdout, " metrics={metrics}")?;
+    }
+    writeln!(stdout)?;
     stdout.flush()
 }
 
-/// Binds `server` on `addr`, prints the READY line, and serves until Ctrl-C or SIGTERM, then
-/// drains: the life of every server binary after its services are assembled.
-pub async fn serve_announced(server: grpc_h3::Server, addr: SocketAddr) -> anyhow::Result<()> {
+/// Binds `server` on `addr`, prints the READY line (with the `--metrics` address, if any), and
+/// serves until Ctrl-C or SIGTERM, then drains: the life of every server binary after its
+/// services are assembled.
+pub async fn serve_announced(
+    server: grpc_h3::Server,
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let bound = server
         .bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    print_ready(bound.h3_addr(), bound.h2_addr())
+    print_ready(bound.h3_addr(), bound.h2_addr(), metrics)
         .context("cannot write the READY line to stdout")?;
     bound
         .serve_with_shutdown(shutdown_signal())

@@ -122,6 +122,8 @@ fn broken_users_file_fails_readably() {
 struct ServerProcess {
     child: Child,
     addr: SocketAddr,
+    /// The `metrics=` address of the READY line (`--metrics`).
+    metrics: Option<SocketAddr>,
 }
 
 impl ServerProcess {
@@ -150,6 +152,7 @@ impl ServerProcess {
         };
         let mut h3 = None;
         let mut h2 = None;
+        let mut metrics = None;
         let mut words = line.split_whitespace();
         assert_eq!(words.next(), Some("READY"), "{line:?}");
         for word in words {
@@ -157,6 +160,8 @@ impl ServerProcess {
                 h3 = Some(a.to_string());
             } else if let Some(a) = word.strip_prefix("h2=") {
                 h2 = Some(a.to_string());
+            } else if let Some(a) = word.strip_prefix("metrics=") {
+                metrics = Some(a.parse().unwrap());
             }
         }
         let (h3, h2) = (h3.unwrap(), h2.unwrap());
@@ -171,6 +176,7 @@ impl ServerProcess {
         ServerProcess {
             child,
             addr: addr.parse().unwrap(),
+            metrics,
         }
     }
 
@@ -232,6 +238,87 @@ fn query(zone: &str, name: &str) -> RecordQuery {
         name: name.into(),
         r#type: String::new(),
     }
+}
+
+/// `GET path` over plain HTTP/1.1 on `addr`: the status code and body.
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// `--metrics`: Prometheus text at /metrics, with the calls of each wire counted per method and
+/// status (gRFC A66 names with Prometheus' underscores), and nothing anywhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_calls_of_each_wire() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        tmp.path(),
+        &[
+            "--port",
+            "0",
+            "--cert-dir",
+            "certs",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics = server.metrics.expect("READY line without metrics=");
+    let ca = std::fs::read(tmp.path().join("certs/ca.pem")).unwrap();
+    for (transport, calls) in [(Transport::H2, 2), (Transport::H3, 3)] {
+        let channel = Endpoint::new(format!("https://{}", server.addr))
+            .unwrap()
+            .transport(transport)
+            .ca_certificate_pem(&ca)
+            .unwrap()
+            .server_name("localhost")
+            .timeout(Duration::from_secs(20))
+            .connect()
+            .await
+            .unwrap();
+        for _ in 0..calls {
+            zones_client(channel.clone(), None)
+                .get_record(query("example.com.", "ns1.example.com."))
+                .await
+                .unwrap();
+        }
+        let missing = zones_client(channel.clone(), None)
+            .get_record(query("example.com.", "nothing.example.com."))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+    }
+    let (status, text) = http_get(metrics, "/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    for (version, calls) in [("2", 3), ("3", 4)] {
+        let started = format!(
+            "grpc_server_call_started{{grpc_method=\"zone.v1.Zones/GetRecord\",\
+             network_protocol_version=\"{version}\"}} {calls}"
+        );
+        assert!(text.contains(&started), "no {started:?} in\n{text}");
+        for (code, n) in [("OK", calls - 1), ("NOT_FOUND", 1)] {
+            let count = format!(
+                "grpc_server_call_duration_seconds_count{{grpc_method=\"zone.v1.Zones/GetRecord\",\
+                 grpc_status=\"{code}\",network_protocol_version=\"{version}\"}} {n}"
+            );
+            assert!(text.contains(&count), "no {count:?} in\n{text}");
+        }
+    }
+    assert_eq!(http_get(metrics, "/").await.0, 404);
+    assert!(server.terminate().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,8 @@
 //! - `zone-edge run --addr H:P --ca FILE --state FILE [--serve ADDR] ZONE…`: syncs until Ctrl-C
 //!   or SIGTERM; with `--serve`, serves GetRecord/TransferZone from the copies (HTTP/3 + HTTP/2, TLS
 //!   with `--cert-dir`, generated when missing; `--serve-plaintext` for h2c) and prints
-//!   `READY serve=ADDR` once listening (`READY` without it).
+//!   `READY serve=ADDR` once listening (`READY` without it); `--metrics ADDR` adds ` metrics=ADDR`
+//!   and serves Prometheus text at http://ADDR/metrics.
 //! - `zone-edge lookup --state FILE ZONE NAME [--type T]`: answers from a state file.
 //! - `zone-edge status --state FILE`: zones, serials and sizes in a state file.
 //!
@@ -96,6 +97,10 @@ struct RunArgs {
     /// With --serve: plaintext HTTP/2 (h2c) only, no TLS.
     #[arg(long, requires = "serve")]
     serve_plaintext: bool,
+    /// Serve Prometheus metrics (gRPC calls per method and wire, QUIC, sync progress) at
+    /// http://ADDR/metrics; off by default. The READY line then ends with ` metrics=ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -185,6 +190,14 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         .build()
         .map_err(|e| failed(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
+        let metrics = match args.metrics {
+            Some(addr) => Some(
+                metrics_http::serve(addr)
+                    .await
+                    .map_err(|e| failed(format!("{e:#}")))?,
+            ),
+            None => None,
+        };
         let serving = match args.serve {
             Some(addr) => {
                 let mut builder = Server::builder();
@@ -206,10 +219,13 @@ fn run(args: RunArgs) -> Result<(), Failure> {
             }
             None => None,
         };
-        let ready = match &serving {
+        let mut ready = match &serving {
             Some((Some(addr), ..)) => format!("READY serve={addr}"),
             _ => "READY".to_owned(),
         };
+        if let Some(addr) = metrics {
+            ready.push_str(&format!(" metrics={addr}"));
+        }
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{ready}")
             .and_then(|()| stdout.flush())

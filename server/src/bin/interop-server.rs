@@ -34,6 +34,10 @@ struct Args {
     /// No TLS: plaintext HTTP/2 (h2c) only, for debugging.
     #[arg(long)]
     plaintext: bool,
+    /// Serve Prometheus metrics (gRPC calls per method and wire, QUIC) at http://ADDR/metrics;
+    /// off by default. The READY line then ends with ` metrics=ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 /// Diagnostics go to stderr (stdout carries the machine-read lines); `RUST_LOG` overrides the
@@ -86,6 +90,10 @@ fn wires(args: &Args) -> anyhow::Result<Wires> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let wires = wires(&args)?;
     let addr = SocketAddr::new(args.host, args.port);
+    let metrics = match args.metrics {
+        Some(addr) => Some(metrics_http::serve(addr).await?),
+        None => None,
+    };
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -111,7 +119,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .wires(wires)
         .add_service(test_service())
         .add_service(health_service);
-    serve_announced(server, addr).await
+    serve_announced(server, addr, metrics).await
 }
 
 #[cfg(test)]

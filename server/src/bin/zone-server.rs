@@ -101,6 +101,10 @@ struct ServeArgs {
     /// Also serve a synthetic zone `synthetic.test.` of N records (for benchmarks).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=100_000_000))]
     synthetic: Option<u64>,
+    /// Serve Prometheus metrics (gRPC calls per method and wire, QUIC, journal, auth) at
+    /// http://ADDR/metrics; off by default. The READY line then ends with ` metrics=ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,12 +270,16 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         .context("cannot start the async runtime")?;
     let addr = SocketAddr::new(args.host, args.port);
     runtime.block_on(async {
+        let metrics = match args.metrics {
+            Some(addr) => Some(metrics_http::serve(addr).await?),
+            None => None,
+        };
         // Held while serving: it applies batches other servers append to a shared journal.
         let _tail = match &args.journal {
             Some(path) => attach_journal(&store, path, args.journal_rebase).await?,
             None => None,
         };
-        run_server(addr, wires, tls, auth, store).await
+        run_server(addr, wires, tls, auth, store, metrics).await
     })?;
     Ok(())
 }
@@ -348,6 +356,7 @@ async fn run_server(
     tls: Option<ServerTls>,
     auth: Option<AuthLayer>,
     store: ZoneStore,
+    metrics: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let zones_name = <ZonesServer<ZonesService> as NamedService>::NAME;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -374,7 +383,7 @@ async fn run_server(
         .add_service(zones_server(store))
         .add_service(health_service)
         .add_service(reflection);
-    serve_announced(server, addr).await
+    serve_announced(server, addr, metrics).await
 }
 
 fn user(cmd: UserCommand) -> anyhow::Result<()> {
