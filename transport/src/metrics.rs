@@ -59,6 +59,47 @@ pub const TARGET: &str = "grpc.target";
 /// Attribute: the HTTP version of the wire, "2" or "3".
 pub const PROTOCOL_VERSION: &str = "network.protocol.version";
 
+/// Connections open now (gauge); attributes `side` ("server"/"client"), wire.
+pub const CONNECTIONS_OPEN: &str = "grpc_h3.connections.open";
+/// Handshakes (TLS over TCP, QUIC) by outcome (counter); attributes `side`, wire, `result`
+/// ("ok", "failed", "timeout").
+pub const HANDSHAKES: &str = "grpc_h3.handshakes";
+/// gRPC calls in progress on a server (gauge; one per request stream); attribute wire.
+pub const SERVER_ACTIVE_CALLS: &str = "grpc_h3.server.active_calls";
+/// QUIC Retry packets a server sent to validate a client's address (counter; RFC 9000 §8.1.2).
+pub const QUIC_RETRIES: &str = "grpc_h3.quic.retries_sent";
+/// QUIC 0-RTT attempts of a client by outcome (counter); `result` "accepted" / "rejected".
+pub const QUIC_ZERO_RTT: &str = "grpc_h3.quic.zero_rtt";
+/// QUIC connections that ended with a stateless reset from the peer (counter; RFC 9000 §10.3).
+pub const QUIC_STATELESS_RESETS: &str = "grpc_h3.quic.stateless_resets";
+/// Client address changes a server saw on a QUIC connection (counter; RFC 9000 §9).
+pub const QUIC_MIGRATIONS: &str = "grpc_h3.quic.migrations";
+/// Smoothed RTT of QUIC connections, sampled (histogram, seconds); attribute `side`.
+pub const QUIC_RTT: &str = "grpc_h3.quic.rtt";
+/// Congestion window of QUIC connections, sampled (histogram, bytes); attribute `side`.
+pub const QUIC_CWND: &str = "grpc_h3.quic.congestion_window";
+/// Packets QUIC declared lost (counter); attribute `side`.
+pub const QUIC_LOST_PACKETS: &str = "grpc_h3.quic.lost_packets";
+/// Bytes in packets QUIC declared lost (counter); attribute `side`.
+pub const QUIC_LOST_BYTES: &str = "grpc_h3.quic.lost_bytes";
+/// Congestion events (counter); attribute `side`.
+pub const QUIC_CONGESTION_EVENTS: &str = "grpc_h3.quic.congestion_events";
+/// QUIC packets sent (counter); attribute `side`.
+pub const QUIC_SENT_PACKETS: &str = "grpc_h3.quic.sent_packets";
+/// UDP datagrams sent and received (counters); attribute `side`.
+pub const QUIC_DATAGRAMS_SENT: &str = "grpc_h3.quic.udp.datagrams_sent";
+/// See [`QUIC_DATAGRAMS_SENT`].
+pub const QUIC_DATAGRAMS_RECEIVED: &str = "grpc_h3.quic.udp.datagrams_received";
+/// UDP payload bytes sent and received (counters); attribute `side`.
+pub const QUIC_BYTES_SENT: &str = "grpc_h3.quic.udp.bytes_sent";
+/// See [`QUIC_BYTES_SENT`].
+pub const QUIC_BYTES_RECEIVED: &str = "grpc_h3.quic.udp.bytes_received";
+
+/// Attribute: which end recorded ("server" or "client").
+pub const SIDE: &str = "side";
+/// Attribute: the outcome of a handshake or 0-RTT attempt.
+pub const RESULT: &str = "result";
+
 /// Every metric above with its unit, for exporters that want descriptions.
 pub fn describe() {
     use metrics::Unit;
@@ -91,6 +132,145 @@ pub fn describe() {
         "Message bytes received per attempt"
     );
     metrics::describe_histogram!(CLIENT_CALL_DURATION, Unit::Seconds, "Client call duration");
+    metrics::describe_gauge!(CONNECTIONS_OPEN, Unit::Count, "Connections open");
+    metrics::describe_counter!(HANDSHAKES, Unit::Count, "Handshakes by result");
+    metrics::describe_gauge!(SERVER_ACTIVE_CALLS, Unit::Count, "Server calls in progress");
+    metrics::describe_counter!(QUIC_RETRIES, Unit::Count, "QUIC Retry packets sent");
+    metrics::describe_counter!(QUIC_ZERO_RTT, Unit::Count, "QUIC 0-RTT attempts by result");
+    metrics::describe_counter!(QUIC_STATELESS_RESETS, Unit::Count, "QUIC stateless resets");
+    metrics::describe_counter!(QUIC_MIGRATIONS, Unit::Count, "QUIC client address changes");
+    metrics::describe_histogram!(QUIC_RTT, Unit::Seconds, "QUIC smoothed RTT, sampled");
+    metrics::describe_histogram!(QUIC_CWND, Unit::Bytes, "QUIC congestion window, sampled");
+    metrics::describe_counter!(QUIC_LOST_PACKETS, Unit::Count, "QUIC packets lost");
+    metrics::describe_counter!(QUIC_LOST_BYTES, Unit::Bytes, "QUIC bytes lost");
+    metrics::describe_counter!(
+        QUIC_CONGESTION_EVENTS,
+        Unit::Count,
+        "QUIC congestion events"
+    );
+    metrics::describe_counter!(QUIC_SENT_PACKETS, Unit::Count, "QUIC packets sent");
+    metrics::describe_counter!(QUIC_DATAGRAMS_SENT, Unit::Count, "UDP datagrams sent");
+    metrics::describe_counter!(
+        QUIC_DATAGRAMS_RECEIVED,
+        Unit::Count,
+        "UDP datagrams received"
+    );
+    metrics::describe_counter!(QUIC_BYTES_SENT, Unit::Bytes, "UDP bytes sent");
+    metrics::describe_counter!(QUIC_BYTES_RECEIVED, Unit::Bytes, "UDP bytes received");
+}
+
+/// The `side` attribute's value.
+pub(crate) fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Server => "server",
+        Side::Client => "client",
+    }
+}
+
+/// Counts a handshake's outcome.
+pub(crate) fn handshake(side: Side, transport: Transport, result: &'static str) {
+    metrics::counter!(
+        HANDSHAKES,
+        SIDE => side_name(side),
+        PROTOCOL_VERSION => protocol_version(transport),
+        RESULT => result
+    )
+    .increment(1);
+}
+
+/// Counts a client's 0-RTT attempt by whether the server accepted its early data.
+pub(crate) fn zero_rtt(accepted: bool) {
+    let result = if accepted { "accepted" } else { "rejected" };
+    metrics::counter!(QUIC_ZERO_RTT, RESULT => result).increment(1);
+}
+
+/// Counts `name` once for `side`.
+pub(crate) fn count(name: &'static str, side: Side) {
+    metrics::counter!(name, SIDE => side_name(side)).increment(1);
+}
+
+/// An open connection, counted in [`CONNECTIONS_OPEN`] until dropped.
+pub(crate) struct OpenConnection {
+    gauge: metrics::Gauge,
+}
+
+impl OpenConnection {
+    pub(crate) fn new(side: Side, transport: Transport) -> Self {
+        let gauge = metrics::gauge!(
+            CONNECTIONS_OPEN,
+            SIDE => side_name(side),
+            PROTOCOL_VERSION => protocol_version(transport)
+        );
+        gauge.increment(1.0);
+        OpenConnection { gauge }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.gauge.decrement(1.0);
+    }
+}
+
+/// Feeds a QUIC connection's statistics into the QUIC metrics: RTT and congestion window as
+/// samples, the counters as increments since the previous sample.
+pub(crate) struct QuicSampler {
+    side: Side,
+    previous: quinn::ConnectionStats,
+}
+
+impl QuicSampler {
+    /// How often a long-lived connection is sampled (and once more when it ends).
+    pub(crate) const INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+    pub(crate) fn new(side: Side) -> Self {
+        QuicSampler {
+            side,
+            previous: quinn::ConnectionStats::default(),
+        }
+    }
+
+    pub(crate) fn sample(&mut self, conn: &quinn::Connection) {
+        let now = conn.stats();
+        let side = side_name(self.side);
+        let (p, q) = (&now.path, &self.previous.path);
+        metrics::histogram!(QUIC_RTT, SIDE => side).record(p.rtt.as_secs_f64());
+        metrics::histogram!(QUIC_CWND, SIDE => side).record(p.cwnd as f64);
+        let counters = [
+            (QUIC_LOST_PACKETS, p.lost_packets, q.lost_packets),
+            (QUIC_LOST_BYTES, p.lost_bytes, q.lost_bytes),
+            (
+                QUIC_CONGESTION_EVENTS,
+                p.congestion_events,
+                q.congestion_events,
+            ),
+            (QUIC_SENT_PACKETS, p.sent_packets, q.sent_packets),
+            (
+                QUIC_DATAGRAMS_SENT,
+                now.udp_tx.datagrams,
+                self.previous.udp_tx.datagrams,
+            ),
+            (
+                QUIC_DATAGRAMS_RECEIVED,
+                now.udp_rx.datagrams,
+                self.previous.udp_rx.datagrams,
+            ),
+            (
+                QUIC_BYTES_SENT,
+                now.udp_tx.bytes,
+                self.previous.udp_tx.bytes,
+            ),
+            (
+                QUIC_BYTES_RECEIVED,
+                now.udp_rx.bytes,
+                self.previous.udp_rx.bytes,
+            ),
+        ];
+        for (name, now, before) in counters {
+            metrics::counter!(name, SIDE => side).increment(now.saturating_sub(before));
+        }
+        self.previous = now;
+    }
 }
 
 /// The `network.protocol.version` of a wire.
@@ -309,6 +489,8 @@ impl CallEnd {
         let status = code_name(status);
         match self.side {
             Side::Server => {
+                metrics::gauge!(SERVER_ACTIVE_CALLS, PROTOCOL_VERSION => self.version)
+                    .decrement(1.0);
                 let labels = [
                     (METHOD, self.method),
                     (STATUS, metrics::SharedString::const_str(status)),

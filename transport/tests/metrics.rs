@@ -38,6 +38,8 @@ type Id = (String, Vec<(String, String)>);
 #[derive(Debug, Default)]
 struct Recorded {
     counters: HashMap<Id, u64>,
+    /// Net change since the last read (the recorder hands gauges out and zeroes them).
+    gauges: HashMap<Id, f64>,
     histograms: HashMap<Id, Vec<f64>>,
 }
 
@@ -54,6 +56,7 @@ impl Recorded {
             let id = (key.key().name().to_string(), labels);
             match value {
                 DebugValue::Counter(n) if n > 0 => *out.counters.entry(id).or_default() += n,
+                DebugValue::Gauge(v) => *out.gauges.entry(id).or_default() += v.into_inner(),
                 DebugValue::Histogram(v) if !v.is_empty() => out
                     .histograms
                     .entry(id)
@@ -67,6 +70,10 @@ impl Recorded {
 
     fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         self.counters.get(&id(name, labels)).copied().unwrap_or(0)
+    }
+
+    fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.gauges.get(&id(name, labels)).copied().unwrap_or(0.0)
     }
 
     fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
@@ -276,6 +283,98 @@ async fn methods_the_server_does_not_serve_are_other(t: Transport) {
         .len(),
         1,
         "{r:#?}"
+    );
+}
+
+/// A connection is counted open on both ends while it lives, its handshake as "ok"; a QUIC
+/// connection's RTT, congestion window and UDP counters are sampled when it ends.
+async fn connections_and_handshakes_are_counted_and_quic_is_sampled(t: Transport) {
+    let _turn = TURN.lock().await;
+    Recorded::take();
+    let mut fx = Fixture::start(t).await;
+    fx.client().unary_call(unary_request(1, 0)).await.unwrap();
+    let r = Recorded::take();
+    let v = version(t);
+    for side in ["server", "client"] {
+        let labels = [(m::SIDE, side), (m::PROTOCOL_VERSION, v)];
+        assert_eq!(r.gauge(m::CONNECTIONS_OPEN, &labels), 1.0, "{side} {r:#?}");
+        let ok = [(m::SIDE, side), (m::PROTOCOL_VERSION, v), (m::RESULT, "ok")];
+        assert_eq!(r.counter(m::HANDSHAKES, &ok), 1, "{side} {r:#?}");
+    }
+    assert_eq!(
+        r.gauge(m::SERVER_ACTIVE_CALLS, &[(m::PROTOCOL_VERSION, v)]),
+        0.0,
+        "every call ended"
+    );
+    // Closing both ends: the gauges come back down and QUIC's figures are sampled.
+    let channel = fx.channel.clone();
+    fx.shutdown();
+    if let Some(server) = fx.server.take() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
+    }
+    drop(fx);
+    drop(channel);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = Recorded::default();
+    loop {
+        let r = Recorded::take();
+        for (k, v) in r.gauges {
+            *seen.gauges.entry(k).or_default() += v;
+        }
+        for (k, v) in r.histograms {
+            seen.histograms.entry(k).or_default().extend(v);
+        }
+        for (k, v) in r.counters {
+            *seen.counters.entry(k).or_default() += v;
+        }
+        let client_closed = seen.gauge(
+            m::CONNECTIONS_OPEN,
+            &[(m::SIDE, "client"), (m::PROTOCOL_VERSION, v)],
+        ) == -1.0;
+        let sampled = v == "2"
+            || !seen
+                .histogram(m::QUIC_RTT, &[(m::SIDE, "client")])
+                .is_empty();
+        if client_closed && sampled {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "connection not counted closed / sampled: {seen:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen.gauge(
+            m::CONNECTIONS_OPEN,
+            &[(m::SIDE, "server"), (m::PROTOCOL_VERSION, v)]
+        ),
+        -1.0,
+        "{seen:#?}"
+    );
+    if v == "3" {
+        for side in ["server", "client"] {
+            let rtt = seen.histogram(m::QUIC_RTT, &[(m::SIDE, side)]);
+            assert!(rtt.iter().all(|s| *s > 0.0 && *s < 1.0), "{side}: {rtt:?}");
+            assert!(!rtt.is_empty(), "{side}");
+            assert!(!seen.histogram(m::QUIC_CWND, &[(m::SIDE, side)]).is_empty());
+            assert!(seen.counter(m::QUIC_DATAGRAMS_SENT, &[(m::SIDE, side)]) > 0);
+            assert!(seen.counter(m::QUIC_BYTES_RECEIVED, &[(m::SIDE, side)]) > 0);
+        }
+    } else {
+        assert!(
+            seen.histogram(m::QUIC_RTT, &[(m::SIDE, "client")])
+                .is_empty()
+        );
+    }
+}
+
+/// HTTP/2 and HTTP/3 only: an Auto channel may open both connections while it races them.
+mod connections {
+    use super::connections_and_handshakes_are_counted_and_quic_is_sampled;
+
+    test_support::matrix!(
+        @wires [h2 H2, h3 H3] connections_and_handshakes_are_counted_and_quic_is_sampled
     );
 }
 

@@ -15,7 +15,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::Status;
 
+use crate::Transport;
 use crate::body::RequestBody;
+use crate::metrics;
 
 use crate::client::Endpoint;
 use crate::client::slot::{Live, Slot};
@@ -124,10 +126,16 @@ async fn connect(config: &Config) -> Result<SendRequest<RequestBody>, Error> {
     let _ = tcp.set_nodelay(true);
     match &config.tls {
         Some((connector, name)) => {
-            let tls = connector
-                .connect(name.clone(), tcp)
-                .await
-                .map_err(|e| Error::with(Kind::Tls, e).context(target.clone()))?;
+            let tls = match connector.connect(name.clone(), tcp).await {
+                Ok(tls) => {
+                    metrics::handshake(metrics::Side::Client, Transport::H2, "ok");
+                    tls
+                }
+                Err(e) => {
+                    metrics::handshake(metrics::Side::Client, Transport::H2, "failed");
+                    return Err(Error::with(Kind::Tls, e).context(target.clone()));
+                }
+            };
             let alpn = tls.get_ref().1.alpn_protocol();
             if alpn != Some(tls::ALPN_H2) {
                 return Err(Error::new(Kind::Tls)
@@ -161,10 +169,12 @@ where
         .handshake(TokioIo::new(io))
         .await
         .map_err(|e| Error::with(Kind::Protocol, e).context("HTTP/2 handshake"))?;
+    let open = metrics::OpenConnection::new(metrics::Side::Client, Transport::H2);
     tokio::spawn(async move {
         if let Err(err) = conn.await {
             tracing::debug!(error = %err, "HTTP/2 connection ended");
         }
+        drop(open);
     });
     Ok(sender)
 }

@@ -18,6 +18,7 @@ use tonic::transport::server::TcpConnectInfo;
 use tower::ServiceExt;
 
 use crate::error::{Error, Kind};
+use crate::metrics::{Side::Server as ServerSide, handshake};
 use crate::server::limits::{Counted, ServerStats, Slot};
 use crate::server::{RoutesService, ServerSettings};
 use crate::{ConnectionInfo, Transport};
@@ -130,6 +131,7 @@ async fn serve_connection(
     (_conn_slot, handshake_slot): (Slot, Slot),
 ) {
     let _ = tcp.set_nodelay(true);
+    let _open = crate::metrics::OpenConnection::new(crate::metrics::Side::Server, Transport::H2);
     let local = shared.local_addr;
     let settings = &shared.settings;
     let service = shared.service.clone();
@@ -150,13 +152,18 @@ async fn serve_connection(
             )
             .await
             {
-                Ok(Ok(stream)) => stream,
+                Ok(Ok(stream)) => {
+                    handshake(ServerSide, Transport::H2, "ok");
+                    stream
+                }
                 Ok(Err(err)) => {
                     tracing::debug!(%remote, error = %err, "TLS handshake failed");
+                    handshake(ServerSide, Transport::H2, "failed");
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(%remote, "TLS handshake timed out");
+                    handshake(ServerSide, Transport::H2, "timeout");
                     return;
                 }
             };

@@ -28,10 +28,12 @@ use tonic::Status;
 use super::backend;
 use super::body::H3Body;
 use super::write::{Ahead, Written, write_body};
+use crate::Transport;
 use crate::body::RequestBody;
 use crate::client::Endpoint;
 use crate::client::slot::{self, Slot};
 use crate::error::{Error, Kind, sent, status_from_h3};
+use crate::metrics;
 use crate::quic;
 use crate::tls;
 
@@ -196,7 +198,10 @@ impl H3Connection {
                 tracing::debug!(%target, "resuming with 0-RTT");
                 let (tx, rx) = watch::channel(None);
                 tokio::spawn(async move {
-                    let _ = tx.send(Some(accepted.await));
+                    let accepted = accepted.await;
+                    metrics::handshake(metrics::Side::Client, Transport::H3, "ok");
+                    metrics::zero_rtt(accepted);
+                    let _ = tx.send(Some(accepted));
                 });
                 (quic, Some(rx))
             }
@@ -205,10 +210,16 @@ impl H3Connection {
                 accepted.await;
                 (quic, None)
             }
-            Err(connecting) => (
-                connecting.await.map_err(|e| connect_error(e, &target))?,
-                None,
-            ),
+            Err(connecting) => match connecting.await {
+                Ok(quic) => {
+                    metrics::handshake(metrics::Side::Client, Transport::H3, "ok");
+                    (quic, None)
+                }
+                Err(e) => {
+                    metrics::handshake(metrics::Side::Client, Transport::H3, "failed");
+                    return Err(connect_error(e, &target));
+                }
+            },
         };
         let mut builder = h3::client::builder();
         builder.max_field_section_size(config.max_field_section_size);
@@ -219,9 +230,24 @@ impl H3Connection {
         let ended = quic.clone();
         let closed = Arc::new(AtomicBool::new(false));
         let closing = closed.clone();
+        let open = metrics::OpenConnection::new(metrics::Side::Client, Transport::H3);
         tokio::spawn(async move {
-            let err = futures::future::poll_fn(|cx| driver.poll_close(cx)).await;
+            let mut sampler = metrics::QuicSampler::new(metrics::Side::Client);
+            let mut tick = tokio::time::interval(metrics::QuicSampler::INTERVAL);
+            tick.reset();
+            let mut close = std::pin::pin!(futures::future::poll_fn(|cx| driver.poll_close(cx)));
+            let err = loop {
+                tokio::select! {
+                    err = &mut close => break err,
+                    _ = tick.tick() => sampler.sample(&ended),
+                }
+            };
             closing.store(true, Ordering::Release);
+            sampler.sample(&ended);
+            if matches!(ended.close_reason(), Some(quinn::ConnectionError::Reset)) {
+                metrics::count(metrics::QUIC_STATELESS_RESETS, metrics::Side::Client);
+            }
+            drop(open);
             if !err.is_h3_no_error() {
                 tracing::debug!(error = %err, "HTTP/3 connection ended");
             }

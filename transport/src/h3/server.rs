@@ -27,6 +27,7 @@ use super::peer_cancel::{CancelOnReset, PeerCancel};
 use super::repoll::Repoll;
 use super::write::{Ahead, Written, write_body};
 use crate::error::{Error, Kind, sent};
+use crate::metrics;
 use crate::server::limits::{ServerStats, Slot};
 use crate::server::stopped;
 use crate::server::{RoutesService, ServerSettings};
@@ -156,8 +157,9 @@ fn admit(
         } else {
             // Stateless for us; a spoofed source address never comes back with the token.
             tracing::debug!(%remote, "handshake limit reached; asking for address validation");
-            if let Err(err) = incoming.retry() {
-                err.into_incoming().refuse();
+            match incoming.retry() {
+                Ok(()) => metrics::count(metrics::QUIC_RETRIES, metrics::Side::Server),
+                Err(err) => err.into_incoming().refuse(),
             }
         }
         return None;
@@ -199,6 +201,11 @@ async fn serve_connection(
         return;
     };
     drop(handshake);
+    let _open = metrics::OpenConnection::new(metrics::Side::Server, Transport::H3);
+    let mut sampler = metrics::QuicSampler::new(metrics::Side::Server);
+    let mut sample_tick = tokio::time::interval(metrics::QuicSampler::INTERVAL);
+    sample_tick.reset();
+    let mut last_remote = remote;
     let peer_certificates = conn
         .peer_identity()
         .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
@@ -249,7 +256,12 @@ async fn serve_connection(
                 Ok(Some(resolver)) => {
                     // The peer's address as of this request: it changes when the client migrates.
                     let mut info = info.clone();
-                    info.remote_addr = Some(conn.remote_address());
+                    let now_remote = conn.remote_address();
+                    if now_remote != last_remote {
+                        metrics::count(metrics::QUIC_MIGRATIONS, metrics::Side::Server);
+                        last_remote = now_remote;
+                    }
+                    info.remote_addr = Some(now_remote);
                     let slot = stats.request();
                     let request = Box::pin(serve_request(
                         slot,
@@ -277,9 +289,11 @@ async fn serve_connection(
                     break;
                 }
             }
+            _ = sample_tick.tick() => sampler.sample(&conn),
         }
     }
     while requests.join_next().await.is_some() {}
+    sampler.sample(&conn);
     tracing::debug!(%remote, stats = ?conn.stats(), "QUIC connection statistics");
     if draining {
         // Responses that finished just before the drain began may still be unacknowledged, and
@@ -338,14 +352,20 @@ async fn establish(
     } else {
         connecting
     };
+    let side = metrics::Side::Server;
     match tokio::time::timeout(settings.handshake_timeout, connecting).await {
-        Ok(Ok(conn)) => Some(conn),
+        Ok(Ok(conn)) => {
+            metrics::handshake(side, Transport::H3, "ok");
+            Some(conn)
+        }
         Ok(Err(err)) => {
             tracing::debug!(%remote, error = %err, "QUIC handshake failed");
+            metrics::handshake(side, Transport::H3, "failed");
             None
         }
         Err(_) => {
             tracing::debug!(%remote, "QUIC handshake timed out");
+            metrics::handshake(side, Transport::H3, "timeout");
             None
         }
     }

@@ -77,6 +77,8 @@ impl Service<Request<Body>> for Observe {
             metrics::PROTOCOL_VERSION => version
         )
         .increment(1);
+        ::metrics::gauge!(metrics::SERVER_ACTIVE_CALLS, metrics::PROTOCOL_VERSION => version)
+            .increment(1.0);
         let (parts, body) = req.into_parts();
         let (body, received) = CountedBody::new(body);
         let req = Request::from_parts(parts, Body::new(body));
