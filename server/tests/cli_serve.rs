@@ -242,22 +242,29 @@ fn query(zone: &str, name: &str) -> RecordQuery {
 
 /// `GET path` over plain HTTP/1.1 on `addr`: the status code and body.
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    try_http_get(addr, path)
+        .await
+        .unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
+/// [`http_get`], failing with the I/O error (nothing listening yet, say).
+async fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(request.as_bytes()).await?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    stream.read_to_string(&mut response).await?;
     let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap();
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
     let body = response
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    (status, body)
+    Ok((status, body))
 }
 
 /// `--metrics`: Prometheus text at /metrics, with the calls of each wire counted per method and
@@ -318,6 +325,206 @@ async fn metrics_count_the_calls_of_each_wire() {
         }
     }
     assert_eq!(http_get(metrics, "/").await.0, 404);
+    assert!(server.terminate().success());
+}
+
+/// A Prometheus server of its own (temporary storage, loopback port), killed on drop.
+struct PrometheusProcess {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl PrometheusProcess {
+    /// Starts `prometheus` scraping `target` every second; `None` (with the reason printed) when
+    /// the binary is missing (scripts/install-prometheus.sh installs it).
+    async fn start(target: SocketAddr) -> Option<PrometheusProcess> {
+        if Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: no `prometheus` on PATH (scripts/install-prometheus.sh)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: zone-server\n    static_configs:\n      \
+                 - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        // A free loopback port (released just before prometheus binds it).
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let prometheus = PrometheusProcess {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(
+            tokio::time::timeout(Duration::from_secs(2), try_http_get(addr, "/-/ready")).await,
+            Ok(Ok((200, _)))
+        ) {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Some(prometheus)
+    }
+
+    /// An instant query through `/api/v1/query`: each series' labels and value.
+    async fn query(&self, promql: &str) -> Vec<(serde_json::Value, f64)> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let (status, body) = http_get(self.addr, &format!("/api/v1/query?query={encoded}")).await;
+        assert_eq!(status, 200, "{promql}: {body}");
+        // Connection: close, no chunking expected from Prometheus for small answers; tolerate it.
+        let json = body
+            .find('{')
+            .map(|i| &body[i..])
+            .and_then(|b| b.rfind('}').map(|j| &b[..=j]))
+            .unwrap_or("{}");
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(v["status"], "success", "{promql}: {v}");
+        v["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                let value = r["value"][1].as_str().unwrap().parse().unwrap();
+                (r["metric"].clone(), value)
+            })
+            .collect()
+    }
+}
+
+impl Drop for PrometheusProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Prometheus scrapes `zone-server --metrics` while calls run over both wires; read back
+/// through its query API: started and finished calls per method and wire equal the calls made,
+/// a latency quantile is finite, and QUIC's RTT is there (it exists for HTTP/3 only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_calls_of_each_wire() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        tmp.path(),
+        &[
+            "--port",
+            "0",
+            "--cert-dir",
+            "certs",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let Some(prometheus) = PrometheusProcess::start(server.metrics.unwrap()).await else {
+        return;
+    };
+    let ca = std::fs::read(tmp.path().join("certs/ca.pem")).unwrap();
+    let calls = [(Transport::H2, "2", 3.0), (Transport::H3, "3", 5.0)];
+    for (transport, _, n) in calls {
+        let channel = Endpoint::new(format!("https://{}", server.addr))
+            .unwrap()
+            .transport(transport)
+            .ca_certificate_pem(&ca)
+            .unwrap()
+            .server_name("localhost")
+            .timeout(Duration::from_secs(20))
+            .connect()
+            .await
+            .unwrap();
+        for _ in 0..n as usize {
+            zones_client(channel.clone(), None)
+                .get_record(query("example.com.", "ns1.example.com."))
+                .await
+                .unwrap();
+        }
+        // Dropped: the QUIC connection ends, and its figures are sampled.
+    }
+    let method = "grpc_method=\"zone.v1.Zones/GetRecord\"";
+    let started_q =
+        format!("sum by (network_protocol_version) (grpc_server_call_started{{{method}}})");
+    let finished_q = format!(
+        "sum by (network_protocol_version) (grpc_server_call_duration_seconds_count{{{method}}})"
+    );
+    let rtt_q = "sum(grpc_h3_quic_rtt_seconds_count{side=\"server\"})";
+    let by_wire = |rows: Vec<(serde_json::Value, f64)>| -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = rows
+            .into_iter()
+            .map(|(m, x)| {
+                (
+                    m["network_protocol_version"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    x,
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let want: Vec<(String, f64)> = calls.iter().map(|(_, v, n)| (v.to_string(), *n)).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let started = by_wire(prometheus.query(&started_q).await);
+        let finished = by_wire(prometheus.query(&finished_q).await);
+        let rtt = prometheus.query(rtt_q).await;
+        if started == want && finished == want && rtt.first().is_some_and(|(_, n)| *n >= 1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not see the calls within 30 s: started {started:?}, finished \
+             {finished:?}, QUIC RTT samples {rtt:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let p50 = prometheus
+        .query(&format!(
+            "histogram_quantile(0.5, sum by (le) (grpc_server_call_duration_seconds_bucket{{{method}}}))"
+        ))
+        .await;
+    assert!(
+        p50.first()
+            .is_some_and(|(_, s)| s.is_finite() && *s > 0.0 && *s < 10.0),
+        "{p50:?}"
+    );
     assert!(server.terminate().success());
 }
 
