@@ -5,5 +5,6 @@ pub mod auth;
 pub mod identity;
 pub mod interop;
 pub mod journal;
+pub mod observe;
 pub mod process;
 pub mod zones;

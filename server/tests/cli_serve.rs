@@ -328,6 +328,120 @@ async fn metrics_count_the_calls_of_each_wire() {
     assert!(server.terminate().success());
 }
 
+/// The zone server's own metrics: auth outcomes (no user names), journal appends and their
+/// latency, the zone's serial after a push, open Sync subscriptions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_auth_journal_serial_and_subscribers() {
+    use zone_proto::zone::v1::change::Op;
+    use zone_proto::zone::v1::{Change, ChangeBatch, Record, SyncMessage, ZoneCursor};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut users = Users::new();
+    users
+        .add("alice", b"alice-pw", &["zone.v1.Zones/*"], None::<&[&str]>)
+        .unwrap();
+    users.save(&tmp.path().join("users.toml")).unwrap();
+    let server = ServerProcess::start(
+        tmp.path(),
+        &[
+            "--port",
+            "0",
+            "--cert-dir",
+            "certs",
+            "--users",
+            "users.toml",
+            "--journal",
+            "journal.redb",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let ca = std::fs::read(tmp.path().join("certs/ca.pem")).unwrap();
+    let channel = Endpoint::new(format!("https://{}", server.addr))
+        .unwrap()
+        .transport(Transport::H3)
+        .ca_certificate_pem(&ca)
+        .unwrap()
+        .server_name("localhost")
+        .timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .unwrap();
+    let denied = zones_client(channel.clone(), None)
+        .get_record(query("example.com.", "ns1.example.com."))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::Unauthenticated);
+    HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut alice = zones_client(channel.clone(), Some(("alice", "alice-pw")));
+    // A Sync subscriber, open while the metrics are read.
+    let (sync_tx, sync_rx) = tokio::sync::mpsc::channel(4);
+    sync_tx
+        .send(SyncMessage {
+            kind: Some(zone_proto::zone::v1::sync_message::Kind::Subscribe(
+                zone_proto::zone::v1::Subscribe {
+                    zones: vec![ZoneCursor {
+                        zone: "example.com.".into(),
+                        serial: 0,
+                    }],
+                },
+            )),
+        })
+        .await
+        .unwrap();
+    let mut sync = alice
+        .sync(tokio_stream::wrappers::ReceiverStream::new(sync_rx))
+        .await
+        .unwrap()
+        .into_inner();
+    sync.message().await.unwrap().unwrap();
+    let pushed = alice
+        .push_changes(futures::stream::iter(vec![ChangeBatch {
+            zone: "example.com.".into(),
+            changes: vec![Change {
+                op: Op::Create.into(),
+                record: Some(Record {
+                    name: "metrics.example.com.".into(),
+                    r#type: "A".into(),
+                    class: String::new(),
+                    ttl: 60,
+                    rdata: "192.0.2.99".into(),
+                }),
+                previous: None,
+            }],
+            expected_serial: None,
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    let serial = pushed.serial;
+    let (status, text) = http_get(server.metrics.unwrap(), "/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "zone_server_auth_outcomes{result=\"UNAUTHENTICATED\"} 1".to_string(),
+        "zone_server_auth_outcomes{result=\"PUBLIC\"} 1".to_string(),
+        // Sync and PushChanges.
+        "zone_server_auth_outcomes{result=\"OK\"} 2".to_string(),
+        "zone_server_journal_appends{result=\"ok\"} 1".to_string(),
+        "zone_server_journal_append_latency_seconds_count 1".to_string(),
+        format!("zone_server_zone_serial{{zone=\"example.com.\"}} {serial}"),
+        "zone_server_sync_subscribers 1".to_string(),
+    ] {
+        assert!(text.contains(&line), "no {line:?} in\n{text}");
+    }
+    assert!(
+        !text.contains("alice"),
+        "a user name in the metrics:\n{text}"
+    );
+    drop(sync_tx);
+    drop(sync);
+    assert!(server.terminate().success());
+}
+
 /// A Prometheus server of its own (temporary storage, loopback port), killed on drop.
 struct PrometheusProcess {
     child: Child,

@@ -191,11 +191,13 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         .map_err(|e| failed(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
         let metrics = match args.metrics {
-            Some(addr) => Some(
-                metrics_http::serve(addr)
+            Some(addr) => {
+                let bound = metrics_http::serve(addr)
                     .await
-                    .map_err(|e| failed(format!("{e:#}")))?,
-            ),
+                    .map_err(|e| failed(format!("{e:#}")))?;
+                zone_client::edge::describe_metrics();
+                Some(bound)
+            }
             None => None,
         };
         let serving = match args.serve {

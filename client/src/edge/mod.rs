@@ -48,6 +48,26 @@ use crate::cli::output::status_text;
 pub use copy::{CopyError, LookupError, ZoneCopy};
 pub use state_file::StateFileError;
 
+/// The edge's metrics (`zone-edge run --metrics ADDR` exports them; grpc-h3 adds its per-call
+/// and QUIC ones): the serial each zone's copy is at (gauge, attribute `zone`).
+pub const ZONE_SERIAL: &str = "zone_edge.zone.serial";
+/// Sync streams that ended and were started again (counter).
+pub const RECONNECTS: &str = "zone_edge.reconnects";
+/// Zones started over from a snapshot after an update that did not fit the copy (counter).
+pub const RESYNCS: &str = "zone_edge.resyncs";
+/// Serials applied but not yet persisted and acknowledged, at each ack (histogram): how far
+/// the acknowledged state trails the copy.
+pub const LAG: &str = "zone_edge.ack_lag_serials";
+
+/// Describes the metrics above for exporters.
+pub fn describe_metrics() {
+    use metrics::Unit;
+    metrics::describe_gauge!(ZONE_SERIAL, Unit::Count, "Serial of each zone's copy");
+    metrics::describe_counter!(RECONNECTS, Unit::Count, "Sync streams restarted");
+    metrics::describe_counter!(RESYNCS, Unit::Count, "Zones restarted from a snapshot");
+    metrics::describe_histogram!(LAG, Unit::Count, "Serials applied but not yet acknowledged");
+}
+
 /// Acks queued towards the server; acks are cumulative, so a full queue just skips one.
 const ACK_QUEUE: usize = 64;
 
@@ -296,6 +316,7 @@ impl Edge {
             if self.progress() != before {
                 delay = first;
             }
+            metrics::counter!(RECONNECTS).increment(1);
             match outcome {
                 Ok(()) => tracing::info!("the server ended the sync stream; reconnecting"),
                 Err(err) if err.is_fatal() => {
@@ -388,6 +409,7 @@ impl Edge {
                 let zone = self.kept_zone(&snapshot.zone)?;
                 let copy = ZoneCopy::from_snapshot(&snapshot);
                 tracing::info!(%zone, serial = copy.serial(), records = copy.len(), "snapshot");
+                metrics::gauge!(ZONE_SERIAL, "zone" => zone.clone()).set(f64::from(copy.serial()));
                 self.write_zones().insert(zone, copy);
                 counters.snapshots.fetch_add(1, Ordering::Relaxed);
             }
@@ -405,9 +427,11 @@ impl Edge {
                     // Start this zone over from a snapshot rather than keep a wrong copy.
                     zones.remove(&zone);
                     counters.resyncs.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(RESYNCS).increment(1);
                     return Err(EdgeError::Copy { zone, source });
                 }
                 tracing::debug!(%zone, serial = update.serial, "update");
+                metrics::gauge!(ZONE_SERIAL, "zone" => zone).set(f64::from(update.serial));
                 counters.updates.fetch_add(1, Ordering::Relaxed);
             }
             // Subscribe and Ack travel edge → server only.
@@ -436,7 +460,15 @@ impl Edge {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let applied: HashMap<String, u32> = self
+            .read_zones()
+            .iter()
+            .map(|(zone, copy)| (zone.clone(), copy.serial()))
+            .collect();
         for (zone, serial) in persisted {
+            if let Some(&now) = applied.get(&zone) {
+                metrics::histogram!(LAG).record(f64::from(now.saturating_sub(serial)));
+            }
             let last = acked.entry(zone.clone()).or_default();
             if serial != *last {
                 let ack = pb::SyncMessage {

@@ -184,12 +184,31 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         Box::pin(async move {
-            match shared.authorize(&mut request).await {
-                Ok(()) => inner.call(request).await,
+            let outcome = shared.authorize(&mut request).await;
+            let result = match &outcome {
+                Ok(Access::Public) => "PUBLIC",
+                Ok(Access::Granted) => "OK",
+                Err(status) => match status.code() {
+                    tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+                    tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+                    _ => "INTERNAL",
+                },
+            };
+            metrics::counter!(crate::observe::AUTH_OUTCOMES, "result" => result).increment(1);
+            match outcome {
+                Ok(_) => inner.call(request).await,
                 Err(status) => Ok(status.into_http()),
             }
         })
     }
+}
+
+/// Why a call may go on.
+enum Access {
+    /// A public method (health checks): no credentials asked.
+    Public,
+    /// Valid credentials with the right to the method.
+    Granted,
 }
 
 #[derive(Debug)]
@@ -204,7 +223,10 @@ struct Shared {
 }
 
 impl Shared {
-    async fn authorize<B>(self: &Arc<Self>, request: &mut http::Request<B>) -> Result<(), Status> {
+    async fn authorize<B>(
+        self: &Arc<Self>,
+        request: &mut http::Request<B>,
+    ) -> Result<Access, Status> {
         let method = request
             .uri()
             .path()
@@ -217,7 +239,7 @@ impl Shared {
         let header = headers.remove(AUTHORIZATION);
 
         if self.public_prefixes.iter().any(|p| method.starts_with(p)) {
-            return Ok(());
+            return Ok(Access::Public);
         }
         let Some(header) = header else {
             tracing::debug!(%method, "rejected: no credentials");
@@ -254,7 +276,7 @@ impl Shared {
         request
             .extensions_mut()
             .insert(AuthenticatedUser { name, zones });
-        Ok(())
+        Ok(Access::Granted)
     }
 
     /// Checks `password` for `name`: from the cache when verified recently, else with argon2 on

@@ -271,7 +271,11 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     let addr = SocketAddr::new(args.host, args.port);
     runtime.block_on(async {
         let metrics = match args.metrics {
-            Some(addr) => Some(metrics_http::serve(addr).await?),
+            Some(addr) => {
+                let bound = metrics_http::serve(addr).await?;
+                zone_server::observe::describe();
+                Some(bound)
+            }
             None => None,
         };
         // Held while serving: it applies batches other servers append to a shared journal.

@@ -114,10 +114,19 @@ impl ZoneStore {
                 self.prepare(&cell, &batch)
             }?;
             let serial = prepared.batch.serial();
-            match journal
+            let started = std::time::Instant::now();
+            let appended = journal
                 .append(Arc::clone(&prepared.batch), prepared.base_serial())
-                .await
-            {
+                .await;
+            let result = match &appended {
+                Ok(()) => "ok",
+                Err(JournalError::Conflict { .. }) => "conflict",
+                Err(_) => "error",
+            };
+            metrics::counter!(crate::observe::JOURNAL_APPENDS, "result" => result).increment(1);
+            metrics::histogram!(crate::observe::JOURNAL_APPEND_LATENCY)
+                .record(started.elapsed().as_secs_f64());
+            match appended {
                 Ok(()) => {}
                 Err(JournalError::UnknownZone(_)) if !registered => {
                     registered = true;

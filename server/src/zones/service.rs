@@ -294,6 +294,7 @@ impl SyncSession {
         }
         let mut follower =
             store.follow(subscribe.zones.iter().map(|c| (c.zone.as_str(), c.serial)))?;
+        let _subscriber = crate::observe::Subscriber::new();
 
         let mut inbound_open = true;
         loop {
@@ -339,6 +340,8 @@ impl SyncSession {
                         ack.serial
                     )));
                 }
+                metrics::histogram!(crate::observe::SYNC_ACK_LAG)
+                    .record(f64::from(sent.saturating_sub(ack.serial)));
                 let acked = self.acked.entry(zone).or_default();
                 *acked = (*acked).max(ack.serial);
                 tracing::trace!(serial = *acked, "sync ack");

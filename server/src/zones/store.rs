@@ -642,6 +642,8 @@ impl ZoneStore {
     /// Records the batch in the history and wakes the zone's followers; called under the zone
     /// lock.
     fn publish(&self, cell: &ZoneCell, state: &mut ZoneState, batch: Arc<AppliedBatch>) {
+        metrics::gauge!(crate::observe::ZONE_SERIAL, "zone" => cell.name.to_string())
+            .set(f64::from(batch.serial));
         state.remember(batch, &self.inner.config);
         cell.notify();
     }
