@@ -57,6 +57,7 @@ mod quic;
 mod server;
 mod timeout;
 mod tls;
+mod trace;
 mod wire;
 
 pub use client::{Channel, Endpoint};
@@ -66,6 +67,7 @@ pub use quic::{CongestionControl, QuicSettings};
 pub use server::{BoundServer, RoutesService, Server, ServerStats};
 pub use timeout::InvalidTimeout;
 pub use tls::ServerTls;
+pub use trace::Propagator;
 pub use wire::{ParseTransportError, ParseWiresError, Transport, Wires};
 
 /// Per-stream receive window of both wires (quinn's default is 1.25 MB; HTTP/2's is 64 KiB).

@@ -471,6 +471,8 @@ pub(crate) struct CallEnd {
     pub(crate) version: &'static str,
     pub(crate) started: Instant,
     pub(crate) received_or_sent: Arc<AtomicU64>,
+    /// The call's tracing span: its status and duration are recorded on it at the end.
+    pub(crate) span: tracing::Span,
 }
 
 /// Which side records.
@@ -487,6 +489,8 @@ impl CallEnd {
         let secs = self.started.elapsed().as_secs_f64();
         let other_bytes = self.received_or_sent.load(Ordering::Relaxed) as f64;
         let status = code_name(status);
+        self.span.record("grpc.status", status);
+        self.span.record("duration_ms", secs * 1e3);
         match self.side {
             Side::Server => {
                 metrics::gauge!(SERVER_ACTIVE_CALLS, PROTOCOL_VERSION => self.version)

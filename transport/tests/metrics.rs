@@ -1,11 +1,12 @@
-//! gRFC A66 metrics over HTTP/2, HTTP/3 and Auto, read back through a recorder installed for the
-//! whole process (so this is a binary of its own; its cases take turns, each reading only what it
-//! recorded).
+//! Observability over HTTP/2, HTTP/3 and Auto: gRFC A66 metrics read back through a recorder
+//! installed for the whole process, and per-call tracing spans (with trace-context propagation)
+//! through a process-wide subscriber — so this is a binary of its own; its cases take turns,
+//! each reading only what it recorded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use grpc_h3::Transport;
 use grpc_h3::metrics as m;
@@ -378,7 +379,159 @@ mod connections {
     );
 }
 
+/// A span's name and its fields as text.
+type SpanRecord = (String, HashMap<String, String>);
+
+/// Spans seen by the process-wide subscriber, by span id.
+#[derive(Default)]
+struct Spans(std::sync::Mutex<HashMap<u64, SpanRecord>>);
+
+struct Fields<'a>(&'a mut HashMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for &'static Spans {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = HashMap::new();
+        attrs.record(&mut Fields(&mut fields));
+        let name = attrs.metadata().name().to_string();
+        let mut spans = self.0.lock().unwrap();
+        spans.insert(id.into_u64(), (name, fields));
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if let Some((_, fields)) = self.0.lock().unwrap().get_mut(&id.into_u64()) {
+            values.record(&mut Fields(fields));
+        }
+    }
+}
+
+fn spans() -> &'static Spans {
+    static SPANS: OnceLock<&'static Spans> = OnceLock::new();
+    SPANS.get_or_init(|| {
+        let spans: &'static Spans = Box::leak(Box::default());
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let subscriber = tracing_subscriber::registry().with(spans);
+        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
+        spans
+    })
+}
+
+/// Writes a `traceparent` naming the client span's id; the server side records what it got.
+#[derive(Clone, Default)]
+struct TestPropagator {
+    extracted: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl grpc_h3::Propagator for TestPropagator {
+    fn inject(&self, span: &tracing::Span, headers: &mut http::HeaderMap) {
+        let id = span.id().map_or(0, |id| id.into_u64());
+        let value = format!("00-{:032x}-{id:016x}-01", 0x5eed_u64);
+        headers.insert("traceparent", value.parse().unwrap());
+    }
+
+    fn extract(&self, headers: &http::HeaderMap, _span: &tracing::Span) {
+        if let Some(v) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+            self.extracted.lock().unwrap().push(v.to_string());
+        }
+    }
+}
+
+/// One span per call on each side with method, wire, peer, status and duration; the client's
+/// trace context reaches the server through `traceparent` when both ends have a propagator.
+async fn calls_have_spans_and_carry_trace_context(t: Transport) {
+    let _turn = TURN.lock().await;
+    let spans = spans();
+    let propagator = TestPropagator::default();
+    let bound = grpc_h3::Server::builder()
+        .tls(
+            grpc_h3::ServerTls::from_pem(
+                &fixture::certs().server_cert_pem,
+                &fixture::certs().server_key_pem,
+            )
+            .unwrap(),
+        )
+        .wires(grpc_h3::Wires::from(t))
+        .propagator(propagator.clone())
+        .add_service(fixture::service(Arc::default()))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = match t {
+        Transport::H3 => bound.h3_addr().unwrap(),
+        _ => bound.h2_addr().unwrap(),
+    };
+    let server = tokio::spawn(bound.serve_with_shutdown(std::future::pending::<()>()));
+    let channel = fixture::endpoint(t, addr)
+        .propagator(propagator.clone())
+        .connect()
+        .await
+        .unwrap();
+    let mut client = zone_proto::grpc_testing::test_service_client::TestServiceClient::new(channel);
+    client.unary_call(unary_request(1, 0)).await.unwrap();
+    spans.0.lock().unwrap().clear();
+    propagator.extracted.lock().unwrap().clear();
+    client.unary_call(unary_request(10, 0)).await.unwrap();
+    // The server records its span's end when the response body ends: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (client_span, server_span) = loop {
+        let found = |name: &str| {
+            spans
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, (n, f))| n == name && f.contains_key("grpc.status"))
+                .map(|(id, (_, f))| (*id, f.clone()))
+        };
+        if let (Some(c), Some(s)) = (found("grpc.client"), found("grpc.server")) {
+            break (c, s);
+        }
+        assert!(std::time::Instant::now() < deadline, "no finished spans");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let v = version(t);
+    for (side, fields) in [("client", &client_span.1), ("server", &server_span.1)] {
+        assert_eq!(fields["rpc.method"], UNARY, "{side} {fields:?}");
+        assert_eq!(fields["network.protocol.version"], v, "{side} {fields:?}");
+        assert_eq!(fields["grpc.status"], "OK", "{side} {fields:?}");
+        let ms: f64 = fields["duration_ms"].parse().unwrap();
+        assert!(ms > 0.0 && ms < 10_000.0, "{side} {fields:?}");
+    }
+    assert!(
+        server_span.1.contains_key("client.address"),
+        "{server_span:?}"
+    );
+    assert_eq!(client_span.1["server.address"], addr.to_string());
+    let extracted = propagator.extracted.lock().unwrap().clone();
+    assert_eq!(
+        extracted,
+        [format!("00-{:032x}-{:016x}-01", 0x5eed_u64, client_span.0)],
+        "the server got the client span's context"
+    );
+    server.abort();
+}
+
 test_support::matrix!(
+    calls_have_spans_and_carry_trace_context,
     unary_calls_are_counted_with_status_sizes_and_wire,
     a_server_stream_records_its_total_message_bytes,
     methods_the_server_does_not_serve_are_other,

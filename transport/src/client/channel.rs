@@ -23,6 +23,7 @@ use crate::h2::client::{H2Body, H2Connection};
 use crate::h3::client::{H3Connection, ResponseBody as H3Body};
 use crate::metrics::{self as gmetrics, CallEnd, CountedBody, ObservedBody, PendingEnd};
 use crate::timeout::{self, DeadlineBody, Side};
+use crate::trace::{self, SharedPropagator};
 
 /// A virtual connection to one server, cheap to clone, usable by any tonic-generated client:
 /// `FooClient::new(channel)` or `FooClient::with_interceptor(channel, f)`.
@@ -41,6 +42,7 @@ struct Inner {
     wire: Wire,
     /// The `grpc.target` metric attribute: `scheme://authority`.
     target: metrics::SharedString,
+    propagator: Option<SharedPropagator>,
 }
 
 // Arcs so a call's future owns just its wire's connection (see `Channel::call`).
@@ -87,6 +89,7 @@ impl Channel {
                 default_timeout: None,
                 wire: Wire::Failed(format!("{err:#}"), code),
                 target: metrics::SharedString::const_str("other"),
+                propagator: None,
             }),
         }
     }
@@ -102,6 +105,7 @@ impl Channel {
                     "{}://{}",
                     endpoint.scheme, endpoint.authority
                 )),
+                propagator: endpoint.propagator.clone(),
                 wire,
             }),
         }
@@ -195,6 +199,10 @@ impl tower_service::Service<Request<Body>> for Channel {
         };
         let method = gmetrics::client_method(req.uri().path());
         let version = gmetrics::protocol_version(self.transport_in_use());
+        let span = trace::client_span(&method, version, self.inner.authority.as_str());
+        if let Some(propagator) = &self.inner.propagator {
+            propagator.0.inject(&span, req.headers_mut());
+        }
         metrics::counter!(
             gmetrics::CLIENT_ATTEMPT_STARTED,
             gmetrics::METHOD => method.clone(),
@@ -214,14 +222,15 @@ impl tower_service::Service<Request<Body>> for Channel {
             version,
             started: std::time::Instant::now(),
             received_or_sent: sent,
+            span: span.clone(),
         });
         // One future per wire (`call_on` is monomorphised): a single async block over all wires
         // would be as large as the largest (Auto holds both), and every call pays a memcpy of its
         // size when it is boxed.
         match &self.inner.wire {
-            Wire::H2(conn) => call_on(conn, req, deadline, guard, pending),
-            Wire::H3(conn) => call_on(conn, req, deadline, guard, pending),
-            Wire::Auto(conn) => call_on(conn, req, deadline, guard, pending),
+            Wire::H2(conn) => call_on(conn, req, deadline, guard, pending, span),
+            Wire::H3(conn) => call_on(conn, req, deadline, guard, pending, span),
+            Wire::Auto(conn) => call_on(conn, req, deadline, guard, pending, span),
             Wire::Failed(msg, code) => {
                 pending.fail(*code);
                 Box::pin(std::future::ready(Err(Status::new(*code, msg.clone()))))
@@ -277,24 +286,29 @@ fn call_on<C: WireConnection>(
     deadline: Option<Instant>,
     guard: body::CancelOnDrop,
     pending: PendingEnd,
+    span: tracing::Span,
 ) -> BoxFuture<'static, Result<Response<Body>, Status>> {
+    use tracing::Instrument as _;
     let conn = conn.clone();
-    Box::pin(async move {
-        let head = match with_deadline(deadline, conn.send(req)).await {
-            Ok(head) => head,
-            Err(status) => {
-                pending.fail(status.code());
-                return Err(status);
-            }
-        };
-        match finish(head, deadline, guard) {
-            Ok(response) => Ok(observed(response, pending)),
-            Err(status) => {
-                pending.fail(status.code());
-                Err(status)
+    Box::pin(
+        async move {
+            let head = match with_deadline(deadline, conn.send(req)).await {
+                Ok(head) => head,
+                Err(status) => {
+                    pending.fail(status.code());
+                    return Err(status);
+                }
+            };
+            match finish(head, deadline, guard) {
+                Ok(response) => Ok(observed(response, pending)),
+                Err(status) => {
+                    pending.fail(status.code());
+                    Err(status)
+                }
             }
         }
-    })
+        .instrument(span),
+    )
 }
 
 /// The response whose body records the call's metrics when it ends.

@@ -47,6 +47,7 @@ pub struct Endpoint {
     pub(crate) quic: QuicSettings,
     pub(crate) h3_port: Option<u16>,
     pub(crate) auto_head_start: Duration,
+    pub(crate) propagator: Option<crate::trace::SharedPropagator>,
 }
 
 /// `user-agent` sent unless the caller sets one (gRPC PROTOCOL-HTTP2.md, "User-Agent").
@@ -91,7 +92,18 @@ impl Endpoint {
             quic: QuicSettings::default(),
             h3_port: None,
             auto_head_start: Duration::from_millis(300),
+            propagator: None,
         })
+    }
+
+    /// Carries each call's trace context to the server: the call's `grpc.client` span is handed
+    /// to `propagator` to write into the request headers (W3C `traceparent`; see
+    /// [`Propagator`](crate::Propagator)). Without one, no trace header is sent.
+    pub fn propagator(mut self, propagator: impl crate::Propagator) -> Self {
+        self.propagator = Some(crate::trace::SharedPropagator(std::sync::Arc::new(
+            propagator,
+        )));
+        self
     }
 
     /// Which wire to use (default [`Transport::Auto`]).

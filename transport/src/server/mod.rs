@@ -123,6 +123,7 @@ pub struct Server {
     /// Names of the services added one by one (`None` once whole routes were added): the
     /// `grpc.method` metric attribute names only methods of these (see `crate::metrics`).
     services: Option<Vec<String>>,
+    propagator: Option<crate::trace::SharedPropagator>,
     layers: Vec<LayerFn>,
     tls: Option<ServerTls>,
     wires: Wires,
@@ -157,6 +158,7 @@ impl Server {
         Server {
             routes: None,
             services: Some(Vec::new()),
+            propagator: None,
             layers: Vec::new(),
             tls: None,
             wires: Wires::Both,
@@ -195,6 +197,16 @@ impl Server {
         if let Some(services) = &mut self.services {
             services.push(S::NAME.to_string());
         }
+        self
+    }
+
+    /// Continues the caller's trace: every call's `grpc.server` span is handed to `propagator`
+    /// with the request headers (W3C `traceparent`), so it can become a child of the client's
+    /// span (see [`Propagator`](crate::Propagator)). Without one, spans start new traces.
+    pub fn propagator(mut self, propagator: impl crate::Propagator) -> Self {
+        self.propagator = Some(crate::trace::SharedPropagator(std::sync::Arc::new(
+            propagator,
+        )));
         self
     }
 
@@ -332,6 +344,7 @@ impl Server {
             &self.layers,
             self.settings.request_body_timeout,
             crate::metrics::MethodLabels::new(self.services),
+            self.propagator,
         );
         let mut quic = self.quic.clone();
         quic.max_concurrent_bidi_streams = self.settings.max_concurrent_streams;

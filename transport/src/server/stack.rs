@@ -21,12 +21,15 @@ use super::{LayerFn, RoutesService};
 use crate::ConnectionInfo;
 use crate::metrics::{self, CallEnd, CountedBody, MethodLabels, ObservedBody, PendingEnd};
 use crate::timeout::{self, DeadlineBody, Side};
+use crate::trace::{self, SharedPropagator};
+use tracing::Instrument as _;
 
 pub(super) fn build(
     routes: Option<Routes>,
     layers: &[LayerFn],
     body_timeout: Option<Duration>,
     methods: MethodLabels,
+    propagator: Option<SharedPropagator>,
 ) -> RoutesService {
     let routes = routes.unwrap_or_default().prepare();
     let mut svc: RoutesService = BoxCloneSyncService::new(routes);
@@ -41,6 +44,7 @@ pub(super) fn build(
     BoxCloneSyncService::new(Observe {
         inner: deadline,
         methods: Arc::new(methods),
+        propagator,
     })
 }
 
@@ -50,6 +54,7 @@ pub(super) fn build(
 struct Observe {
     inner: RoutesService,
     methods: Arc<MethodLabels>,
+    propagator: Option<SharedPropagator>,
 }
 
 impl Service<Request<Body>> for Observe {
@@ -66,11 +71,14 @@ impl Service<Request<Body>> for Observe {
         if !is_grpc(&req) {
             return Box::pin(inner.oneshot(req));
         }
-        let version = req
-            .extensions()
-            .get::<ConnectionInfo>()
-            .map_or("2", |info| metrics::protocol_version(info.transport));
+        let info = req.extensions().get::<ConnectionInfo>();
+        let version = info.map_or("2", |info| metrics::protocol_version(info.transport));
+        let peer = info.and_then(|info| info.remote_addr);
         let method = self.methods.label(req.uri().path());
+        let span = trace::server_span(&method, version, peer);
+        if let Some(propagator) = &self.propagator {
+            propagator.0.extract(req.headers(), &span);
+        }
         ::metrics::counter!(
             metrics::SERVER_CALL_STARTED,
             metrics::METHOD => method.clone(),
@@ -89,9 +97,10 @@ impl Service<Request<Body>> for Observe {
             version,
             started: std::time::Instant::now(),
             received_or_sent: received,
+            span: span.clone(),
         });
         Box::pin(async move {
-            let resp = inner.oneshot(req).await?;
+            let resp = inner.oneshot(req).instrument(span).await?;
             let head = metrics::status_of(resp.headers());
             Ok(match pending.take() {
                 Some(end) => resp.map(|body| Body::new(ObservedBody::new(body, head, end))),
