@@ -31,6 +31,8 @@ pub struct ConnectionInfo {
     pub peer_certificates: Option<PeerCertificates>,
     /// The request arrived as 0-RTT early data (HTTP/3 only; see `Server::accept_early_data`).
     pub early_data: bool,
+    /// Where [`ConnectionInfo::path_stats`] reads from.
+    pub(crate) path: Option<crate::path::PathSource>,
 }
 
 impl ConnectionInfo {
@@ -49,7 +51,15 @@ impl ConnectionInfo {
             tls,
             peer_certificates: None,
             early_data: false,
+            path: None,
         }
+    }
+
+    /// The connection's path now — RTT, congestion window, losses — from quinn (HTTP/3) or the
+    /// kernel's `TCP_INFO` (HTTP/2, Linux); `None` for requests that did not come through a
+    /// grpc-h3 server, or where the figures cannot be read.
+    pub fn path_stats(&self) -> Option<crate::PathStats> {
+        self.path.as_ref().and_then(crate::path::PathSource::stats)
     }
 
     /// Reads the connection info of a tonic request, if the request came through a grpc-h3 server.

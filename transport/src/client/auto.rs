@@ -98,6 +98,14 @@ impl AutoConnection {
         self.state().active
     }
 
+    /// The path of the connection calls use now.
+    pub(crate) fn path_stats(&self) -> Option<crate::PathStats> {
+        match self.transport_in_use() {
+            Transport::H3 => self.h3()?.path_stats(),
+            _ => self.h2.path_stats(),
+        }
+    }
+
     /// The HTTP/3 port to try, unless HTTP/3 failed recently or the origin is plain http.
     fn known_h3_port(&self) -> Option<u16> {
         if self.endpoint.scheme != http::uri::Scheme::HTTPS {

@@ -129,6 +129,17 @@ impl Channel {
         }
     }
 
+    /// The path of the connection this channel's calls use now — RTT, congestion window, losses
+    /// — from quinn (HTTP/3) or `TCP_INFO` (HTTP/2, Linux); `None` before the first connection.
+    pub fn path_stats(&self) -> Option<crate::PathStats> {
+        match &self.inner.wire {
+            Wire::H2(conn) => conn.path_stats(),
+            Wire::H3(conn) => conn.path_stats(),
+            Wire::Auto(conn) => conn.path_stats(),
+            Wire::Failed(..) => None,
+        }
+    }
+
     /// Moves an HTTP/3 channel's UDP socket to `socket` (e.g. after a network change); open
     /// connections migrate to it (RFC 9000 §9) and in-flight calls continue. An Auto channel
     /// moves its HTTP/3 connection, if it has one.

@@ -32,6 +32,11 @@ impl<T: Live> Slot<T> {
         }
     }
 
+    /// The live connection, if there is one (never connects).
+    pub(crate) fn peek(&self) -> Option<T> {
+        self.cached()
+    }
+
     fn cached(&self) -> Option<T> {
         let guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         guard.as_ref().filter(|c| c.is_alive()).cloned()

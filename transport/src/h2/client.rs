@@ -18,6 +18,7 @@ use tonic::Status;
 use crate::Transport;
 use crate::body::RequestBody;
 use crate::metrics;
+use crate::path::PathSource;
 
 use crate::client::Endpoint;
 use crate::client::slot::{Live, Slot};
@@ -42,7 +43,14 @@ struct Config {
 /// A lazily (re)connected HTTP/2 connection shared by every clone of a channel.
 pub(crate) struct H2Connection {
     config: Arc<Config>,
-    slot: Slot<SendRequest<RequestBody>>,
+    slot: Slot<H2Live>,
+}
+
+/// The live HTTP/2 connection: hyper's sender and where its path figures come from.
+#[derive(Clone)]
+struct H2Live {
+    sender: SendRequest<RequestBody>,
+    path: Option<PathSource>,
 }
 
 impl H2Connection {
@@ -81,6 +89,12 @@ impl H2Connection {
         self.slot
             .get(|| connect(config), config.connect_timeout, target)
             .await
+            .map(|live| live.sender)
+    }
+
+    /// The current connection's path (TCP_INFO), if connected.
+    pub(crate) fn path_stats(&self) -> Option<crate::PathStats> {
+        self.slot.peek()?.path?.stats()
     }
 
     /// Sends one call. A request the connection refused before sending anything (the connection
@@ -107,23 +121,25 @@ impl H2Connection {
     }
 
     fn forget_dead(&self) {
-        self.slot.forget_if(|s| s.is_closed() || !s.is_ready());
+        self.slot
+            .forget_if(|s| s.sender.is_closed() || !s.sender.is_ready());
     }
 }
 
-impl Live for SendRequest<RequestBody> {
+impl Live for H2Live {
     fn is_alive(&self) -> bool {
-        !self.is_closed()
+        !self.sender.is_closed()
     }
 }
 
-async fn connect(config: &Config) -> Result<SendRequest<RequestBody>, Error> {
+async fn connect(config: &Config) -> Result<H2Live, Error> {
     let target = format!("{}:{}", config.host, config.port);
     let tcp = TcpStream::connect((config.host.as_str(), config.port))
         .await
         .map_err(|e| Error::with(Kind::Connect, e).context(target.clone()))?;
     // gRPC messages are small and latency-bound; Nagle only adds delay.
     let _ = tcp.set_nodelay(true);
+    let path = PathSource::tcp(&tcp);
     match &config.tls {
         Some((connector, name)) => {
             let tls = match connector.connect(name.clone(), tcp).await {
@@ -145,6 +161,7 @@ async fn connect(config: &Config) -> Result<SendRequest<RequestBody>, Error> {
         }
         None => handshake(tcp, config).await,
     }
+    .map(|sender| H2Live { sender, path })
 }
 
 async fn handshake<T>(io: T, config: &Config) -> Result<SendRequest<RequestBody>, Error>

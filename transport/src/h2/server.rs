@@ -143,6 +143,7 @@ async fn serve_connection(
         tls: false,
         peer_certificates: None,
         early_data: false,
+        path: crate::path::PathSource::tcp(&tcp),
     };
     match &shared.tls {
         Some(acceptor) => {

@@ -155,6 +155,11 @@ impl H3Connection {
             .await
     }
 
+    /// The current connection's path (quinn's figures), if connected.
+    pub(crate) fn path_stats(&self) -> Option<crate::PathStats> {
+        crate::path::PathSource::Quic(self.slot.peek()?.quic).stats()
+    }
+
     fn forget(&self, quic: &quinn::Connection) {
         self.slot
             .forget_if(|l| l.quic.stable_id() == quic.stable_id());

@@ -217,6 +217,7 @@ async fn serve_connection(
         tls: true,
         peer_certificates,
         early_data: false,
+        path: Some(crate::path::PathSource::Quic(conn.clone())),
     };
     let mut builder = h3::server::builder();
     builder.max_field_section_size(u64::from(settings.max_header_list_size));

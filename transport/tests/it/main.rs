@@ -10,6 +10,7 @@ mod ephemeral_bind;
 mod errors;
 mod limits;
 mod matrix;
+mod path;
 mod peer_resets;
 mod props;
 mod tls_policy;
