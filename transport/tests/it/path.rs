@@ -2,6 +2,8 @@
 //! `ConnectionInfo::path_stats` on the server — RTT, congestion window, losses — from quinn for
 //! HTTP/3 and from `TCP_INFO` for HTTP/2.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
