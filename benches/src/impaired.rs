@@ -24,9 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use dev_certs::DevCerts;
-use grpc_h3::{
-    Channel, CongestionControl, Endpoint, QuicSettings, Server, ServerTls, Transport, Wires,
-};
+use grpc_h3::{CongestionControl, Endpoint, QuicSettings, Server, ServerTls, Transport, Wires};
 use hdrhistogram::Histogram;
 use netlab::{Impairment, Lab};
 use serde::Serialize;
@@ -40,9 +38,11 @@ use zone_server::interop::test_service;
 use crate::cli::{Args, GridCell, Profile};
 use crate::goals;
 use crate::load::{Budget, Op, Work, closed_loop};
+use crate::peer::{PeerConnector, PeerServer};
 use crate::report::{num, ratio_text, table};
 use crate::results::{self, Goal, Machine};
 use crate::stats::{Ratio, Summary, ratio};
+use crate::target::{AnyChannel, Wire};
 
 /// Payload of the unary calls.
 const SMALL: usize = 64;
@@ -67,6 +67,10 @@ pub enum NetWire {
     /// HTTP/3, BBR on both ends.
     #[serde(rename = "h3-bbr")]
     H3Bbr,
+    /// tonic-h3 0.0.6, its own client and server, Cubic on both ends (the comparison peer; runs
+    /// under loss only).
+    #[serde(rename = "tonic-h3")]
+    TonicH3,
 }
 
 impl NetWire {
@@ -76,13 +80,14 @@ impl NetWire {
             NetWire::H2Bbr => "h2-bbr",
             NetWire::H3 => "h3",
             NetWire::H3Bbr => "h3-bbr",
+            NetWire::TonicH3 => "tonic-h3",
         }
     }
 
     /// The congestion controller on both ends (kernel TCP for h2, quinn for h3).
     fn congestion(self) -> &'static str {
         match self {
-            NetWire::H2 | NetWire::H3 => "cubic",
+            NetWire::H2 | NetWire::H3 | NetWire::TonicH3 => "cubic",
             NetWire::H2Bbr | NetWire::H3Bbr => "bbr",
         }
     }
@@ -91,12 +96,31 @@ impl NetWire {
         matches!(self, NetWire::H2 | NetWire::H2Bbr)
     }
 
-    /// BBR is compared with Cubic under loss only.
-    fn at(loss_pct: f64) -> Vec<NetWire> {
-        if loss_pct > 0.0 {
-            vec![NetWire::H2, NetWire::H3, NetWire::H2Bbr, NetWire::H3Bbr]
+    /// The wires measured at a grid point: BBR and tonic-h3 under loss only; `only` (from
+    /// `--wire`; empty = all) keeps h2 (both controllers), h3 (both) and tonic-h3.
+    fn at(loss_pct: f64, only: &[Wire]) -> Vec<NetWire> {
+        let all = if loss_pct > 0.0 {
+            vec![
+                NetWire::H2,
+                NetWire::H3,
+                NetWire::TonicH3,
+                NetWire::H2Bbr,
+                NetWire::H3Bbr,
+            ]
         } else {
             vec![NetWire::H2, NetWire::H3]
+        };
+        all.into_iter()
+            .filter(|w| only.is_empty() || only.contains(&w.wire()))
+            .collect()
+    }
+
+    /// The `--wire` value that selects this wire.
+    fn wire(self) -> Wire {
+        match self {
+            NetWire::H2 | NetWire::H2Bbr => Wire::H2,
+            NetWire::H3 | NetWire::H3Bbr => Wire::H3,
+            NetWire::TonicH3 => Wire::Peer,
         }
     }
 }
@@ -109,6 +133,8 @@ pub struct LabSettings {
     pub losses_pct: Vec<f64>,
     /// The measurements made at each grid point (`--cell`; default all).
     pub cells: Vec<GridCell>,
+    /// `--wire`: the wires to measure (empty = all).
+    pub wires: Vec<Wire>,
     /// Time bound of one measurement (one scenario, one wire, one grid point, one repetition).
     pub duration_s: f64,
     /// Measured repetitions per grid point; within one, every wire runs once (order rotated).
@@ -184,6 +210,7 @@ impl LabSettings {
             } else {
                 args.cells.clone()
             },
+            wires: args.wires.clone(),
             duration_s: args.duration.map_or(duration, |d| d.as_secs_f64()),
             reps: args.reps.map_or(reps, |r| r as usize),
             c1_min_calls,
@@ -191,7 +218,11 @@ impl LabSettings {
             stream_limit_s,
             fanout_counts,
             fanout_publishes,
-            faults: profile != Profile::Tiny,
+            // A narrowed grid (--rtt, --loss, --cell) is a focused measurement: no fault cases.
+            faults: profile != Profile::Tiny
+                && args.rtts_ms.is_empty()
+                && args.losses_pct.is_empty()
+                && args.cells.is_empty(),
         }
     }
 
@@ -318,7 +349,9 @@ fn analyse(lab: &Lab, addrs: LabAddrs, ca_pem: &[u8], duration: Duration) -> Ana
         rt.block_on(async {
             let work = async {
                 let client = connect(NetWire::H2, addrs, &ca).await?;
-                stream(client, duration, None).await.map(|(mbit, _)| mbit)
+                stream(client, duration, None, false)
+                    .await
+                    .map(|(mbit, _)| mbit)
             };
             tokio::time::timeout(duration * 2 + Duration::from_secs(15), work)
                 .await
@@ -409,6 +442,7 @@ struct LabAddrs {
     h2: SocketAddr,
     h3_cubic: SocketAddr,
     h3_bbr: SocketAddr,
+    tonic_h3: SocketAddr,
 }
 
 fn quic(congestion: CongestionControl) -> QuicSettings {
@@ -448,16 +482,28 @@ fn start_servers(
                 }
             };
             let bound = async {
-                let cubic = bind(CongestionControl::Cubic).await?;
-                let bbr = bind(CongestionControl::Bbr).await?;
-                Ok::<_, grpc_h3::Error>((cubic, bbr))
+                let cubic = bind(CongestionControl::Cubic)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let bbr = bind(CongestionControl::Bbr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let peer = PeerServer::start(
+                    tonic::service::Routes::new(test_service()),
+                    SocketAddr::from((ip, 0)),
+                    &cert,
+                    &key,
+                )
+                .await
+                .map_err(|e| format!("tonic-h3 server: {e:#}"))?;
+                Ok::<_, String>((cubic, bbr, peer))
             }
             .await;
-            let (cubic, bbr) = match bound {
+            let (cubic, bbr, peer) = match bound {
                 Ok(b) => b,
                 Err(e) => {
                     let _ = ready_tx.send(Err(format!("binding in namespace b: {e}")));
-                    return Err(e.to_string());
+                    return Err(e);
                 }
             };
             let addrs = match (cubic.h2_addr(), cubic.h3_addr(), bbr.h3_addr()) {
@@ -465,6 +511,7 @@ fn start_servers(
                     h2,
                     h3_cubic,
                     h3_bbr,
+                    tonic_h3: peer.addr(),
                 },
                 _ => {
                     let _ = ready_tx.send(Err("a server did not bind TCP and UDP".into()));
@@ -483,6 +530,7 @@ fn start_servers(
                 .await;
             let _ = stop_bbr_tx.send(());
             let _ = tokio::time::timeout(Duration::from_secs(3), bbr_task).await;
+            peer.shutdown().await;
             served.map_err(|e| e.to_string())
         })
     })?;
@@ -493,16 +541,23 @@ fn start_servers(
     Ok((addrs, stop_tx, thread))
 }
 
+/// A client over `wire`; tonic-h3's connects on its first call (every cell makes an untimed one).
 async fn connect(
     wire: NetWire,
     addrs: LabAddrs,
     ca_pem: &[u8],
-) -> anyhow::Result<TestServiceClient<Channel>> {
+) -> anyhow::Result<TestServiceClient<AnyChannel>> {
     let (addr, transport, congestion) = match wire {
         // The TCP controller is the namespaces' sysctl; the QUIC settings are unused for H2.
         NetWire::H2 | NetWire::H2Bbr => (addrs.h2, Transport::H2, CongestionControl::Cubic),
         NetWire::H3 => (addrs.h3_cubic, Transport::H3, CongestionControl::Cubic),
         NetWire::H3Bbr => (addrs.h3_bbr, Transport::H3, CongestionControl::Bbr),
+        NetWire::TonicH3 => {
+            let channel = PeerConnector::new(addrs.tonic_h3, ca_pem, "localhost")?.channel()?;
+            return Ok(TestServiceClient::new(AnyChannel::Peer(channel))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE));
+        }
     };
     let channel = Endpoint::new(format!("https://{addr}"))?
         .transport(transport)
@@ -511,13 +566,13 @@ async fn connect(
         .ca_certificate_pem(ca_pem)?
         .connect()
         .await?;
-    Ok(TestServiceClient::new(channel)
+    Ok(TestServiceClient::new(AnyChannel::Ours(channel))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE))
 }
 
 struct Unary {
-    client: TestServiceClient<Channel>,
+    client: TestServiceClient<AnyChannel>,
     request: SimpleRequest,
 }
 
@@ -536,20 +591,13 @@ impl Op for Unary {
 /// Unary 64 B calls from `concurrency` workers for `duration`, then on (when fewer than
 /// `min_calls` were made) until `min_calls` or `limit`: all latencies and the calls/s.
 async fn unary(
-    client: TestServiceClient<Channel>,
+    client: TestServiceClient<AnyChannel>,
     concurrency: usize,
     duration: Duration,
     min_calls: u64,
     limit: Duration,
 ) -> anyhow::Result<(Histogram<u64>, f64)> {
-    let request = SimpleRequest {
-        response_size: SMALL as i32,
-        payload: Some(Payload {
-            r#type: 0,
-            body: vec![0x5a; SMALL],
-        }),
-        ..SimpleRequest::default()
-    };
+    let request = small_request();
     let ops = || -> Vec<Unary> {
         (0..concurrency)
             .map(|_| Unary {
@@ -588,6 +636,18 @@ async fn unary(
     Ok((latency, crate::load::per_sec(calls as f64, elapsed)))
 }
 
+/// The 64 B unary request of every small call.
+fn small_request() -> SimpleRequest {
+    SimpleRequest {
+        response_size: SMALL as i32,
+        payload: Some(Payload {
+            r#type: 0,
+            body: vec![0x5a; SMALL],
+        }),
+        ..SimpleRequest::default()
+    }
+}
+
 /// How long a stream cell runs under loss: on past its time bound until the link has dropped
 /// `min` packets at random since it started, at most `limit`.
 #[derive(Debug, Clone)]
@@ -601,9 +661,10 @@ struct UntilLosses {
 /// events), and at least until the first message (new calls when one ends): Mbit/s of payload
 /// and the packets the link dropped at random meanwhile.
 async fn stream(
-    client: TestServiceClient<Channel>,
+    client: TestServiceClient<AnyChannel>,
     duration: Duration,
     until: Option<UntilLosses>,
+    forget: bool,
 ) -> anyhow::Result<(f64, u64)> {
     let mut client = client;
     let request = StreamingOutputCallRequest {
@@ -634,7 +695,7 @@ async fn stream(
     // lossy link would otherwise measure nothing); the caller's limit still does.
     let first_deadline = hard_deadline + Duration::from_secs(60);
     let mut bytes = 0u64;
-    'calls: loop {
+    loop {
         let until = if bytes == 0 {
             first_deadline
         } else {
@@ -645,10 +706,10 @@ async fn stream(
             break;
         };
         let mut messages = response?.into_inner();
-        loop {
+        let stop = loop {
             let now = tokio::time::Instant::now();
             if bytes > 0 && done(now) {
-                break 'calls;
+                break true;
             }
             let until = if bytes == 0 {
                 first_deadline
@@ -657,15 +718,27 @@ async fn stream(
             };
             match tokio::time::timeout_at(until, messages.message()).await {
                 Err(_) if bytes == 0 || tokio::time::Instant::now() >= hard_deadline => {
-                    break 'calls;
+                    break true;
                 }
                 // Poll tick: check the end condition again (the message stays pending in tonic's
                 // decoder, nothing is lost).
                 Err(_) => {}
                 Ok(Ok(Some(m))) => bytes += m.payload.map_or(0, |p| p.body.len()) as u64,
-                Ok(Ok(None)) => break,
+                Ok(Ok(None)) => break false,
                 Ok(Err(status)) => return Err(status.into()),
             }
+        };
+        if forget {
+            // tonic-h3 0.0.6 panics when a response is dropped while a read is pending
+            // (h3-quinn 0.0.10's `stop_sending` unwraps the stream its pending read holds; see
+            // peer.rs): its response is forgotten instead, and its connection closes with the
+            // channel when the cell ends.
+            std::mem::forget(messages);
+        } else {
+            drop(messages);
+        }
+        if stop {
+            break;
         }
         if bytes > 0 && done(tokio::time::Instant::now()) {
             break;
@@ -768,7 +841,7 @@ async fn stream_cell(
         duration * 2 + Duration::from_secs_f64(settings.stream_limit_s) + Duration::from_secs(15);
     let work = async {
         let client = connect(wire, addrs, ca_pem).await?;
-        stream(client, duration, until).await
+        stream(client, duration, until, wire == NetWire::TonicH3).await
     };
     match tokio::time::timeout(limit, work).await {
         Ok(Ok((mbit, losses))) => {
@@ -795,13 +868,27 @@ async fn hol_cell(
     let limit = duration * 2 + Duration::from_secs(15);
     let work = async {
         let client = connect(wire, addrs, ca_pem).await?;
+        // One call first, so the bulk stream and the small calls share one connection (tonic-h3's
+        // channel connects on its first call).
+        client
+            .clone()
+            .unary_call(small_request())
+            .await
+            .context("first call")?;
         let bulk = tokio::spawn(stream(
             client.clone(),
             duration + Duration::from_secs(1),
             None,
+            wire == NetWire::TonicH3,
         ));
         let small = unary(client, HOL_CONCURRENCY, duration, 0, duration).await;
-        bulk.abort();
+        // The stream ends at its own time bound (aborting it mid-read would panic tonic-h3).
+        if tokio::time::timeout(Duration::from_secs(5), bulk)
+            .await
+            .is_err()
+        {
+            eprintln!("zone-bench netlab: the bulk stream beside the small calls did not end");
+        }
         small
     };
     match tokio::time::timeout(limit, work).await {
@@ -925,7 +1012,7 @@ fn run_point(
     settings: &LabSettings,
 ) -> anyhow::Result<(Vec<Point>, LinkStats)> {
     let before = lab.stats();
-    let wires = NetWire::at(loss_pct);
+    let wires = NetWire::at(loss_pct, &settings.wires);
     let mut acc: Vec<Accumulator> = wires.iter().map(|&w| Accumulator::new(w)).collect();
     for rep in 0..settings.reps.max(1) {
         for i in 0..wires.len() {
@@ -1200,6 +1287,8 @@ fn rows(settings: &LabSettings, points: &[Point], key: &str) -> Vec<Vec<String>>
             "h3-bbr (QUIC bbr)",
             "h3/h2 bbr",
             "h3-bbr/h2 (cross)",
+            "tonic-h3 (QUIC cubic)",
+            "tonic-h3/h2 cubic",
         ]
         .map(str::to_string)
         .to_vec(),
@@ -1218,7 +1307,7 @@ fn rows(settings: &LabSettings, points: &[Point], key: &str) -> Vec<Vec<String>>
                     &paired_ratios(points, rtt, loss, key, a, b),
                 )
             };
-            use NetWire::{H2, H2Bbr, H3, H3Bbr};
+            use NetWire::{H2, H2Bbr, H3, H3Bbr, TonicH3};
             rows.push(vec![
                 rtt.to_string(),
                 num(loss),
@@ -1229,6 +1318,8 @@ fn rows(settings: &LabSettings, points: &[Point], key: &str) -> Vec<Vec<String>>
                 f(H3Bbr),
                 r(H3Bbr, H2Bbr),
                 r(H3Bbr, H2),
+                f(TonicH3),
+                r(TonicH3, H2),
             ]);
         }
     }
@@ -1241,7 +1332,8 @@ fn congestion_note(host: Option<&str>) -> String {
         "TCP congestion control set in both lab namespaces (congctl of the route to the peer; \
          the namespace sysctl may only name the host's allowed controllers) before each h2 \
          measurement and read back (h2 = cubic, h2-bbr = bbr; host default: {}); QUIC: quinn Cubic (h3) or BBR \
-         (h3-bbr) on client and server. Ratios compare like with like; h3-bbr/h2 (cross) is \
+         (h3-bbr) on client and server; tonic-h3 = tonic-h3 0.0.6's own client and server, \
+         quinn Cubic, under loss only. Ratios compare like with like; h3-bbr/h2 (cross) is \
          informational.",
         host.unwrap_or("unknown")
     )
@@ -1354,7 +1446,13 @@ fn plot_all(
     settings: &LabSettings,
     points: &[Point],
 ) -> anyhow::Result<Vec<String>> {
-    let wires = [NetWire::H2, NetWire::H3, NetWire::H2Bbr, NetWire::H3Bbr];
+    let wires = [
+        NetWire::H2,
+        NetWire::H3,
+        NetWire::H2Bbr,
+        NetWire::H3Bbr,
+        NetWire::TonicH3,
+    ];
     let mut throughput = Vec::new();
     for wire in wires {
         for &rtt in &settings.rtts_ms {
@@ -1733,17 +1831,19 @@ fn run(lab: &Lab, args: &Args, parts: NetlabParts) -> anyhow::Result<()> {
         }
         faults = lab_faults::run_all(lab, addrs.h2, addrs.h3_cubic, &certs.ca_pem);
     }
-    let analysis =
-        (failure.is_none() && settings.rtts_ms.contains(&50) && settings.losses_pct.contains(&5.0))
-            .then(|| {
-                let _ = tcp_congestion(lab, "cubic");
-                analyse(
-                    lab,
-                    addrs,
-                    &certs.ca_pem,
-                    settings.duration().max(Duration::from_secs(4)),
-                )
-            });
+    let analysis = (failure.is_none()
+        && settings.cells.contains(&GridCell::Stream)
+        && settings.rtts_ms.contains(&50)
+        && settings.losses_pct.contains(&5.0))
+    .then(|| {
+        let _ = tcp_congestion(lab, "cubic");
+        analyse(
+            lab,
+            addrs,
+            &certs.ca_pem,
+            settings.duration().max(Duration::from_secs(4)),
+        )
+    });
     // Servers stop on a perfect link, so their goodbyes are not lost.
     let _ = lab.set(Impairment::default(), Impairment::default());
     let _ = stop.send(());
@@ -1950,6 +2050,7 @@ mod tests {
         let points = vec![h2.point(50, 5.0), p];
         let settings = LabSettings {
             cells: GridCell::ALL.to_vec(),
+            wires: Vec::new(),
             profile: Profile::Quick,
             rtts_ms: vec![50],
             losses_pct: vec![5.0],
@@ -2000,13 +2101,18 @@ mod tests {
     }
 
     #[test]
-    fn wires_carry_their_controller_and_bbr_runs_only_under_loss() {
-        assert_eq!(NetWire::at(0.0), [NetWire::H2, NetWire::H3]);
+    fn wires_carry_their_controller_and_bbr_and_tonic_h3_run_only_under_loss() {
+        use NetWire::{H2, H2Bbr, H3, H3Bbr, TonicH3};
+        assert_eq!(NetWire::at(0.0, &[]), [H2, H3]);
+        assert_eq!(NetWire::at(1.0, &[]), [H2, H3, TonicH3, H2Bbr, H3Bbr]);
+        // --wire h2,tonic-h3 keeps both HTTP/2 controllers and the peer.
         assert_eq!(
-            NetWire::at(1.0),
-            [NetWire::H2, NetWire::H3, NetWire::H2Bbr, NetWire::H3Bbr]
+            NetWire::at(1.0, &[Wire::H2, Wire::Peer]),
+            [H2, TonicH3, H2Bbr]
         );
-        let tcp: Vec<_> = NetWire::at(5.0)
+        assert_eq!(NetWire::at(0.0, &[Wire::Peer]), []);
+        assert_eq!(TonicH3.congestion(), "cubic");
+        let tcp: Vec<_> = NetWire::at(5.0, &[])
             .into_iter()
             .filter(|w| w.is_tcp())
             .map(|w| (w.label(), w.congestion()))
@@ -2023,6 +2129,7 @@ mod tests {
     fn tables_have_one_row_per_grid_point_and_like_for_like_ratios() {
         let settings = LabSettings {
             cells: GridCell::ALL.to_vec(),
+            wires: Vec::new(),
             profile: Profile::Tiny,
             rtts_ms: vec![0, 50],
             losses_pct: vec![0.0, 5.0],
@@ -2042,19 +2149,22 @@ mod tests {
             point(50, 5.0, NetWire::H3, &[("stream_mbit_s", 4.0)]),
             point(50, 5.0, NetWire::H2Bbr, &[("stream_mbit_s", 40.0)]),
             point(50, 5.0, NetWire::H3Bbr, &[("stream_mbit_s", 10.0)]),
+            point(50, 5.0, NetWire::TonicH3, &[("stream_mbit_s", 3.0)]),
         ];
         let table = rows(&settings, &points, "stream_mbit_s");
         assert_eq!(table.len(), 1 + 4);
         assert_eq!(table[0][4], "h3/h2 cubic");
         assert_eq!(table[0][7], "h3/h2 bbr");
-        // RTT 0, loss 0: Cubic only.
+        assert_eq!(table[0][10], "tonic-h3/h2 cubic");
+        // RTT 0, loss 0: Cubic only, no tonic-h3.
         assert_eq!(table[1][4], "0.50");
-        assert_eq!(table[1][5..], ["—", "—", "—", "—"]);
+        assert_eq!(table[1][5..], ["—", "—", "—", "—", "—", "—"]);
         assert_eq!(table[2][2], "—");
         // RTT 50, loss 5: h3/h2 cubic, h3/h2 bbr, cross h3-bbr/h2.
         assert_eq!(table[4][4], "2.00");
         assert_eq!(table[4][7], "0.25");
         assert_eq!(table[4][8], "5.00");
+        assert_eq!(table[4][10], "1.50");
         let md = markdown_section(
             &settings,
             &points,

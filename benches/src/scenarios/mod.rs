@@ -8,6 +8,7 @@ mod auth;
 mod calls;
 pub(crate) mod fanout;
 mod journal;
+mod observe;
 mod streams;
 
 use std::sync::Arc;
@@ -152,6 +153,30 @@ const AUTH: &[MetricSpec] = &[
     m("argon2_runs", "argon2 runs", Better::Neither, false),
 ];
 
+const METRICS_COST: &[MetricSpec] = &[
+    m(
+        "unary_rate_off",
+        "calls/s recorder off",
+        Better::Higher,
+        false,
+    ),
+    m("unary_rate_on", "calls/s recorder on", Better::Higher, true),
+    no_ratio("unary_cost_pct", "unary cost %", Better::Lower, true),
+    m(
+        "stream_gbit_off",
+        "stream Gbit/s recorder off",
+        Better::Higher,
+        false,
+    ),
+    m(
+        "stream_gbit_on",
+        "stream Gbit/s recorder on",
+        Better::Higher,
+        true,
+    ),
+    no_ratio("stream_cost_pct", "stream cost %", Better::Lower, true),
+];
+
 const FANOUT: &[MetricSpec] = &[
     m("p50_ms_1", "1 sub p50 ms", Better::Lower, true),
     m("p99_ms_1", "1 sub p99 ms", Better::Lower, true),
@@ -224,6 +249,8 @@ pub enum Kind {
     EdgeFanout,
     /// The redb journal against the shared NATS JetStream one: publish rate, propagation.
     JournalCompare,
+    /// Unary 64 B c=32 and the 64 KiB stream with the Prometheus recorder off vs on.
+    MetricsCost,
 }
 
 /// A scenario of the catalogue.
@@ -339,6 +366,18 @@ pub static CATALOGUE: &[ScenarioDef] = &[
              whether a given handshake resumed; the time difference shows it.",
         ],
         ours_only: false,
+    },
+    ScenarioDef {
+        name: "metrics-cost",
+        description: "UnaryCall 64 B c=32 and the 64 KiB server stream with the Prometheus \
+                      metrics recorder off vs on (grpc-h3's A66 and QUIC metrics)",
+        kind: Kind::MetricsCost,
+        metrics: METRICS_COST,
+        notes: &[
+            "Each case runs four half-length slices per load, off/on/on/off (mirrored every \
+             other round). Off = no-op handles, as with no recorder installed.",
+        ],
+        ours_only: true,
     },
     ScenarioDef {
         name: "auth",
@@ -458,6 +497,7 @@ pub async fn run(def: &'static ScenarioDef, case: Case) -> anyhow::Result<Sample
         Kind::ServerStream => streams::server_stream(&case).await,
         Kind::Push => streams::push(&case).await,
         Kind::Auth => auth::auth(&case).await,
+        Kind::MetricsCost => observe::metrics_cost(&case).await,
         Kind::EdgeFanout => fanout::edge_fanout(&case).await,
         Kind::JournalCompare => journal::redb_vs_nats(&case).await,
     }

@@ -101,7 +101,7 @@ pub(super) async fn transfer(case: &Case) -> anyhow::Result<Sample> {
 }
 
 /// One `StreamingOutputCall` of `messages` 64 KiB messages.
-struct ServerStreamOp {
+pub(super) struct ServerStreamOp {
     client: TestServiceClient<AnyChannel>,
     request: StreamingOutputCallRequest,
     messages: usize,
@@ -132,6 +132,17 @@ impl Op for ServerStreamOp {
 }
 
 pub(super) async fn server_stream(case: &Case) -> anyhow::Result<Sample> {
+    let mut op = server_stream_op(case).await?;
+    op.call().await.context("first stream")?;
+    let report = closed_loop(vec![op], case.budget).await?;
+    Ok(Sample {
+        metrics: throughput_metrics(&report),
+        latency: None,
+    })
+}
+
+/// A fresh channel's `stream-64k` operation (one StreamingOutputCall of the run's message count).
+pub(super) async fn server_stream_op(case: &Case) -> anyhow::Result<ServerStreamOp> {
     let channel = case.target.connect(case.wire, ServerSet::Plain).await?;
     let messages = case.settings.stream_messages;
     let request = StreamingOutputCallRequest {
@@ -144,18 +155,12 @@ pub(super) async fn server_stream(case: &Case) -> anyhow::Result<Sample> {
         ],
         ..StreamingOutputCallRequest::default()
     };
-    let mut op = ServerStreamOp {
+    Ok(ServerStreamOp {
         client: TestServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE),
         request,
         messages,
-    };
-    op.call().await.context("first stream")?;
-    let report = closed_loop(vec![op], case.budget).await?;
-    Ok(Sample {
-        metrics: throughput_metrics(&report),
-        latency: None,
     })
 }
 

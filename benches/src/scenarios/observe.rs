@@ -1,0 +1,141 @@
+//! What recording metrics costs: `unary-64b-c32` and `stream-64k` with the Prometheus recorder
+//! (metrics-exporter-prometheus, as `--metrics` installs it) switched on and off, in one case as
+//! four half-length slices in ABBA order (mirrored every other round), like the auth scenario.
+//!
+//! A recorder cannot be uninstalled, so the process installs one that forwards to Prometheus'
+//! while switched on and hands out no-op handles while off — what the `metrics` facade does with
+//! no recorder at all (grpc-h3 registers per call, so the switch takes effect at once).
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+
+use super::calls::unary_load;
+use super::streams::server_stream_op;
+use super::{Case, SMALL, Sample};
+use crate::load::{Budget, Op as _, closed_loop, per_sec};
+use crate::target::ServerSet;
+
+/// The process's recorder: Prometheus' while `on`, none while off.
+struct Switch {
+    on: AtomicBool,
+    prometheus: PrometheusRecorder,
+}
+
+impl Recorder for Switch {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.prometheus.describe_counter(key, unit, description);
+    }
+
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.prometheus.describe_gauge(key, unit, description);
+    }
+
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.prometheus.describe_histogram(key, unit, description);
+    }
+
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        if self.on.load(Ordering::Relaxed) {
+            self.prometheus.register_counter(key, metadata)
+        } else {
+            Counter::noop()
+        }
+    }
+
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        if self.on.load(Ordering::Relaxed) {
+            self.prometheus.register_gauge(key, metadata)
+        } else {
+            Gauge::noop()
+        }
+    }
+
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        if self.on.load(Ordering::Relaxed) {
+            self.prometheus.register_histogram(key, metadata)
+        } else {
+            Histogram::noop()
+        }
+    }
+}
+
+/// The process-wide switch, installed on first use.
+fn switch() -> anyhow::Result<&'static Switch> {
+    static SWITCH: OnceLock<Option<&'static Switch>> = OnceLock::new();
+    SWITCH
+        .get_or_init(|| {
+            let switch: &'static Switch = Box::leak(Box::new(Switch {
+                on: AtomicBool::new(false),
+                prometheus: PrometheusBuilder::new().build_recorder(),
+            }));
+            metrics::set_global_recorder(switch).ok().map(|()| switch)
+        })
+        .context("another metrics recorder is installed in this process")
+}
+
+/// Runs `measure` in ABBA slices with the recorder off and on; returns (off, on) as the sums of
+/// what each slice measured (work, seconds).
+async fn abba<F, Fut>(case: &Case, mut measure: F) -> anyhow::Result<((f64, f64), (f64, f64))>
+where
+    F: FnMut(Budget) -> Fut,
+    Fut: Future<Output = anyhow::Result<(f64, f64)>>,
+{
+    let switch = switch()?;
+    let slice = Budget {
+        duration: case.budget.duration / 2,
+        max_ops: case.budget.max_ops / 2,
+    };
+    let order = if case.round.is_multiple_of(2) {
+        [false, true, true, false]
+    } else {
+        [true, false, false, true]
+    };
+    let (mut off, mut on) = ((0.0, 0.0), (0.0, 0.0));
+    for recording in order {
+        switch.on.store(recording, Ordering::Relaxed);
+        let measured = measure(slice).await;
+        switch.on.store(false, Ordering::Relaxed);
+        let (work, secs) = measured?;
+        let side = if recording { &mut on } else { &mut off };
+        side.0 += work;
+        side.1 += secs;
+    }
+    Ok((off, on))
+}
+
+pub(super) async fn metrics_cost(case: &Case) -> anyhow::Result<Sample> {
+    let (u_off, u_on) = abba(case, |slice| async move {
+        let report = unary_load(case, 32, SMALL, ServerSet::Plain, slice).await?;
+        Ok((report.ops as f64, report.elapsed.as_secs_f64()))
+    })
+    .await?;
+    let (s_off, s_on) = abba(case, |slice| async move {
+        let mut op = server_stream_op(case).await?;
+        op.call().await.context("first stream")?;
+        let report = closed_loop(vec![op], slice).await?;
+        Ok((
+            report.work.bytes as f64 * 8.0 / 1e9,
+            report.elapsed.as_secs_f64(),
+        ))
+    })
+    .await?;
+    let rate = |(work, secs): (f64, f64)| per_sec(work, std::time::Duration::from_secs_f64(secs));
+    let cost = |off: f64, on: f64| (1.0 - on / off) * 100.0;
+    let (unary_off, unary_on) = (rate(u_off), rate(u_on));
+    let (stream_off, stream_on) = (rate(s_off), rate(s_on));
+    Ok(Sample {
+        metrics: vec![
+            ("unary_rate_off", unary_off),
+            ("unary_rate_on", unary_on),
+            ("unary_cost_pct", cost(unary_off, unary_on)),
+            ("stream_gbit_off", stream_off),
+            ("stream_gbit_on", stream_on),
+            ("stream_cost_pct", cost(stream_off, stream_on)),
+        ],
+        latency: None,
+    })
+}
