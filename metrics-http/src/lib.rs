@@ -54,9 +54,10 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
         .await
         .with_context(|| format!("cannot listen for metrics on {addr}"))?;
     let local = listener.local_addr()?;
-    // Unit suffixes as Prometheus names them (`_seconds`, `_bytes`), from the described units.
+    // Prometheus naming: unit suffixes from the described units (`_seconds`, `_bytes`), `_total`
+    // on counters, in the HELP and TYPE lines too.
     let handle = PrometheusBuilder::new()
-        .set_enable_unit_suffix(true)
+        .with_recommended_naming(true)
         .set_buckets_for_metric(Matcher::Suffix("duration".into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Suffix("_latency".into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Suffix("message_size".into()), SIZE_BUCKETS)?

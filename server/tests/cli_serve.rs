@@ -312,7 +312,7 @@ async fn metrics_count_the_calls_of_each_wire() {
     assert_eq!(status, 200, "{text}");
     for (version, calls) in [("2", 3), ("3", 4)] {
         let started = format!(
-            "grpc_server_call_started{{grpc_method=\"zone.v1.Zones/GetRecord\",\
+            "grpc_server_call_started_total{{grpc_method=\"zone.v1.Zones/GetRecord\",\
              network_protocol_version=\"{version}\"}} {calls}"
         );
         assert!(text.contains(&started), "no {started:?} in\n{text}");
@@ -422,11 +422,11 @@ async fn metrics_show_auth_journal_serial_and_subscribers() {
     let (status, text) = http_get(server.metrics.unwrap(), "/metrics").await;
     assert_eq!(status, 200);
     for line in [
-        "zone_server_auth_outcomes{result=\"UNAUTHENTICATED\"} 1".to_string(),
-        "zone_server_auth_outcomes{result=\"PUBLIC\"} 1".to_string(),
+        "zone_server_auth_outcomes_total{result=\"UNAUTHENTICATED\"} 1".to_string(),
+        "zone_server_auth_outcomes_total{result=\"PUBLIC\"} 1".to_string(),
         // Sync and PushChanges.
-        "zone_server_auth_outcomes{result=\"OK\"} 2".to_string(),
-        "zone_server_journal_appends{result=\"ok\"} 1".to_string(),
+        "zone_server_auth_outcomes_total{result=\"OK\"} 2".to_string(),
+        "zone_server_journal_appends_total{result=\"ok\"} 1".to_string(),
         "zone_server_journal_append_latency_seconds_count 1".to_string(),
         format!("zone_server_zone_serial{{zone=\"example.com.\"}} {serial}"),
         "zone_server_sync_subscribers 1".to_string(),
@@ -592,7 +592,7 @@ async fn prometheus_scrapes_the_calls_of_each_wire() {
     }
     let method = "grpc_method=\"zone.v1.Zones/GetRecord\"";
     let started_q =
-        format!("sum by (network_protocol_version) (grpc_server_call_started{{{method}}})");
+        format!("sum by (network_protocol_version) (grpc_server_call_started_total{{{method}}})");
     let finished_q = format!(
         "sum by (network_protocol_version) (grpc_server_call_duration_seconds_count{{{method}}})"
     );
