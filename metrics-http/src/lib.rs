@@ -44,6 +44,9 @@ const SIZE_BUCKETS: &[f64] = &[
     4_294_967_296.0,
 ];
 
+/// Buckets of lags counted in zone serials.
+const SERIAL_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0];
+
 /// How often histogram buffers are folded into the rendered state (the exporter's upkeep).
 const UPKEEP: Duration = Duration::from_secs(5);
 
@@ -61,6 +64,12 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
         .set_buckets_for_metric(Matcher::Suffix("duration".into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Suffix("_latency".into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Suffix("message_size".into()), SIZE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Suffix("_serials".into()), SERIAL_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("grpc_h3.quic.rtt".into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full("grpc_h3.quic.congestion_window".into()),
+            SIZE_BUCKETS,
+        )?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     grpc_h3::metrics::describe();

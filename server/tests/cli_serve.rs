@@ -639,6 +639,17 @@ async fn prometheus_scrapes_the_calls_of_each_wire() {
             .is_some_and(|(_, s)| s.is_finite() && *s > 0.0 && *s < 10.0),
         "{p50:?}"
     );
+    // Every query of the Grafana dashboard in docs/ is valid PromQL over these names.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/grafana/grpc-h3.json")).unwrap();
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            prometheus.query(target["expr"].as_str().unwrap()).await;
+            queries += 1;
+        }
+    }
+    assert!(queries >= 16, "{queries} dashboard queries");
     assert!(server.terminate().success());
 }
 
