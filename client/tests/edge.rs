@@ -697,6 +697,8 @@ async fn sync_follow_and_the_zone_edge_binary_work_with_a_journaled_server() {
             "--serve",
             "127.0.0.1:0",
             "--serve-plaintext",
+            "--metrics",
+            "127.0.0.1:0",
         ])
         .arg(ZONE)
         .stdin(Stdio::null())
@@ -707,7 +709,15 @@ async fn sync_follow_and_the_zone_edge_binary_work_with_a_journaled_server() {
     let edge_lines = lines_of(&mut edge);
     let mut edge = Killed(edge);
     let ready = expect_line(&edge_lines, "READY serve=").await;
-    let serve: SocketAddr = ready.trim_start_matches("READY serve=").parse().unwrap();
+    let field = |name: &str| -> SocketAddr {
+        ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {ready:?}"))
+            .parse()
+            .unwrap()
+    };
+    let (serve, metrics) = (field("serve="), field("metrics="));
 
     // Give the follower a moment to subscribe, then publish.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -739,6 +749,24 @@ async fn sync_follow_and_the_zone_edge_binary_work_with_a_journaled_server() {
         }
         assert!(Instant::now() < deadline, "edge binary did not catch up");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // --metrics: the copy's serial, and the edge's HTTP/2 connection to the zone server.
+    let text = {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(metrics).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        text
+    };
+    for line in [
+        format!("zone_edge_zone_serial{{zone=\"{ZONE}\"}} {serial}"),
+        "grpc_h3_connections_open{side=\"client\",network_protocol_version=\"2\"} 1".to_string(),
+    ] {
+        assert!(text.contains(&line), "no {line:?} in\n{text}");
     }
 
     // SIGTERM: clean exit, state persisted; lookups from the state file.
