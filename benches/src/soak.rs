@@ -20,7 +20,6 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Code;
 use zone_proto::grpc_testing::test_service_client::TestServiceClient;
 use zone_proto::grpc_testing::{
     Payload, ResponseParameters, SimpleRequest, StreamingOutputCallRequest,
@@ -109,27 +108,7 @@ impl SoakSettings {
 }
 
 /// The canonical name of a status code (`UNAVAILABLE`), as the gRPC docs and other stacks print it.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
+pub use grpc_h3::metrics::code_name;
 
 /// Resident set size of this process in KiB (`VmRSS` of /proc/self/status; Linux only).
 pub fn rss_kib() -> Option<u64> {
@@ -1114,12 +1093,6 @@ mod tests {
         let opened = i64::try_from(during).unwrap() - i64::try_from(before).unwrap();
         assert!((48..=80).contains(&opened), "{before} → {during}");
         drop(files);
-    }
-
-    #[test]
-    fn code_names_are_canonical() {
-        assert_eq!(code_name(Code::Unavailable), "UNAVAILABLE");
-        assert_eq!(code_name(Code::DeadlineExceeded), "DEADLINE_EXCEEDED");
     }
 
     #[test]

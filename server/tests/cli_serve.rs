@@ -198,6 +198,20 @@ impl ServerProcess {
     }
 }
 
+/// A channel to `server` over `transport` (its dev CA, name `localhost`, 20 s call timeout).
+async fn connect(server: &ServerProcess, ca: &[u8], transport: Transport) -> grpc_h3::Channel {
+    Endpoint::new(format!("https://{}", server.addr))
+        .unwrap()
+        .transport(transport)
+        .ca_certificate_pem(ca)
+        .unwrap()
+        .server_name("localhost")
+        .timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{transport}: connect: {e}"))
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
@@ -286,16 +300,7 @@ async fn metrics_count_the_calls_of_each_wire() {
     let metrics = server.metrics.expect("READY line without metrics=");
     let ca = std::fs::read(tmp.path().join("certs/ca.pem")).unwrap();
     for (transport, calls) in [(Transport::H2, 2), (Transport::H3, 3)] {
-        let channel = Endpoint::new(format!("https://{}", server.addr))
-            .unwrap()
-            .transport(transport)
-            .ca_certificate_pem(&ca)
-            .unwrap()
-            .server_name("localhost")
-            .timeout(Duration::from_secs(20))
-            .connect()
-            .await
-            .unwrap();
+        let channel = connect(&server, &ca, transport).await;
         for _ in 0..calls {
             zones_client(channel.clone(), None)
                 .get_record(query("example.com.", "ns1.example.com."))
@@ -356,16 +361,7 @@ async fn metrics_show_auth_journal_serial_and_subscribers() {
         ],
     );
     let ca = std::fs::read(tmp.path().join("certs/ca.pem")).unwrap();
-    let channel = Endpoint::new(format!("https://{}", server.addr))
-        .unwrap()
-        .transport(Transport::H3)
-        .ca_certificate_pem(&ca)
-        .unwrap()
-        .server_name("localhost")
-        .timeout(Duration::from_secs(20))
-        .connect()
-        .await
-        .unwrap();
+    let channel = connect(&server, &ca, Transport::H3).await;
     let denied = zones_client(channel.clone(), None)
         .get_record(query("example.com.", "ns1.example.com."))
         .await
@@ -572,16 +568,7 @@ async fn prometheus_scrapes_the_calls_of_each_wire() {
     let ca = std::fs::read(tmp.path().join("certs/ca.pem")).unwrap();
     let calls = [(Transport::H2, "2", 3.0), (Transport::H3, "3", 5.0)];
     for (transport, _, n) in calls {
-        let channel = Endpoint::new(format!("https://{}", server.addr))
-            .unwrap()
-            .transport(transport)
-            .ca_certificate_pem(&ca)
-            .unwrap()
-            .server_name("localhost")
-            .timeout(Duration::from_secs(20))
-            .connect()
-            .await
-            .unwrap();
+        let channel = connect(&server, &ca, transport).await;
         for _ in 0..n as usize {
             zones_client(channel.clone(), None)
                 .get_record(query("example.com.", "ns1.example.com."))
@@ -690,16 +677,7 @@ async fn served_rules_are_the_same_over_h2_and_h3() {
     let ca = std::fs::read(tmp.path().join("certs/ca.pem")).unwrap();
 
     for transport in [Transport::H2, Transport::H3] {
-        let channel = Endpoint::new(format!("https://{}", server.addr))
-            .unwrap()
-            .transport(transport)
-            .ca_certificate_pem(&ca)
-            .unwrap()
-            .server_name("localhost")
-            .timeout(Duration::from_secs(20))
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("{transport}: connect: {e}"));
+        let channel = connect(&server, &ca, transport).await;
 
         // Health is public.
         let health = HealthClient::new(channel.clone())

@@ -533,13 +533,23 @@ impl Fixture {
     }
 
     pub async fn start_with(transport: Transport, opts: Options) -> Fixture {
+        Self::start_custom(transport, opts, |builder| builder).await
+    }
+
+    /// [`Fixture::start_with`], with `configure` adding to the server builder (layers, a
+    /// propagator) before the service is added.
+    pub async fn start_custom(
+        transport: Transport,
+        opts: Options,
+        configure: impl FnOnce(Server) -> Server,
+    ) -> Fixture {
         let certs = certs();
         let mut tls = ServerTls::from_pem(&certs.server_cert_pem, &certs.server_key_pem).unwrap();
         if opts.client_ca {
             tls = tls.client_ca_pem(&certs.ca_pem, false).unwrap();
         }
         let observed = Arc::new(Observed::default());
-        let mut builder = Server::builder();
+        let mut builder = configure(Server::builder());
         if opts.misbehave {
             builder = builder.layer(Misbehave);
         }

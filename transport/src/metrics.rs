@@ -281,8 +281,9 @@ pub(crate) fn protocol_version(transport: Transport) -> &'static str {
     }
 }
 
-/// A66's name of a status code: the code's name in the gRPC spec (statuscodes.md).
-pub(crate) fn code_name(code: Code) -> &'static str {
+/// A66's `grpc.status` value of a code: its name in the gRPC spec (statuscodes.md), as other
+/// stacks print it (`UNAVAILABLE`).
+pub fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",

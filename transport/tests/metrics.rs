@@ -461,25 +461,11 @@ async fn calls_have_spans_and_carry_trace_context(t: Transport) {
     let _turn = TURN.lock().await;
     let spans = spans();
     let propagator = TestPropagator::default();
-    let bound = grpc_h3::Server::builder()
-        .tls(
-            grpc_h3::ServerTls::from_pem(
-                &fixture::certs().server_cert_pem,
-                &fixture::certs().server_key_pem,
-            )
-            .unwrap(),
-        )
-        .wires(grpc_h3::Wires::from(t))
-        .propagator(propagator.clone())
-        .add_service(fixture::service(Arc::default()))
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = match t {
-        Transport::H3 => bound.h3_addr().unwrap(),
-        _ => bound.h2_addr().unwrap(),
-    };
-    let server = tokio::spawn(bound.serve_with_shutdown(std::future::pending::<()>()));
+    let fx = Fixture::start_custom(t, fixture::Options::default(), |b| {
+        b.propagator(propagator.clone())
+    })
+    .await;
+    let addr = fx.addr;
     let channel = fixture::endpoint(t, addr)
         .propagator(propagator.clone())
         .connect()
@@ -527,7 +513,6 @@ async fn calls_have_spans_and_carry_trace_context(t: Transport) {
         [format!("00-{:032x}-{:016x}-01", 0x5eed_u64, client_span.0)],
         "the server got the client span's context"
     );
-    server.abort();
 }
 
 test_support::matrix!(

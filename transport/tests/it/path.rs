@@ -8,8 +8,8 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use grpc_h3::{ConnectionInfo, PathStats, Server, ServerTls, Transport};
-use test_support::fixture;
+use grpc_h3::{ConnectionInfo, PathStats, Transport};
+use test_support::fixture::{Fixture, Options};
 use tonic::body::Body;
 use zone_proto::grpc_testing::SimpleRequest;
 use zone_proto::grpc_testing::test_service_client::TestServiceClient;
@@ -61,26 +61,8 @@ fn plausible(stats: Option<PathStats>, side: &str) {
 
 async fn path_figures_are_there_on_both_ends(t: Transport) {
     let probe = PathProbe::default();
-    let bound = Server::builder()
-        .tls(
-            ServerTls::from_pem(
-                &fixture::certs().server_cert_pem,
-                &fixture::certs().server_key_pem,
-            )
-            .unwrap(),
-        )
-        .wires(grpc_h3::Wires::from(t))
-        .layer(probe.clone())
-        .add_service(fixture::service(Arc::default()))
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = match t {
-        Transport::H3 => bound.h3_addr().unwrap(),
-        _ => bound.h2_addr().unwrap(),
-    };
-    let server = tokio::spawn(bound.serve_with_shutdown(std::future::pending::<()>()));
-    let channel = fixture::endpoint(t, addr).connect().await.unwrap();
+    let fx = Fixture::start_custom(t, Options::default(), |b| b.layer(probe.clone())).await;
+    let channel = fx.channel.clone();
     let mut client = TestServiceClient::new(channel.clone());
     for _ in 0..3 {
         client.unary_call(SimpleRequest::default()).await.unwrap();
@@ -94,7 +76,6 @@ async fn path_figures_are_there_on_both_ends(t: Transport) {
     // Outside a grpc-h3 server there is nothing to read.
     let info = ConnectionInfo::new(Transport::H2, None, None, true);
     assert_eq!(info.path_stats(), None);
-    server.abort();
 }
 
 test_support::matrix!(path_figures_are_there_on_both_ends);
