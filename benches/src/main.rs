@@ -63,6 +63,8 @@ fn main() -> ExitCode {
         return faults::serve_child(port, dir);
     }
     panics::install_hook();
+    // Before any server or channel registers a metric handle (see scenarios/observe.rs).
+    scenarios::observe::install_recorder();
     let selected = match scenarios::select(&args.scenarios) {
         Ok(s) => s,
         Err(e) => {

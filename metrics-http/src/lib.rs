@@ -50,16 +50,11 @@ const SERIAL_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 10
 /// How often histogram buffers are folded into the rendered state (the exporter's upkeep).
 const UPKEEP: Duration = Duration::from_secs(5);
 
-/// Installs the Prometheus recorder for this process and serves `/metrics` on `addr`; returns the
-/// bound address. Call once, early (metrics recorded before are lost), inside a Tokio runtime.
-pub async fn serve(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-    let local = listener.local_addr()?;
-    // Prometheus naming: unit suffixes from the described units (`_seconds`, `_bytes`), `_total`
-    // on counters, in the HELP and TYPE lines too.
-    let handle = PrometheusBuilder::new()
+/// The Prometheus recorder's configuration as `--metrics` uses it: Prometheus naming (unit
+/// suffixes `_seconds`/`_bytes` and `_total` on counters, in the HELP and TYPE lines too) and
+/// gRFC A66's buckets for latencies and sizes.
+pub fn builder() -> anyhow::Result<PrometheusBuilder> {
+    Ok(PrometheusBuilder::new()
         .with_recommended_naming(true)
         .set_buckets_for_metric(Matcher::Suffix("duration".into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Suffix("_latency".into()), LATENCY_BUCKETS)?
@@ -69,7 +64,17 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
         .set_buckets_for_metric(
             Matcher::Full("grpc_h3.quic.congestion_window".into()),
             SIZE_BUCKETS,
-        )?
+        )?)
+}
+
+/// Installs the Prometheus recorder for this process and serves `/metrics` on `addr`; returns the
+/// bound address. Call once, early (metrics recorded before are lost), inside a Tokio runtime.
+pub async fn serve(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let local = listener.local_addr()?;
+    let handle = builder()?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     grpc_h3::metrics::describe();

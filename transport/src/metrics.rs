@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -354,62 +354,207 @@ impl MessageBytes {
     }
 }
 
-/// Interned `grpc.method` values of one server: the path's method for services it serves,
-/// `other` for the rest, so a client cannot grow the label set with made-up names (A66).
-#[derive(Debug, Default)]
-pub(crate) struct MethodLabels {
-    /// Services added with `add_service`; `None` when routes came whole (`add_routes`), whose
-    /// service names are not known: then any well-formed path counts, up to [`Self::MAX`].
+/// The interned per-method metric handles of one server or one channel: the path's method for
+/// services a server serves (any, on a channel or for routes added whole), `other` for the rest
+/// and past [`MethodTable::MAX`] names, so a peer cannot grow the label set with made-up names
+/// (A66).
+#[derive(Debug)]
+pub(crate) struct MethodTable {
+    side: Side,
+    target: Option<metrics::SharedString>,
+    /// Services added with `add_service`; `None`: any well-formed path counts.
     services: Option<Vec<String>>,
-    seen: Mutex<HashMap<String, metrics::SharedString>>,
+    seen: RwLock<HashMap<String, Arc<MethodMetrics>>>,
+    other: Arc<MethodMetrics>,
 }
 
-impl MethodLabels {
-    /// Distinct method labels one server records at most; later ones are `other`.
+impl MethodTable {
+    /// Distinct method labels one table holds at most; later ones are `other`.
     const MAX: usize = 1024;
 
-    pub(crate) fn new(services: Option<Vec<String>>) -> Self {
-        MethodLabels {
+    /// A server's table; `services` as for [`MethodTable::services`].
+    pub(crate) fn server(services: Option<Vec<String>>) -> Self {
+        Self::new(Side::Server, None, services)
+    }
+
+    /// A channel's table, every method with `grpc.target` = `target`.
+    pub(crate) fn client(target: metrics::SharedString) -> Self {
+        Self::new(Side::Client, Some(target), None)
+    }
+
+    fn new(
+        side: Side,
+        target: Option<metrics::SharedString>,
+        services: Option<Vec<String>>,
+    ) -> Self {
+        let other = Arc::new(MethodMetrics::new(
+            side,
+            metrics::SharedString::const_str("other"),
+            target.clone(),
+        ));
+        MethodTable {
+            side,
+            target,
             services,
-            seen: Mutex::new(HashMap::new()),
+            seen: RwLock::new(HashMap::new()),
+            other,
         }
     }
 
-    pub(crate) fn label(&self, path: &str) -> metrics::SharedString {
-        let other = metrics::SharedString::const_str("other");
+    /// The handles of the method `path` names.
+    pub(crate) fn get(&self, path: &str) -> Arc<MethodMetrics> {
         let Some(method) = path.strip_prefix('/') else {
-            return other;
+            return self.other.clone();
         };
         let Some((service, name)) = method.split_once('/') else {
-            return other;
+            return self.other.clone();
         };
         if name.is_empty() || name.contains('/') {
-            return other;
+            return self.other.clone();
         }
         if let Some(services) = &self.services
             && !services.iter().any(|s| s == service)
         {
-            return other;
+            return self.other.clone();
         }
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(label) = seen.get(method) {
-            return label.clone();
+        if let Some(found) = self
+            .seen
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(method)
+        {
+            return found.clone();
+        }
+        let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = seen.get(method) {
+            return found.clone();
         }
         if seen.len() >= Self::MAX {
-            return other;
+            return self.other.clone();
         }
-        let label = metrics::SharedString::from_owned(method.to_owned());
-        seen.insert(method.to_owned(), label.clone());
-        label
+        let entry = Arc::new(MethodMetrics::new(
+            self.side,
+            metrics::SharedString::from_owned(method.to_owned()),
+            self.target.clone(),
+        ));
+        seen.insert(method.to_owned(), entry.clone());
+        entry
     }
 }
 
-/// The interned label of a client call's method (the path without its slash); a client's
-/// methods are its own generated stubs, so no cap is needed beyond interning.
-pub(crate) fn client_method(path: &str) -> metrics::SharedString {
-    match path.strip_prefix('/') {
-        Some(m) if m.contains('/') => metrics::SharedString::from_owned(m.to_owned()),
-        _ => metrics::SharedString::const_str("other"),
+/// One method's metric handles, registered with the recorder on first use of each wire and
+/// status, then reused: a registry lookup per record (building the key, hashing its labels)
+/// cost a small call ~10 % of its CPU. Handles are bound to the recorder installed when they
+/// are registered, so install the recorder before the first call.
+#[derive(Debug)]
+pub(crate) struct MethodMetrics {
+    side: Side,
+    method: metrics::SharedString,
+    target: Option<metrics::SharedString>,
+    /// By wire: HTTP/2, HTTP/3.
+    wires: [WireHandles; 2],
+}
+
+#[derive(Debug, Default)]
+struct WireHandles {
+    started: OnceLock<metrics::Counter>,
+    active: OnceLock<metrics::Gauge>,
+    /// By status code (0..=16).
+    ended: [OnceLock<EndHandles>; 17],
+}
+
+#[derive(Debug)]
+struct EndHandles {
+    duration: metrics::Histogram,
+    /// The client's `grpc.client.call.duration` (one attempt per call).
+    call_duration: Option<metrics::Histogram>,
+    sent: metrics::Histogram,
+    received: metrics::Histogram,
+}
+
+/// The index of a `network.protocol.version` in [`MethodMetrics::wires`].
+fn wire_index(version: &'static str) -> usize {
+    usize::from(version == "3")
+}
+
+impl MethodMetrics {
+    fn new(
+        side: Side,
+        method: metrics::SharedString,
+        target: Option<metrics::SharedString>,
+    ) -> Self {
+        MethodMetrics {
+            side,
+            method,
+            target,
+            wires: Default::default(),
+        }
+    }
+
+    /// The method's `grpc.method` value.
+    pub(crate) fn method(&self) -> &str {
+        &self.method
+    }
+
+    fn labels(&self, version: &'static str, status: Option<&'static str>) -> Vec<metrics::Label> {
+        let mut labels = vec![metrics::Label::new(METHOD, self.method.clone())];
+        if let Some(target) = &self.target {
+            labels.push(metrics::Label::new(TARGET, target.clone()));
+        }
+        if let Some(status) = status {
+            labels.push(metrics::Label::new(STATUS, status));
+        }
+        labels.push(metrics::Label::new(PROTOCOL_VERSION, version));
+        labels
+    }
+
+    /// Counts a started call (and, on a server, one more active call).
+    pub(crate) fn start(&self, version: &'static str) {
+        let wire = &self.wires[wire_index(version)];
+        let name = match self.side {
+            Side::Server => SERVER_CALL_STARTED,
+            Side::Client => CLIENT_ATTEMPT_STARTED,
+        };
+        wire.started
+            .get_or_init(|| metrics::counter!(name, self.labels(version, None)))
+            .increment(1);
+        if self.side == Side::Server {
+            wire.active
+                .get_or_init(|| metrics::gauge!(SERVER_ACTIVE_CALLS, PROTOCOL_VERSION => version))
+                .increment(1.0);
+        }
+    }
+
+    fn end(&self, version: &'static str, code: Code, secs: f64, sent: f64, received: f64) {
+        let wire = &self.wires[wire_index(version)];
+        let index = usize::try_from(code as i32).map_or(2, |i| i.min(16));
+        let status = code_name(code);
+        let handles = wire.ended[index].get_or_init(|| {
+            let labels = self.labels(version, Some(status));
+            match self.side {
+                Side::Server => EndHandles {
+                    duration: metrics::histogram!(SERVER_CALL_DURATION, labels.clone()),
+                    call_duration: None,
+                    sent: metrics::histogram!(SERVER_CALL_SENT, labels.clone()),
+                    received: metrics::histogram!(SERVER_CALL_RCVD, labels),
+                },
+                Side::Client => EndHandles {
+                    duration: metrics::histogram!(CLIENT_ATTEMPT_DURATION, labels.clone()),
+                    call_duration: Some(metrics::histogram!(CLIENT_CALL_DURATION, labels.clone())),
+                    sent: metrics::histogram!(CLIENT_ATTEMPT_SENT, labels.clone()),
+                    received: metrics::histogram!(CLIENT_ATTEMPT_RCVD, labels),
+                },
+            }
+        });
+        handles.duration.record(secs);
+        if let Some(call) = &handles.call_duration {
+            call.record(secs);
+        }
+        handles.sent.record(sent);
+        handles.received.record(received);
+        if let Some(active) = wire.active.get() {
+            active.decrement(1.0);
+        }
     }
 }
 
@@ -464,14 +609,13 @@ where
     }
 }
 
-/// What a call records when it ends: its attributes and start.
+/// What a call records when it ends: its method's handles, its wire and start.
 pub(crate) struct CallEnd {
-    pub(crate) side: Side,
-    pub(crate) method: metrics::SharedString,
-    pub(crate) target: Option<metrics::SharedString>,
+    pub(crate) metrics: Arc<MethodMetrics>,
     pub(crate) version: &'static str,
     pub(crate) started: Instant,
-    pub(crate) received_or_sent: Arc<AtomicU64>,
+    /// Message bytes of the request: received by a server, sent by a client.
+    pub(crate) request_bytes: Arc<AtomicU64>,
     /// The call's tracing span: its status and duration are recorded on it at the end.
     pub(crate) span: tracing::Span,
 }
@@ -488,45 +632,15 @@ impl CallEnd {
     /// response body (sent by a server, received by a client).
     pub(crate) fn record(self, status: Code, response_bytes: u64) {
         let secs = self.started.elapsed().as_secs_f64();
-        let other_bytes = self.received_or_sent.load(Ordering::Relaxed) as f64;
-        let status = code_name(status);
-        self.span.record("grpc.status", status);
+        let request = self.request_bytes.load(Ordering::Relaxed) as f64;
+        let response = response_bytes as f64;
+        self.span.record("grpc.status", code_name(status));
         self.span.record("duration_ms", secs * 1e3);
-        match self.side {
-            Side::Server => {
-                metrics::gauge!(SERVER_ACTIVE_CALLS, PROTOCOL_VERSION => self.version)
-                    .decrement(1.0);
-                let labels = [
-                    (METHOD, self.method),
-                    (STATUS, metrics::SharedString::const_str(status)),
-                    (
-                        PROTOCOL_VERSION,
-                        metrics::SharedString::const_str(self.version),
-                    ),
-                ];
-                metrics::histogram!(SERVER_CALL_DURATION, &labels).record(secs);
-                metrics::histogram!(SERVER_CALL_SENT, &labels).record(response_bytes as f64);
-                metrics::histogram!(SERVER_CALL_RCVD, &labels).record(other_bytes);
-            }
-            Side::Client => {
-                let target = self
-                    .target
-                    .unwrap_or_else(|| metrics::SharedString::const_str("other"));
-                let labels = [
-                    (METHOD, self.method),
-                    (TARGET, target),
-                    (STATUS, metrics::SharedString::const_str(status)),
-                    (
-                        PROTOCOL_VERSION,
-                        metrics::SharedString::const_str(self.version),
-                    ),
-                ];
-                metrics::histogram!(CLIENT_ATTEMPT_DURATION, &labels).record(secs);
-                metrics::histogram!(CLIENT_CALL_DURATION, &labels).record(secs);
-                metrics::histogram!(CLIENT_ATTEMPT_SENT, &labels).record(other_bytes);
-                metrics::histogram!(CLIENT_ATTEMPT_RCVD, &labels).record(response_bytes as f64);
-            }
-        }
+        let (sent, received) = match self.metrics.side {
+            Side::Server => (response, request),
+            Side::Client => (request, response),
+        };
+        self.metrics.end(self.version, status, secs, sent, received);
     }
 }
 
@@ -663,20 +777,22 @@ mod tests {
 
     #[test]
     fn unserved_and_malformed_methods_are_other() {
-        let labels = MethodLabels::new(Some(vec!["pkg.Svc".into()]));
-        assert_eq!(&*labels.label("/pkg.Svc/Get"), "pkg.Svc/Get");
-        assert_eq!(&*labels.label("/pkg.Other/Get"), "other");
-        assert_eq!(&*labels.label("/pkg.Svc"), "other");
-        assert_eq!(&*labels.label("/pkg.Svc/"), "other");
-        assert_eq!(&*labels.label("/pkg.Svc/a/b"), "other");
-        assert_eq!(&*labels.label("pkg.Svc/Get"), "other");
+        let labels = MethodTable::server(Some(vec!["pkg.Svc".into()]));
+        assert_eq!(labels.get("/pkg.Svc/Get").method(), "pkg.Svc/Get");
+        assert_eq!(labels.get("/pkg.Other/Get").method(), "other");
+        assert_eq!(labels.get("/pkg.Svc").method(), "other");
+        assert_eq!(labels.get("/pkg.Svc/").method(), "other");
+        assert_eq!(labels.get("/pkg.Svc/a/b").method(), "other");
+        assert_eq!(labels.get("pkg.Svc/Get").method(), "other");
         // Routes given whole: any service, but no more than MAX distinct labels.
-        let open = MethodLabels::new(None);
-        for i in 0..MethodLabels::MAX {
-            assert_ne!(&*open.label(&format!("/s/m{i}")), "other");
+        let open = MethodTable::server(None);
+        for i in 0..MethodTable::MAX {
+            assert_ne!(open.get(&format!("/s/m{i}")).method(), "other");
         }
-        assert_eq!(&*open.label("/s/one-too-many"), "other");
-        assert_eq!(&*open.label("/s/m0"), "s/m0");
+        assert_eq!(open.get("/s/one-too-many").method(), "other");
+        assert_eq!(open.get("/s/m0").method(), "s/m0");
+        // The same method is the same handles.
+        assert!(Arc::ptr_eq(&open.get("/s/m1"), &open.get("/s/m1")));
     }
 
     #[test]

@@ -123,6 +123,8 @@ fn unary_request(size: usize, code: i32) -> SimpleRequest {
 /// the message sizes each side saw.
 async fn unary_calls_are_counted_with_status_sizes_and_wire(t: Transport) {
     let _turn = TURN.lock().await;
+    // The recorder first: handles are bound to the recorder present when they register.
+    Recorded::take();
     let fx = Fixture::start(t).await;
     let mut client = fx.client();
     // A first call carries any connection set-up; then start counting.
@@ -213,6 +215,8 @@ async fn unary_calls_are_counted_with_status_sizes_and_wire(t: Transport) {
 /// A server stream's messages add up on both sides.
 async fn a_server_stream_records_its_total_message_bytes(t: Transport) {
     let _turn = TURN.lock().await;
+    // The recorder first: handles are bound to the recorder present when they register.
+    Recorded::take();
     let fx = Fixture::start(t).await;
     let mut client = fx.client();
     client.unary_call(unary_request(1, 0)).await.unwrap();
@@ -253,6 +257,8 @@ async fn a_server_stream_records_its_total_message_bytes(t: Transport) {
 /// A method the server does not serve is `other`, so made-up names cannot grow the label set.
 async fn methods_the_server_does_not_serve_are_other(t: Transport) {
     let _turn = TURN.lock().await;
+    // The recorder first: handles are bound to the recorder present when they register.
+    Recorded::take();
     let fx = Fixture::start(t).await;
     let mut channel = fx.channel.clone();
     Recorded::take();
@@ -291,6 +297,7 @@ async fn methods_the_server_does_not_serve_are_other(t: Transport) {
 /// connection's RTT, congestion window and UDP counters are sampled when it ends.
 async fn connections_and_handshakes_are_counted_and_quic_is_sampled(t: Transport) {
     let _turn = TURN.lock().await;
+    // The recorder first: handles are bound to the recorder present when they register.
     Recorded::take();
     let mut fx = Fixture::start(t).await;
     fx.client().unary_call(unary_request(1, 0)).await.unwrap();
@@ -459,6 +466,8 @@ impl grpc_h3::Propagator for TestPropagator {
 /// trace context reaches the server through `traceparent` when both ends have a propagator.
 async fn calls_have_spans_and_carry_trace_context(t: Transport) {
     let _turn = TURN.lock().await;
+    // The recorder first: handles are bound to the recorder present when they register.
+    Recorded::take();
     let spans = spans();
     let propagator = TestPropagator::default();
     let fx = Fixture::start_custom(t, fixture::Options::default(), |b| {

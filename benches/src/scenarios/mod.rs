@@ -8,7 +8,7 @@ mod auth;
 mod calls;
 pub(crate) mod fanout;
 mod journal;
-mod observe;
+pub mod observe;
 mod streams;
 
 use std::sync::Arc;

@@ -2,16 +2,19 @@
 //! (metrics-exporter-prometheus, as `--metrics` installs it) switched on and off, in one case as
 //! four half-length slices in ABBA order (mirrored every other round), like the auth scenario.
 //!
-//! A recorder cannot be uninstalled, so the process installs one that forwards to Prometheus'
-//! while switched on and hands out no-op handles while off — what the `metrics` facade does with
-//! no recorder at all (grpc-h3 registers per call, so the switch takes effect at once).
+//! A recorder cannot be uninstalled, and grpc-h3 registers each handle once and keeps it, so the
+//! process installs a recorder whose handles forward to Prometheus' while switched on and do
+//! nothing while off (one relaxed atomic load, next to no-op handles without a recorder).
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use metrics::{
+    Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+    SharedString, Unit,
+};
+use metrics_exporter_prometheus::PrometheusRecorder;
 
 use super::calls::unary_load;
 use super::streams::server_stream_op;
@@ -19,13 +22,67 @@ use super::{Case, SMALL, Sample};
 use crate::load::{Budget, Op as _, closed_loop, per_sec};
 use crate::target::ServerSet;
 
-/// The process's recorder: Prometheus' while `on`, none while off.
+/// The process's recorder: Prometheus' handles, each behind the switch.
 struct Switch {
     on: AtomicBool,
     prometheus: PrometheusRecorder,
 }
 
-impl Recorder for Switch {
+/// A Prometheus handle that acts only while the switch is on.
+struct Gated<H> {
+    on: &'static AtomicBool,
+    inner: H,
+}
+
+impl<H> Gated<H> {
+    fn on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+}
+
+impl CounterFn for Gated<Counter> {
+    fn increment(&self, value: u64) {
+        if self.on() {
+            self.inner.increment(value);
+        }
+    }
+
+    fn absolute(&self, value: u64) {
+        if self.on() {
+            self.inner.absolute(value);
+        }
+    }
+}
+
+impl GaugeFn for Gated<Gauge> {
+    fn increment(&self, value: f64) {
+        if self.on() {
+            self.inner.increment(value);
+        }
+    }
+
+    fn decrement(&self, value: f64) {
+        if self.on() {
+            self.inner.decrement(value);
+        }
+    }
+
+    fn set(&self, value: f64) {
+        if self.on() {
+            self.inner.set(value);
+        }
+    }
+}
+
+impl HistogramFn for Gated<Histogram> {
+    fn record(&self, value: f64) {
+        if self.on() {
+            self.inner.record(value);
+        }
+    }
+}
+
+impl Recorder for &'static Switch {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
         self.prometheus.describe_counter(key, unit, description);
     }
@@ -39,28 +96,32 @@ impl Recorder for Switch {
     }
 
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        if self.on.load(Ordering::Relaxed) {
-            self.prometheus.register_counter(key, metadata)
-        } else {
-            Counter::noop()
-        }
+        Counter::from_arc(Arc::new(Gated {
+            on: &self.on,
+            inner: self.prometheus.register_counter(key, metadata),
+        }))
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-        if self.on.load(Ordering::Relaxed) {
-            self.prometheus.register_gauge(key, metadata)
-        } else {
-            Gauge::noop()
-        }
+        Gauge::from_arc(Arc::new(Gated {
+            on: &self.on,
+            inner: self.prometheus.register_gauge(key, metadata),
+        }))
     }
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-        if self.on.load(Ordering::Relaxed) {
-            self.prometheus.register_histogram(key, metadata)
-        } else {
-            Histogram::noop()
-        }
+        Histogram::from_arc(Arc::new(Gated {
+            on: &self.on,
+            inner: self.prometheus.register_histogram(key, metadata),
+        }))
     }
+}
+
+/// Installs the switched recorder (off) before any call, so the handles grpc-h3 registers on a
+/// method's first call are gated ones; without it `metrics-cost` fails rather than measure
+/// nothing.
+pub fn install_recorder() {
+    let _ = switch();
 }
 
 /// The process-wide switch, installed on first use.
@@ -68,13 +129,15 @@ fn switch() -> anyhow::Result<&'static Switch> {
     static SWITCH: OnceLock<Option<&'static Switch>> = OnceLock::new();
     SWITCH
         .get_or_init(|| {
+            // The recorder as `--metrics` configures it (buckets, naming).
+            let prometheus = metrics_http::builder().ok()?.build_recorder();
             let switch: &'static Switch = Box::leak(Box::new(Switch {
                 on: AtomicBool::new(false),
-                prometheus: PrometheusBuilder::new().build_recorder(),
+                prometheus,
             }));
             metrics::set_global_recorder(switch).ok().map(|()| switch)
         })
-        .context("another metrics recorder is installed in this process")
+        .context("the metrics recorder could not be built or another one is installed")
 }
 
 /// Runs `measure` in ABBA slices with the recorder off and on; returns (off, on) as the sums of

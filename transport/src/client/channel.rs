@@ -40,8 +40,8 @@ struct Inner {
     user_agent: HeaderValue,
     default_timeout: Option<std::time::Duration>,
     wire: Wire,
-    /// The `grpc.target` metric attribute: `scheme://authority`.
-    target: metrics::SharedString,
+    /// Per-method metric handles, with `grpc.target` = `scheme://authority`.
+    methods: gmetrics::MethodTable,
     propagator: Option<SharedPropagator>,
 }
 
@@ -88,7 +88,7 @@ impl Channel {
                 user_agent: HeaderValue::from_static(""),
                 default_timeout: None,
                 wire: Wire::Failed(format!("{err:#}"), code),
-                target: metrics::SharedString::const_str("other"),
+                methods: gmetrics::MethodTable::client(metrics::SharedString::const_str("other")),
                 propagator: None,
             }),
         }
@@ -101,10 +101,10 @@ impl Channel {
                 authority: endpoint.authority.clone(),
                 user_agent: endpoint.user_agent.clone(),
                 default_timeout: endpoint.timeout,
-                target: metrics::SharedString::from_owned(format!(
+                methods: gmetrics::MethodTable::client(metrics::SharedString::from_owned(format!(
                     "{}://{}",
                     endpoint.scheme, endpoint.authority
-                )),
+                ))),
                 propagator: endpoint.propagator.clone(),
                 wire,
             }),
@@ -208,31 +208,23 @@ impl tower_service::Service<Request<Body>> for Channel {
             Ok(deadline) => deadline,
             Err(status) => return Box::pin(std::future::ready(Err(status))),
         };
-        let method = gmetrics::client_method(req.uri().path());
+        let method = self.inner.methods.get(req.uri().path());
         let version = gmetrics::protocol_version(self.transport_in_use());
-        let span = trace::client_span(&method, version, self.inner.authority.as_str());
+        let span = trace::client_span(method.method(), version, self.inner.authority.as_str());
         if let Some(propagator) = &self.inner.propagator {
             propagator.0.inject(&span, req.headers_mut());
         }
-        metrics::counter!(
-            gmetrics::CLIENT_ATTEMPT_STARTED,
-            gmetrics::METHOD => method.clone(),
-            gmetrics::TARGET => self.inner.target.clone(),
-            gmetrics::PROTOCOL_VERSION => version
-        )
-        .increment(1);
+        method.start(version);
         // Dropping this call (future or response stream) from here on resets the stream.
         let (parts, body) = req.into_parts();
         let (body, sent) = CountedBody::new(body);
         let (body, guard) = body::cancelable(Body::new(body));
         let req = Request::from_parts(parts, body);
         let pending = PendingEnd::new(CallEnd {
-            side: gmetrics::Side::Client,
-            method,
-            target: Some(self.inner.target.clone()),
+            metrics: method,
             version,
             started: std::time::Instant::now(),
-            received_or_sent: sent,
+            request_bytes: sent,
             span: span.clone(),
         });
         // One future per wire (`call_on` is monomorphised): a single async block over all wires

@@ -343,7 +343,7 @@ impl Server {
             self.routes,
             &self.layers,
             self.settings.request_body_timeout,
-            crate::metrics::MethodLabels::new(self.services),
+            crate::metrics::MethodTable::server(self.services),
             self.propagator,
         );
         let mut quic = self.quic.clone();

@@ -19,7 +19,7 @@ use tower_service::Service;
 use super::limits::StallGuard;
 use super::{LayerFn, RoutesService};
 use crate::ConnectionInfo;
-use crate::metrics::{self, CallEnd, CountedBody, MethodLabels, ObservedBody, PendingEnd};
+use crate::metrics::{self, CallEnd, CountedBody, MethodTable, ObservedBody, PendingEnd};
 use crate::timeout::{self, DeadlineBody, Side};
 use crate::trace::{self, SharedPropagator};
 use tracing::Instrument as _;
@@ -28,7 +28,7 @@ pub(super) fn build(
     routes: Option<Routes>,
     layers: &[LayerFn],
     body_timeout: Option<Duration>,
-    methods: MethodLabels,
+    methods: MethodTable,
     propagator: Option<SharedPropagator>,
 ) -> RoutesService {
     let routes = routes.unwrap_or_default().prepare();
@@ -53,7 +53,7 @@ pub(super) fn build(
 #[derive(Clone)]
 struct Observe {
     inner: RoutesService,
-    methods: Arc<MethodLabels>,
+    methods: Arc<MethodTable>,
     propagator: Option<SharedPropagator>,
 }
 
@@ -74,29 +74,20 @@ impl Service<Request<Body>> for Observe {
         let info = req.extensions().get::<ConnectionInfo>();
         let version = info.map_or("2", |info| metrics::protocol_version(info.transport));
         let peer = info.and_then(|info| info.remote_addr);
-        let method = self.methods.label(req.uri().path());
-        let span = trace::server_span(&method, version, peer);
+        let method = self.methods.get(req.uri().path());
+        let span = trace::server_span(method.method(), version, peer);
         if let Some(propagator) = &self.propagator {
             propagator.0.extract(req.headers(), &span);
         }
-        ::metrics::counter!(
-            metrics::SERVER_CALL_STARTED,
-            metrics::METHOD => method.clone(),
-            metrics::PROTOCOL_VERSION => version
-        )
-        .increment(1);
-        ::metrics::gauge!(metrics::SERVER_ACTIVE_CALLS, metrics::PROTOCOL_VERSION => version)
-            .increment(1.0);
+        method.start(version);
         let (parts, body) = req.into_parts();
         let (body, received) = CountedBody::new(body);
         let req = Request::from_parts(parts, Body::new(body));
         let pending = PendingEnd::new(CallEnd {
-            side: metrics::Side::Server,
-            method,
-            target: None,
+            metrics: method,
             version,
             started: std::time::Instant::now(),
-            received_or_sent: received,
+            request_bytes: received,
             span: span.clone(),
         });
         Box::pin(async move {
