@@ -101,12 +101,13 @@ fn check_results(dir: &Path, expected: &[(String, &str)], without_nats: bool) {
             .iter()
             .map(|t| t["wire"].as_str().unwrap())
             .collect();
-        // These measure grpc-h3's own fan-out / journals; tonic-h3 does not run them.
-        let expected: &[&str] = if ["edge-fanout", "journal-redb-vs-nats"].contains(&name) {
-            &["h2", "h3"]
-        } else {
-            &["h2", "h3", "tonic-h3", "tonic-h3>h3"]
-        };
+        // These measure grpc-h3's own fan-out / journals / metrics; tonic-h3 does not run them.
+        let expected: &[&str] =
+            if ["edge-fanout", "journal-redb-vs-nats", "metrics-cost"].contains(&name) {
+                &["h2", "h3"]
+            } else {
+                &["h2", "h3", "tonic-h3", "tonic-h3>h3"]
+            };
         assert_eq!(wires, expected, "{name}");
         for t in transports {
             let wire = t["wire"].as_str().unwrap();
@@ -213,12 +214,12 @@ fn netlab_runs_its_grid_or_skips_with_a_reason() {
             let text = std::fs::read_to_string(out_dir.join("results.json")).unwrap();
             let json: serde_json::Value = serde_json::from_str(&text).unwrap();
             let points = json["points"].as_array().unwrap();
-            // Tiny grid: RTT 50 ms × loss {1, 5} %, h2 + h3 + h2-bbr + h3-bbr each.
-            assert_eq!(points.len(), 8, "{text}");
+            // Tiny grid: RTT 50 ms × loss {1, 5} %, h2 + h3 + tonic-h3 + h2-bbr + h3-bbr each.
+            assert_eq!(points.len(), 10, "{text}");
             // Every wire records its controller: TCP ones as read back from the lab.
             for p in points {
                 let want = match p["wire"].as_str().unwrap() {
-                    "h2" | "h3" => "cubic",
+                    "h2" | "h3" | "tonic-h3" => "cubic",
                     "h2-bbr" | "h3-bbr" => "bbr",
                     other => panic!("unknown wire {other}: {text}"),
                 };
