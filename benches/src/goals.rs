@@ -260,6 +260,94 @@ const GOALS: &[Spec] = &[
         threshold: 3.0,
     },
     Spec {
+        path: NetPath::Mtu1500,
+        name: "h2 metrics recorder CPU cost %, unary 64 B c=32 (metrics-cost; steal-free)",
+        figure: Figure::Value {
+            scenario: "metrics-cost",
+            metric: "unary_cpu_cost_pct",
+            wire: Wire::H2,
+        },
+        at_least: false,
+        threshold: 3.0,
+    },
+    Spec {
+        path: NetPath::Mtu1500,
+        name: "h2 metrics recorder CPU cost %, 64 KiB stream (metrics-cost; steal-free)",
+        figure: Figure::Value {
+            scenario: "metrics-cost",
+            metric: "stream_cpu_cost_pct",
+            wire: Wire::H2,
+        },
+        at_least: false,
+        threshold: 3.0,
+    },
+    Spec {
+        path: NetPath::Mtu1500,
+        name: "h3 metrics recorder CPU cost %, unary 64 B c=32 (metrics-cost; steal-free)",
+        figure: Figure::Value {
+            scenario: "metrics-cost",
+            metric: "unary_cpu_cost_pct",
+            wire: Wire::H3,
+        },
+        at_least: false,
+        threshold: 3.0,
+    },
+    Spec {
+        path: NetPath::Mtu1500,
+        name: "h3 metrics recorder CPU cost %, 64 KiB stream (metrics-cost; steal-free)",
+        figure: Figure::Value {
+            scenario: "metrics-cost",
+            metric: "stream_cpu_cost_pct",
+            wire: Wire::H3,
+        },
+        at_least: false,
+        threshold: 3.0,
+    },
+    Spec {
+        path: NetPath::Loopback,
+        name: "h2 metrics recorder CPU cost %, unary 64 B c=32 (metrics-cost; steal-free)",
+        figure: Figure::Value {
+            scenario: "metrics-cost",
+            metric: "unary_cpu_cost_pct",
+            wire: Wire::H2,
+        },
+        at_least: false,
+        threshold: 3.0,
+    },
+    Spec {
+        path: NetPath::Loopback,
+        name: "h2 metrics recorder CPU cost %, 64 KiB stream (metrics-cost; steal-free)",
+        figure: Figure::Value {
+            scenario: "metrics-cost",
+            metric: "stream_cpu_cost_pct",
+            wire: Wire::H2,
+        },
+        at_least: false,
+        threshold: 3.0,
+    },
+    Spec {
+        path: NetPath::Loopback,
+        name: "h3 metrics recorder CPU cost %, unary 64 B c=32 (metrics-cost; steal-free)",
+        figure: Figure::Value {
+            scenario: "metrics-cost",
+            metric: "unary_cpu_cost_pct",
+            wire: Wire::H3,
+        },
+        at_least: false,
+        threshold: 3.0,
+    },
+    Spec {
+        path: NetPath::Loopback,
+        name: "h3 metrics recorder CPU cost %, 64 KiB stream (metrics-cost; steal-free)",
+        figure: Figure::Value {
+            scenario: "metrics-cost",
+            metric: "stream_cpu_cost_pct",
+            wire: Wire::H3,
+        },
+        at_least: false,
+        threshold: 3.0,
+    },
+    Spec {
         path: NetPath::Loopback,
         name: "edge fan-out p99 ms, 64 subscribers, h2 (edge-fanout)",
         figure: Figure::Value {

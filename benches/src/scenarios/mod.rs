@@ -161,7 +161,13 @@ const METRICS_COST: &[MetricSpec] = &[
         false,
     ),
     m("unary_rate_on", "calls/s recorder on", Better::Higher, true),
-    no_ratio("unary_cost_pct", "unary cost %", Better::Lower, true),
+    no_ratio("unary_cost_pct", "unary rate cost %", Better::Lower, true),
+    no_ratio(
+        "unary_cpu_cost_pct",
+        "unary CPU/call cost %",
+        Better::Lower,
+        true,
+    ),
     m(
         "stream_gbit_off",
         "stream Gbit/s recorder off",
@@ -174,7 +180,13 @@ const METRICS_COST: &[MetricSpec] = &[
         Better::Higher,
         true,
     ),
-    no_ratio("stream_cost_pct", "stream cost %", Better::Lower, true),
+    no_ratio("stream_cost_pct", "stream rate cost %", Better::Lower, true),
+    no_ratio(
+        "stream_cpu_cost_pct",
+        "stream CPU/Gbit cost %",
+        Better::Lower,
+        true,
+    ),
 ];
 
 const FANOUT: &[MetricSpec] = &[

@@ -140,12 +140,34 @@ fn switch() -> anyhow::Result<&'static Switch> {
         .context("the metrics recorder could not be built or another one is installed")
 }
 
-/// Runs `measure` in ABBA slices with the recorder off and on; returns (off, on) as the sums of
-/// what each slice measured (work, seconds).
-async fn abba<F, Fut>(case: &Case, mut measure: F) -> anyhow::Result<((f64, f64), (f64, f64))>
+/// What the slices of one side measured: work done, wall seconds, process CPU seconds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    work: f64,
+    secs: f64,
+    cpu_secs: f64,
+}
+
+impl Totals {
+    fn rate(self) -> f64 {
+        per_sec(self.work, std::time::Duration::from_secs_f64(self.secs))
+    }
+
+    /// CPU microseconds per unit of work: unlike the rate, the hypervisor's steal does not count.
+    fn cpu_us_per_unit(self) -> f64 {
+        if self.work > 0.0 {
+            self.cpu_secs * 1e6 / self.work
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// Runs `measure` in ABBA slices with the recorder off and on; returns the (off, on) totals.
+async fn abba<F, Fut>(case: &Case, mut measure: F) -> anyhow::Result<(Totals, Totals)>
 where
     F: FnMut(Budget) -> Fut,
-    Fut: Future<Output = anyhow::Result<(f64, f64)>>,
+    Fut: Future<Output = anyhow::Result<Totals>>,
 {
     let switch = switch()?;
     let slice = Budget {
@@ -157,15 +179,16 @@ where
     } else {
         [true, false, false, true]
     };
-    let (mut off, mut on) = ((0.0, 0.0), (0.0, 0.0));
+    let (mut off, mut on) = (Totals::default(), Totals::default());
     for recording in order {
         switch.on.store(recording, Ordering::Relaxed);
         let measured = measure(slice).await;
         switch.on.store(false, Ordering::Relaxed);
-        let (work, secs) = measured?;
+        let slice = measured?;
         let side = if recording { &mut on } else { &mut off };
-        side.0 += work;
-        side.1 += secs;
+        side.work += slice.work;
+        side.secs += slice.secs;
+        side.cpu_secs += slice.cpu_secs;
     }
     Ok((off, on))
 }
@@ -173,31 +196,43 @@ where
 pub(super) async fn metrics_cost(case: &Case) -> anyhow::Result<Sample> {
     let (u_off, u_on) = abba(case, |slice| async move {
         let report = unary_load(case, 32, SMALL, ServerSet::Plain, slice).await?;
-        Ok((report.ops as f64, report.elapsed.as_secs_f64()))
+        Ok(Totals {
+            work: report.ops as f64,
+            secs: report.elapsed.as_secs_f64(),
+            cpu_secs: report.cpu.as_secs_f64(),
+        })
     })
     .await?;
     let (s_off, s_on) = abba(case, |slice| async move {
         let mut op = server_stream_op(case).await?;
         op.call().await.context("first stream")?;
         let report = closed_loop(vec![op], slice).await?;
-        Ok((
-            report.work.bytes as f64 * 8.0 / 1e9,
-            report.elapsed.as_secs_f64(),
-        ))
+        Ok(Totals {
+            work: report.work.bytes as f64 * 8.0 / 1e9,
+            secs: report.elapsed.as_secs_f64(),
+            cpu_secs: report.cpu.as_secs_f64(),
+        })
     })
     .await?;
-    let rate = |(work, secs): (f64, f64)| per_sec(work, std::time::Duration::from_secs_f64(secs));
-    let cost = |off: f64, on: f64| (1.0 - on / off) * 100.0;
-    let (unary_off, unary_on) = (rate(u_off), rate(u_on));
-    let (stream_off, stream_on) = (rate(s_off), rate(s_on));
+    // Rate lost, and CPU added per call / per Gbit, in percent.
+    let lost = |off: f64, on: f64| (1.0 - on / off) * 100.0;
+    let added = |off: f64, on: f64| (on / off - 1.0) * 100.0;
     Ok(Sample {
         metrics: vec![
-            ("unary_rate_off", unary_off),
-            ("unary_rate_on", unary_on),
-            ("unary_cost_pct", cost(unary_off, unary_on)),
-            ("stream_gbit_off", stream_off),
-            ("stream_gbit_on", stream_on),
-            ("stream_cost_pct", cost(stream_off, stream_on)),
+            ("unary_rate_off", u_off.rate()),
+            ("unary_rate_on", u_on.rate()),
+            ("unary_cost_pct", lost(u_off.rate(), u_on.rate())),
+            (
+                "unary_cpu_cost_pct",
+                added(u_off.cpu_us_per_unit(), u_on.cpu_us_per_unit()),
+            ),
+            ("stream_gbit_off", s_off.rate()),
+            ("stream_gbit_on", s_on.rate()),
+            ("stream_cost_pct", lost(s_off.rate(), s_on.rate())),
+            (
+                "stream_cpu_cost_pct",
+                added(s_off.cpu_us_per_unit(), s_on.cpu_us_per_unit()),
+            ),
         ],
         latency: None,
     })
