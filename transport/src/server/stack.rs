@@ -48,8 +48,9 @@ pub(super) fn build(
     })
 }
 
-/// Records every gRPC call's A66 metrics (see `crate::metrics`), outermost so that calls the
-/// deadline ends are counted with their status.
+/// Refuses requests that are not gRPC (see [`reject_non_grpc`]) and records every gRPC call's
+/// A66 metrics (see `crate::metrics`), outermost so that calls the deadline ends are counted with
+/// their status.
 #[derive(Clone)]
 struct Observe {
     inner: RoutesService,
@@ -67,10 +68,10 @@ impl Service<Request<Body>> for Observe {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let inner = self.inner.clone();
-        if !is_grpc(&req) {
-            return Box::pin(inner.oneshot(req));
+        if let Some(rejection) = reject_non_grpc(&req) {
+            return Box::pin(std::future::ready(Ok(rejection)));
         }
+        let inner = self.inner.clone();
         let info = req.extensions().get::<ConnectionInfo>();
         let version = info.map_or("2", |info| metrics::protocol_version(info.transport));
         let peer = info.and_then(|info| info.remote_addr);
@@ -136,8 +137,8 @@ fn reject_non_grpc(req: &Request<Body>) -> Option<Response<Body>> {
     Some(response)
 }
 
-/// Admits only gRPC requests (see [`reject_non_grpc`]) and enforces the request's `grpc-timeout`
-/// over the whole call (PROTOCOL-HTTP2.md, "Timeout").
+/// Enforces the request's `grpc-timeout` over the whole call (PROTOCOL-HTTP2.md, "Timeout"); only
+/// gRPC requests reach it ([`Observe`] refuses the rest).
 #[derive(Clone)]
 struct Deadline {
     inner: RoutesService,
@@ -156,9 +157,6 @@ impl Service<Request<Body>> for Deadline {
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
-        if let Some(rejection) = reject_non_grpc(&req) {
-            return Box::pin(std::future::ready(Ok(rejection)));
-        }
         let req = match self.body_timeout {
             Some(timeout) => req.map(|body| Body::new(StallGuard::new(body, timeout))),
             None => req,
