@@ -281,32 +281,37 @@ async fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Str
     Ok((status, body))
 }
 
+/// A server on a port of its own with dev certs in `certs` and `--metrics` on a free port.
+const METERED: [&str; 6] = [
+    "--port",
+    "0",
+    "--cert-dir",
+    "certs",
+    "--metrics",
+    "127.0.0.1:0",
+];
+
+/// `n` successful GetRecord calls (no credentials) on `channel`.
+async fn get_records(channel: &grpc_h3::Channel, n: usize) {
+    for _ in 0..n {
+        zones_client(channel.clone(), None)
+            .get_record(query("example.com.", "ns1.example.com."))
+            .await
+            .unwrap();
+    }
+}
+
 /// `--metrics`: Prometheus text at /metrics, with the calls of each wire counted per method and
 /// status (gRFC A66 names with Prometheus' underscores), and nothing anywhere else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_the_calls_of_each_wire() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        tmp.path(),
-        &[
-            "--port",
-            "0",
-            "--cert-dir",
-            "certs",
-            "--metrics",
-            "127.0.0.1:0",
-        ],
-    );
+    let server = ServerProcess::start(tmp.path(), &METERED);
     let metrics = server.metrics.expect("READY line without metrics=");
     let ca = std::fs::read(tmp.path().join("certs/ca.pem")).unwrap();
     for (transport, calls) in [(Transport::H2, 2), (Transport::H3, 3)] {
         let channel = connect(&server, &ca, transport).await;
-        for _ in 0..calls {
-            zones_client(channel.clone(), None)
-                .get_record(query("example.com.", "ns1.example.com."))
-                .await
-                .unwrap();
-        }
+        get_records(&channel, calls).await;
         let missing = zones_client(channel.clone(), None)
             .get_record(query("example.com.", "nothing.example.com."))
             .await
@@ -551,30 +556,14 @@ impl Drop for PrometheusProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_calls_of_each_wire() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        tmp.path(),
-        &[
-            "--port",
-            "0",
-            "--cert-dir",
-            "certs",
-            "--metrics",
-            "127.0.0.1:0",
-        ],
-    );
+    let server = ServerProcess::start(tmp.path(), &METERED);
     let Some(prometheus) = PrometheusProcess::start(server.metrics.unwrap()).await else {
         return;
     };
     let ca = std::fs::read(tmp.path().join("certs/ca.pem")).unwrap();
     let calls = [(Transport::H2, "2", 3.0), (Transport::H3, "3", 5.0)];
     for (transport, _, n) in calls {
-        let channel = connect(&server, &ca, transport).await;
-        for _ in 0..n as usize {
-            zones_client(channel.clone(), None)
-                .get_record(query("example.com.", "ns1.example.com."))
-                .await
-                .unwrap();
-        }
+        get_records(&connect(&server, &ca, transport).await, n as usize).await;
         // Dropped: the QUIC connection ends, and its figures are sampled.
     }
     let method = "grpc_method=\"zone.v1.Zones/GetRecord\"";
