@@ -67,6 +67,26 @@ pub(crate) fn cancelable<B>(body: B) -> (CancelableBody<B>, CancelOnDrop) {
     )
 }
 
+/// The cancellation shared by a [`CancelableBody`] and its [`CancelOnDrop`]: a request rebuilt
+/// for sending again (a transparent retry) stays tied to the caller's guard.
+pub(crate) struct CancelToken(Arc<Shared>);
+
+impl<B> CancelableBody<B> {
+    pub(crate) fn token(&self) -> CancelToken {
+        CancelToken(self.shared.clone())
+    }
+}
+
+impl CancelToken {
+    /// `inner`, cancelled with the call this token came from.
+    pub(crate) fn wrap<B>(self, inner: B) -> CancelableBody<B> {
+        CancelableBody {
+            inner,
+            shared: self.0,
+        }
+    }
+}
+
 impl<B> Body for CancelableBody<B>
 where
     B: Body<Data = Bytes>,

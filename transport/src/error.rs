@@ -29,6 +29,7 @@
 //! | client: the caller dropped the call                         | reset + STOP_SENDING `H3_REQUEST_CANCELLED`      | RST_STREAM `CANCEL`  |
 //! | server: the client cancelled; the response is cut short     | reset `H3_REQUEST_CANCELLED`                     | RST_STREAM `CANCEL` (hyper) |
 //! | server: a replay-unsafe call arrived in 0-RTT early data    | reset + STOP_SENDING `H3_REQUEST_REJECTED`       | —                    |
+//! | server: a request stream opened after its GOAWAY (draining) | reset + STOP_SENDING `H3_REQUEST_REJECTED` (§5.2) | GOAWAY + REFUSED_STREAM (h2) |
 //! | server: malformed request (connection-specific field, content-length mismatch) | reset + STOP_SENDING `H3_MESSAGE_ERROR` | RST_STREAM `PROTOCOL_ERROR` (hyper) |
 //! | server: the handler stopped reading the request early      | STOP_SENDING `H3_NO_ERROR` (§4.1.2)              | RST_STREAM `NO_ERROR` (hyper) |
 //! | server: shutdown, after GOAWAY and the drain                | CONNECTION_CLOSE `H3_NO_ERROR`                   | GOAWAY `NO_ERROR` (hyper) |
@@ -49,6 +50,9 @@ pub(crate) mod sent {
     /// A replay-unsafe request in 0-RTT, refused unprocessed so the client retries it (RFC 9114
     /// §4.1.1; RFC 8470 §5.2's spirit).
     pub(crate) const EARLY_DATA_REFUSED: Code = Code::H3_REQUEST_REJECTED;
+    /// A request stream opened beyond our GOAWAY, refused unprocessed so the client sends it
+    /// again elsewhere (RFC 9114 §5.2, §4.1.1).
+    pub(crate) const BEYOND_GOAWAY: quinn::VarInt = quinn::VarInt::from_u32(0x10b);
     /// A malformed message, RFC 9114 §4.1.2.
     pub(crate) const MALFORMED: Code = Code::H3_MESSAGE_ERROR;
     /// STOP_SENDING for a request body the handler no longer reads, RFC 9114 §4.1.2.
@@ -105,6 +109,19 @@ impl Error {
             kind,
             context: None,
             source: Some(source.into()),
+        }
+    }
+
+    /// The same error for another caller: its kind and full message (the source as text).
+    pub(crate) fn shared(&self) -> Self {
+        let full = format!("{self:#}");
+        let rest = full
+            .strip_prefix(self.description())
+            .map_or(full.as_str(), |r| r.trim_start_matches(": "));
+        Error {
+            kind: self.kind,
+            context: (!rest.is_empty()).then(|| rest.to_string()),
+            source: None,
         }
     }
 

@@ -61,7 +61,7 @@ mod tls;
 mod trace;
 mod wire;
 
-pub use client::{Channel, Endpoint};
+pub use client::{BackendStats, Balance, Change, Channel, Endpoint, Pick, Resolve};
 pub use error::Error;
 pub use info::{ConnectionInfo, PeerCertificates};
 pub use path::PathStats;

@@ -19,6 +19,7 @@ use super::Endpoint;
 use super::alt_svc::{self, AltSvc};
 use crate::Transport;
 use crate::body::RequestBody;
+use crate::client::channel::SendError;
 use crate::error::Error;
 use crate::h2::client::{H2Body, H2Connection};
 use crate::h3::client::{H3Connection, ResponseBody as H3Body};
@@ -98,6 +99,14 @@ impl AutoConnection {
         self.state().active
     }
 
+    /// Whether the wire calls use now has a live connection (never connects).
+    pub(crate) fn is_connected(&self) -> bool {
+        match self.transport_in_use() {
+            Transport::H3 => self.h3().is_some_and(|h3| h3.is_connected()),
+            _ => self.h2.is_connected(),
+        }
+    }
+
     /// The path of the connection calls use now.
     pub(crate) fn path_stats(&self) -> Option<crate::PathStats> {
         match self.transport_in_use() {
@@ -129,6 +138,9 @@ impl AutoConnection {
         }
         let mut endpoint = self.endpoint.clone();
         endpoint.port = port;
+        if let Some(addr) = &mut endpoint.connect_addr {
+            addr.set_port(port);
+        }
         let conn = Arc::new(H3Connection::new(&endpoint)?);
         state.h3 = Some((port, conn.clone()));
         Ok(conn)
@@ -214,7 +226,7 @@ impl AutoConnection {
     pub(crate) async fn send(
         self: &Arc<Self>,
         req: Request<RequestBody>,
-    ) -> Result<Response<AutoBody>, Status> {
+    ) -> Result<Response<AutoBody>, SendError> {
         if self.transport_in_use() == Transport::H3 {
             let h3 = self.h3();
             if let Some(h3) = h3 {

@@ -15,6 +15,7 @@ use tonic::body::Body;
 
 use super::Endpoint;
 use super::auto::{AutoBody, AutoConnection};
+use super::balance::{BackendStats, BalancedBody, Balancer};
 use crate::Transport;
 use crate::body::RequestBody;
 use crate::body::{self, Guarded};
@@ -50,6 +51,8 @@ enum Wire {
     H2(Arc<H2Connection>),
     H3(Arc<H3Connection>),
     Auto(Arc<AutoConnection>),
+    /// Several servers, each call to one of them (`balance.rs`).
+    Balanced(Arc<Balancer>),
     /// An endpoint whose configuration was unusable (from `connect_lazy`): every call fails so.
     Failed(String, tonic::Code),
 }
@@ -77,6 +80,36 @@ impl Channel {
     pub(super) fn auto(endpoint: Endpoint) -> Result<Self, Error> {
         let wire = Wire::Auto(Arc::new(AutoConnection::new(&endpoint)?));
         Ok(Self::with_wire(&endpoint, wire))
+    }
+
+    pub(super) fn balanced(endpoint: &Endpoint, balancer: Arc<Balancer>) -> Self {
+        Self::with_wire(endpoint, Wire::Balanced(balancer))
+    }
+
+    /// A channel balanced over `endpoints` by power of two choices (tonic's
+    /// `Channel::balance_list`); [`Balance`](crate::Balance) has the other options.
+    pub fn balance_list(endpoints: impl IntoIterator<Item = Endpoint>) -> Self {
+        crate::Balance::new().list(endpoints)
+    }
+
+    /// A channel balanced over the endpoints the application inserts and removes through the
+    /// returned sender (tonic's `Channel::balance_channel`).
+    pub fn balance_channel<K>(
+        capacity: usize,
+    ) -> (Self, tokio::sync::mpsc::Sender<crate::Change<K, Endpoint>>)
+    where
+        K: std::hash::Hash + Eq + Send + Clone + 'static,
+    {
+        crate::Balance::new().channel(capacity)
+    }
+
+    /// Each backend of a balanced channel, with its calls in flight, failures and ejections;
+    /// empty for a channel to one server.
+    pub fn backends(&self) -> Vec<BackendStats> {
+        match &self.inner.wire {
+            Wire::Balanced(b) => b.stats(),
+            _ => Vec::new(),
+        }
     }
 
     pub(super) fn failed(err: Error) -> Self {
@@ -116,6 +149,7 @@ impl Channel {
             Wire::H2(conn) => conn.connect_now().await,
             Wire::H3(conn) => conn.connect_now().await,
             Wire::Auto(conn) => conn.connect_now().await,
+            Wire::Balanced(b) => b.connect_now().await,
             Wire::Failed(..) => Ok(()),
         }
     }
@@ -126,6 +160,7 @@ impl Channel {
             Wire::H2(_) | Wire::Failed(..) => Transport::H2,
             Wire::H3(_) => Transport::H3,
             Wire::Auto(conn) => conn.transport_in_use(),
+            Wire::Balanced(b) => b.transport_in_use(),
         }
     }
 
@@ -136,7 +171,7 @@ impl Channel {
             Wire::H2(conn) => conn.path_stats(),
             Wire::H3(conn) => conn.path_stats(),
             Wire::Auto(conn) => conn.path_stats(),
-            Wire::Failed(..) => None,
+            Wire::Balanced(_) | Wire::Failed(..) => None,
         }
     }
 
@@ -234,6 +269,7 @@ impl tower_service::Service<Request<Body>> for Channel {
             Wire::H2(conn) => call_on(conn, req, deadline, guard, pending, span),
             Wire::H3(conn) => call_on(conn, req, deadline, guard, pending, span),
             Wire::Auto(conn) => call_on(conn, req, deadline, guard, pending, span),
+            Wire::Balanced(b) => call_on(b, req, deadline, guard, pending, span),
             Wire::Failed(msg, code) => {
                 pending.fail(*code);
                 Box::pin(std::future::ready(Err(Status::new(*code, msg.clone()))))
@@ -254,7 +290,31 @@ pub(crate) trait WireConnection: Send + Sync + 'static {
     fn send(
         self: &Arc<Self>,
         req: Request<RequestBody>,
-    ) -> impl Future<Output = Result<Response<Self::Body>, Status>> + Send;
+    ) -> impl Future<Output = Result<Response<Self::Body>, SendError>> + Send;
+}
+
+/// Why a wire did not deliver a call's response head.
+pub(crate) enum SendError {
+    /// Certainly never reached a server: connecting failed, or the connection refused the stream
+    /// before anything was sent (after the wire's own retry on a fresh connection). The request
+    /// comes back, so a balancer can send it to another server (gRFC A6, transparent retry).
+    Unsent(Status, Box<Request<RequestBody>>),
+    /// May have reached the server: not to be retried by the channel.
+    Failed(Status),
+}
+
+impl SendError {
+    pub(crate) fn into_status(self) -> Status {
+        match self {
+            SendError::Unsent(status, _) | SendError::Failed(status) => status,
+        }
+    }
+}
+
+impl From<Status> for SendError {
+    fn from(status: Status) -> Self {
+        SendError::Failed(status)
+    }
 }
 
 /// Implements [`WireConnection`] for a wire's connection by its inherent `connect_now` and `send`.
@@ -270,7 +330,7 @@ macro_rules! wire_connection {
             fn send(
                 self: &Arc<Self>,
                 req: Request<RequestBody>,
-            ) -> impl Future<Output = Result<Response<$body>, Status>> + Send {
+            ) -> impl Future<Output = Result<Response<$body>, SendError>> + Send {
                 <$conn>::send(self, req)
             }
         }
@@ -280,6 +340,7 @@ macro_rules! wire_connection {
 wire_connection!(H2Connection, H2Body);
 wire_connection!(H3Connection, H3Body);
 wire_connection!(AutoConnection, AutoBody);
+wire_connection!(Balancer, BalancedBody);
 
 /// The boxed future of one call on `conn`: the response head within the deadline, then the body
 /// under the same deadline and tied to the call's cancel guard.
@@ -295,7 +356,8 @@ fn call_on<C: WireConnection>(
     let conn = conn.clone();
     Box::pin(
         async move {
-            let head = match with_deadline(deadline, conn.send(req)).await {
+            let sent = async { conn.send(req).await.map_err(SendError::into_status) };
+            let head = match with_deadline(deadline, sent).await {
                 Ok(head) => head,
                 Err(status) => {
                     pending.fail(status.code());
@@ -382,7 +444,15 @@ mod tests {
             .ca_certificate_pem(&certs.ca_pem)
             .unwrap();
         for transport in [Transport::H2, Transport::H3, Transport::Auto] {
-            let mut channel = endpoint.clone().transport(transport).connect_lazy();
+            let endpoint = endpoint.clone().transport(transport);
+            let mut channel = endpoint.clone().connect_lazy();
+            let mut balanced = crate::Balance::new().list([endpoint]);
+            let call = tower_service::Service::call(&mut balanced, Request::new(Body::empty()));
+            let size = std::mem::size_of_val(&*call);
+            assert!(
+                size < 8 * 1024,
+                "balanced {transport:?} call future is {size} bytes"
+            );
             let call = tower_service::Service::call(&mut channel, Request::new(Body::empty()));
             let size = std::mem::size_of_val(&*call);
             assert!(size < 8 * 1024, "{transport:?} call future is {size} bytes");

@@ -3,6 +3,7 @@
 
 pub(crate) mod alt_svc;
 mod auto;
+pub(crate) mod balance;
 pub(crate) mod channel;
 pub(crate) mod slot;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 use http::Uri;
 use http::uri::{Authority, Scheme};
 
+pub use balance::{BackendStats, Balance, Change, Pick, Resolve};
 pub use channel::Channel;
 
 use crate::Transport;
@@ -48,6 +50,9 @@ pub struct Endpoint {
     pub(crate) h3_port: Option<u16>,
     pub(crate) auto_head_start: Duration,
     pub(crate) propagator: Option<crate::trace::SharedPropagator>,
+    /// Connect to this address instead of resolving `host` (a balanced channel's backend: the
+    /// origin and TLS name stay `host`'s).
+    pub(crate) connect_addr: Option<std::net::SocketAddr>,
 }
 
 /// `user-agent` sent unless the caller sets one (gRPC PROTOCOL-HTTP2.md, "User-Agent").
@@ -93,6 +98,7 @@ impl Endpoint {
             h3_port: None,
             auto_head_start: Duration::from_millis(300),
             propagator: None,
+            connect_addr: None,
         })
     }
 

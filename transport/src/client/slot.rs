@@ -21,7 +21,10 @@ pub(crate) type Get<'a, T> = Either<Ready<Result<T, Error>>, BoxFuture<'a, Resul
 #[derive(Debug)]
 pub(crate) struct Slot<T> {
     current: Mutex<Option<T>>,
+    /// Counts finished connect attempts; the last one's error, if it failed.
     connecting: tokio::sync::Mutex<()>,
+    attempts: std::sync::atomic::AtomicU64,
+    last_error: Mutex<Option<Error>>,
 }
 
 impl<T: Live> Slot<T> {
@@ -29,6 +32,8 @@ impl<T: Live> Slot<T> {
         Slot {
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            attempts: std::sync::atomic::AtomicU64::new(0),
+            last_error: Mutex::new(None),
         }
     }
 
@@ -43,7 +48,9 @@ impl<T: Live> Slot<T> {
     }
 
     /// The live connection, or a new one from `connect()` within `timeout` (`target()` names it
-    /// in the error). Concurrent callers wait for one connect and share its result.
+    /// in the error). Concurrent callers wait for one connect and share its result — a failure
+    /// too: callers queued behind a failed attempt fail with it rather than each trying again,
+    /// so a dead server costs them one connect timeout, not one each.
     ///
     /// The per-call fast path builds no connect future: the slow path is boxed, since connect
     /// futures are large (~10 KiB over QUIC) and, inlined, every call's future would be that
@@ -63,16 +70,34 @@ impl<T: Live> Slot<T> {
             return Either::Left(future::ready(Ok(c)));
         }
         Either::Right(Box::pin(async move {
+            use std::sync::atomic::Ordering;
+            let seen = self.attempts.load(Ordering::Acquire);
             let _connecting = self.connecting.lock().await;
             if let Some(c) = self.cached() {
                 return Ok(c);
             }
-            let conn = tokio::time::timeout(timeout, connect())
+            if self.attempts.load(Ordering::Acquire) != seen {
+                let last = self
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some(err) = last.as_ref() {
+                    return Err(err.shared());
+                }
+            }
+            let result = tokio::time::timeout(timeout, connect())
                 .await
                 .map_err(|_| {
                     Error::new(Kind::ConnectTimeout)
                         .context(format!("{} after {timeout:?}", target()))
-                })??;
+                })
+                .and_then(|r| r);
+            *self
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = result.as_ref().err().map(Error::shared);
+            self.attempts.fetch_add(1, Ordering::Release);
+            let conn = result?;
             *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
             Ok(conn)
         }))
@@ -84,5 +109,45 @@ impl<T: Live> Slot<T> {
         if guard.as_ref().is_some_and(dead) {
             *guard = None;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Clone)]
+    struct Conn;
+    impl Live for Conn {
+        fn is_alive(&self) -> bool {
+            true
+        }
+    }
+
+    /// Callers queued behind a failing connect share its failure: one attempt, not one each.
+    #[tokio::test]
+    async fn a_failed_connect_fails_its_waiters_too() {
+        let slot = Slot::<Conn>::new();
+        let attempts = AtomicUsize::new(0);
+        let connect = || async {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err::<Conn, _>(Error::new(Kind::Connect).context("refused"))
+        };
+        let calls = (0..8).map(|_| slot.get(connect, Duration::from_secs(5), || "t".into()));
+        let results = futures::future::join_all(calls).await;
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        for r in results {
+            let err = r.err().unwrap();
+            assert!(err.is_connect());
+            assert_eq!(err.to_string(), "connection failed: refused");
+        }
+        // A later caller tries again.
+        let _ = slot
+            .get(connect, Duration::from_secs(5), || "t".into())
+            .await;
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
     }
 }

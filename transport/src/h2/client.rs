@@ -21,6 +21,7 @@ use crate::metrics;
 use crate::path::PathSource;
 
 use crate::client::Endpoint;
+use crate::client::channel::SendError;
 use crate::client::slot::{Live, Slot};
 use crate::error::{Error, Kind, status_from_hyper};
 use crate::tls::{self};
@@ -34,10 +35,19 @@ fn map_body_error(err: hyper::Error) -> Status {
 struct Config {
     host: String,
     port: u16,
+    /// Overrides resolving `host` (a balanced channel's backend).
+    addr: Option<std::net::SocketAddr>,
     tls: Option<(TlsConnector, rustls_pki_types::ServerName<'static>)>,
     connect_timeout: Duration,
     keep_alive_interval: Option<Duration>,
     keep_alive_timeout: Duration,
+}
+
+/// What one attempt to send a request on a connection came to.
+enum Sent {
+    Response(Response<H2Body>),
+    /// The connection refused it before sending anything (hyper returns the request).
+    Refused(hyper::Error, Request<RequestBody>),
 }
 
 /// A lazily (re)connected HTTP/2 connection shared by every clone of a channel.
@@ -70,6 +80,7 @@ impl H2Connection {
                     .trim_end_matches(']')
                     .to_string(),
                 port: endpoint.port,
+                addr: endpoint.connect_addr,
                 tls,
                 connect_timeout: endpoint.connect_timeout,
                 keep_alive_interval: endpoint.keep_alive_interval,
@@ -92,6 +103,11 @@ impl H2Connection {
             .map(|live| live.sender)
     }
 
+    /// Whether a live connection is up now (never connects).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.slot.peek().is_some()
+    }
+
     /// The current connection's path (TCP_INFO), if connected.
     pub(crate) fn path_stats(&self) -> Option<crate::PathStats> {
         self.slot.peek()?.path?.stats()
@@ -99,24 +115,44 @@ impl H2Connection {
 
     /// Sends one call. A request the connection refused before sending anything (the connection
     /// was closing: GOAWAY, reset) is retried once on a fresh connection, as gRPC allows for
-    /// requests that never reached the server.
-    pub(crate) async fn send(&self, req: Request<RequestBody>) -> Result<Response<H2Body>, Status> {
-        let mut sender = self.sender().await?;
-        let result = match sender.try_send_request(req).await {
-            Err(mut err) => match err.take_message() {
-                Some(req) => {
-                    tracing::debug!(error = %err.error(), "HTTP/2 connection refused the request; reconnecting");
-                    self.forget_dead();
-                    let mut sender = self.sender().await?;
-                    sender.send_request(req).await
-                }
-                None => Err(err.into_error()),
-            },
-            Ok(resp) => Ok(resp),
+    /// requests that never reached the server; if that fails too, or connecting fails, the
+    /// request comes back unsent.
+    pub(crate) async fn send(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<H2Body>, SendError> {
+        let unsent = match self.send_once(req).await? {
+            Sent::Response(resp) => return Ok(resp),
+            Sent::Refused(err, unsent) => {
+                tracing::debug!(error = %err, "HTTP/2 connection refused the request; reconnecting");
+                self.forget_dead();
+                unsent
+            }
         };
-        match result {
-            Ok(resp) => Ok(resp.map(|b| b.map_err(map_body_error as fn(hyper::Error) -> Status))),
-            Err(err) => Err(status_from_hyper(&err)),
+        match self.send_once(unsent).await? {
+            Sent::Response(resp) => Ok(resp),
+            Sent::Refused(err, unsent) => {
+                Err(SendError::Unsent(status_from_hyper(&err), Box::new(unsent)))
+            }
+        }
+    }
+
+    /// One attempt on the current (or a new) connection.
+    async fn send_once(&self, req: Request<RequestBody>) -> Result<Sent, SendError> {
+        let mut sender = match self.sender().await {
+            Ok(sender) => sender,
+            Err(err) => return Err(SendError::Unsent(err.into(), Box::new(req))),
+        };
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                Ok(Sent::Response(resp.map(|b| {
+                    b.map_err(map_body_error as fn(hyper::Error) -> Status)
+                })))
+            }
+            Err(mut err) => match err.take_message() {
+                Some(unsent) => Ok(Sent::Refused(err.into_error(), unsent)),
+                None => Err(SendError::Failed(status_from_hyper(&err.into_error()))),
+            },
         }
     }
 
@@ -134,9 +170,11 @@ impl Live for H2Live {
 
 async fn connect(config: &Config) -> Result<H2Live, Error> {
     let target = format!("{}:{}", config.host, config.port);
-    let tcp = TcpStream::connect((config.host.as_str(), config.port))
-        .await
-        .map_err(|e| Error::with(Kind::Connect, e).context(target.clone()))?;
+    let tcp = match config.addr {
+        Some(addr) => TcpStream::connect(addr).await,
+        None => TcpStream::connect((config.host.as_str(), config.port)).await,
+    }
+    .map_err(|e| Error::with(Kind::Connect, e).context(target.clone()))?;
     // gRPC messages are small and latency-bound; Nagle only adds delay.
     let _ = tcp.set_nodelay(true);
     let path = PathSource::tcp(&tcp);

@@ -31,6 +31,7 @@ use super::write::{Ahead, Written, write_body};
 use crate::Transport;
 use crate::body::RequestBody;
 use crate::client::Endpoint;
+use crate::client::channel::SendError;
 use crate::client::slot::{self, Slot};
 use crate::error::{Error, Kind, sent, status_from_h3};
 use crate::metrics;
@@ -44,6 +45,8 @@ type SendHalf = h3::client::RequestStream<backend::SendStream<Bytes>, Bytes>;
 struct Config {
     host: String,
     port: u16,
+    /// Overrides resolving `host` (a balanced channel's backend).
+    addr: Option<SocketAddr>,
     server_name: String,
     client_config: quinn::ClientConfig,
     connect_timeout: Duration,
@@ -120,6 +123,7 @@ impl H3Connection {
                     .trim_end_matches(']')
                     .to_string(),
                 port: endpoint.port,
+                addr: endpoint.connect_addr,
                 server_name: name.to_str().into_owned(),
                 client_config,
                 connect_timeout: endpoint.connect_timeout,
@@ -155,6 +159,11 @@ impl H3Connection {
             .await
     }
 
+    /// Whether a live connection is up now (never connects).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.slot.peek().is_some()
+    }
+
     /// The current connection's path (quinn's figures), if connected.
     pub(crate) fn path_stats(&self) -> Option<crate::PathStats> {
         crate::path::PathSource::Quic(self.slot.peek()?.quic).stats()
@@ -185,11 +194,16 @@ impl H3Connection {
     async fn connect(&self) -> Result<Live, Error> {
         let config = &self.config;
         let target = format!("{}:{}", config.host, config.port);
-        let addr = tokio::net::lookup_host((config.host.as_str(), config.port))
-            .await
-            .map_err(|e| Error::with(Kind::Connect, e).context(target.clone()))?
-            .next()
-            .ok_or_else(|| Error::new(Kind::Connect).context(format!("{target}: no address")))?;
+        let addr = match config.addr {
+            Some(addr) => addr,
+            None => tokio::net::lookup_host((config.host.as_str(), config.port))
+                .await
+                .map_err(|e| Error::with(Kind::Connect, e).context(target.clone()))?
+                .next()
+                .ok_or_else(|| {
+                    Error::new(Kind::Connect).context(format!("{target}: no address"))
+                })?,
+        };
         let endpoint = self.quinn_endpoint(addr)?;
         // Per peer: a loopback server's path MTU is known up front (QuicSettings::loopback_mtu).
         let mut client_config = config.client_config.clone();
@@ -273,19 +287,52 @@ impl H3Connection {
     pub(crate) async fn send(
         &self,
         req: Request<RequestBody>,
-    ) -> Result<Response<ResponseBody>, Status> {
+    ) -> Result<Response<ResponseBody>, SendError> {
+        let live = match self.live().await {
+            Ok(live) => live,
+            Err(err) => return Err(SendError::Unsent(err.into(), Box::new(req))),
+        };
         let (parts, body) = req.into_parts();
         let head = Request::from_parts(parts, ());
-        let live = self.live().await?;
+        let token = body.token();
         // A unary request is complete at once: it is then written inline, without a pump task.
         let (ready, rest) = take_ready(body)?;
         match live.handshake_pending() {
-            None => self
-                .send_on(live, head, Replay::from_parts(ready, rest))
-                .await
-                .map_err(Refused::into_status),
-            Some(handshake) => self.send_early(live, handshake, head, ready, rest).await,
+            None => {
+                // Kept so a request the server refuses unprocessed can go again (RFC 9114 §4.1.1).
+                let copy = (rest.is_none() && ready_len(&ready) <= EARLY_DATA_LIMIT)
+                    .then(|| ready.clone());
+                match self
+                    .send_on(live, head, Replay::from_parts(ready, rest), copy)
+                    .await
+                {
+                    Err(Refused::Rejected(why, head, replay)) => {
+                        tracing::debug!(%why, "request refused unprocessed; sending it again");
+                        self.send_again(head, replay)
+                            .await
+                            .map_err(|refused| refused.into_send_error(token))
+                    }
+                    other => other.map_err(|refused| refused.into_send_error(token)),
+                }
+            }
+            Some(handshake) => Ok(self.send_early(live, handshake, head, ready, rest).await?),
         }
+    }
+
+    /// Sends a request the server refused unprocessed once more, on a fresh connection if the
+    /// old one is closing; boxed, as it is the rare path.
+    fn send_again(
+        &self,
+        head: Request<()>,
+        replay: Replay,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Refused>> + Send + '_>> {
+        Box::pin(async move {
+            let copy = Some(replay.ready.iter().cloned().collect());
+            match self.live().await {
+                Ok(live) => self.send_on(live, head, replay, copy).await,
+                Err(err) => Err(Refused::Unsent(err.into(), head, replay)),
+            }
+        })
     }
 
     /// [`Self::send`] while the connection is still in 0-RTT; boxed, as it is rare and would
@@ -305,19 +352,19 @@ impl H3Connection {
                 // A streaming or large call: not worth replaying, so not sent early.
                 let live = self.after_handshake(live, handshake).await?;
                 return self
-                    .send_on(live, head, Replay::from_parts(ready, rest))
+                    .send_on(live, head, Replay::from_parts(ready, rest), None)
                     .await
                     .map_err(Refused::into_status);
             };
             match self
-                .send_on(live.clone(), head.clone(), Replay::complete(ready))
+                .send_on(live.clone(), head.clone(), Replay::complete(ready), None)
                 .await
             {
                 Err(Refused::Early(why)) => {
                     let accepted = wait_handshake(handshake).await;
                     tracing::debug!(%why, accepted, "early call refused; sending it again after the handshake");
                     let live = self.live().await?;
-                    self.send_on(live, head, Replay::complete(copy))
+                    self.send_on(live, head, Replay::complete(copy), None)
                         .await
                         .map_err(Refused::into_status)
                 }
@@ -346,6 +393,7 @@ impl H3Connection {
         mut live: Live,
         head: Request<()>,
         body: Replay,
+        copy: Option<Vec<ReadyFrame>>,
     ) -> Result<Response<ResponseBody>, Refused> {
         let early = live.handshake_pending().is_some();
         let complete = body.is_complete();
@@ -361,9 +409,13 @@ impl H3Connection {
             Err(err) if refused_before_sending(&err) => {
                 tracing::debug!(error = %err, "HTTP/3 connection refused the request; reconnecting");
                 self.forget(&live.quic);
-                let (fresh, stream) = self.resend(head).await?;
-                live = fresh;
-                stream
+                match self.resend(&head).await {
+                    Ok((fresh, stream)) => {
+                        live = fresh;
+                        stream
+                    }
+                    Err(status) => return Err(Refused::unsent(status, head, body)),
+                }
             }
             Err(err) => return Err(Refused::Failed(status_from_h3(&err))),
         };
@@ -382,14 +434,23 @@ impl H3Connection {
             // so in-flight calls outlive the Channel handles (as they do on HTTP/2).
             tokio::spawn(pump_request(send, body, live.send.clone(), failed_tx));
         }
-        let head = {
-            let mut head = pin!(recv.recv_response());
+        let outcome = {
+            let mut pending = pin!(recv.recv_response());
             loop {
                 tokio::select! {
-                    response = &mut head => break response.map_err(|e| {
+                    response = &mut pending => break response.map_err(|e| {
                         // Refused unprocessed (RFC 9114 §4.1.1), or lost with the rejected 0-RTT.
                         if early && (is_rejected(&e) || live.early_data_rejected()) {
                             Refused::Early(status_from_h3(&e))
+                        } else if is_rejected(&e) && copy.is_some() {
+                            // Refused unprocessed: the connection is likely draining (its GOAWAY
+                            // may not be read yet), so the retry takes a fresh one.
+                            self.forget(&live.quic);
+                            Refused::Rejected(
+                                status_from_h3(&e),
+                                head.clone(),
+                                Replay::complete(copy.clone().unwrap_or_default()),
+                            )
                         } else {
                             Refused::Failed(status_from_h3(&e))
                         }
@@ -402,7 +463,7 @@ impl H3Connection {
                 }
             }
         };
-        let response = match head {
+        let response = match outcome {
             Ok(response) => response,
             Err(refused) => {
                 recv.stop_sending(sent::CANCELLED);
@@ -421,9 +482,9 @@ impl H3Connection {
 impl H3Connection {
     /// Opens the request stream again on a fresh connection; boxed, as it is the rare path.
     #[allow(clippy::type_complexity)]
-    fn resend(
-        &self,
-        head: Request<()>,
+    fn resend<'a>(
+        &'a self,
+        head: &'a Request<()>,
     ) -> Pin<
         Box<
             dyn Future<
@@ -432,20 +493,20 @@ impl H3Connection {
                             Live,
                             h3::client::RequestStream<backend::BidiStream<Bytes>, Bytes>,
                         ),
-                        Refused,
+                        Status,
                     >,
                 > + Send
-                + '_,
+                + 'a,
         >,
     > {
         Box::pin(async move {
-            let live = self.live().await.map_err(|e| Refused::Failed(e.into()))?;
+            let live = self.live().await?;
             let stream = live
                 .send
                 .clone()
-                .send_request(head)
+                .send_request(head.clone())
                 .await
-                .map_err(|e| Refused::Failed(status_from_h3(&e)))?;
+                .map_err(|e| status_from_h3(&e))?;
             Ok((live, stream))
         })
     }
@@ -454,16 +515,53 @@ impl H3Connection {
 /// Largest request sent as 0-RTT early data (it is kept in memory for a possible replay).
 const EARLY_DATA_LIMIT: usize = 64 * 1024;
 
-/// Why a call failed: `Early` ones were refused unprocessed in 0-RTT and may be sent again.
+/// Why a call failed: `Early` ones were refused unprocessed in 0-RTT and may be sent again;
+/// `Unsent` ones never left this client (the request is returned whole).
 enum Refused {
     Early(Status),
+    Unsent(Status, Request<()>, Replay),
+    /// Refused unprocessed by the server (H3_REQUEST_REJECTED): sent again once, then `Unsent`.
+    Rejected(Status, Request<()>, Replay),
     Failed(Status),
 }
 
 impl Refused {
+    /// `Unsent`, unless the body failed while it was peeked (then it cannot be sent again).
+    fn unsent(status: Status, head: Request<()>, body: Ahead<Replay>) -> Self {
+        let (mut replay, peeked) = body.into_parts();
+        match peeked {
+            None | Some(None) => {}
+            Some(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => replay.ready.push_front(ReadyFrame::Data(data)),
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        replay.ready.push_front(ReadyFrame::Trailers(trailers));
+                    }
+                }
+            },
+            Some(Some(Err(_))) => return Refused::Failed(status),
+        }
+        Refused::Unsent(status, head, replay)
+    }
+
     fn into_status(self) -> Status {
         match self {
-            Refused::Early(s) | Refused::Failed(s) => s,
+            Refused::Early(s)
+            | Refused::Unsent(s, ..)
+            | Refused::Rejected(s, ..)
+            | Refused::Failed(s) => s,
+        }
+    }
+
+    /// As the channel sees it: an unsent request is rebuilt, tied to its call's cancellation.
+    fn into_send_error(self, token: crate::body::CancelToken) -> SendError {
+        match self {
+            Refused::Unsent(status, head, replay) | Refused::Rejected(status, head, replay) => {
+                let (parts, ()) = head.into_parts();
+                let body = token.wrap(tonic::body::Body::new(replay));
+                SendError::Unsent(status, Box::new(Request::from_parts(parts, body)))
+            }
+            other => SendError::Failed(other.into_status()),
         }
     }
 }

@@ -243,6 +243,7 @@ async fn serve_connection(
                 if let Err(err) = h3.shutdown(1).await {
                     tracing::debug!(%remote, error = %err, "sending GOAWAY failed");
                 }
+                tokio::spawn(reject_beyond_goaway(conn.clone()));
                 if requests.is_empty() {
                     break;
                 }
@@ -304,6 +305,19 @@ async fn serve_connection(
         tokio::time::sleep(grace).await;
     }
     conn.close(sent::SHUTDOWN, if draining { b"shutdown" } else { b"" });
+}
+
+/// While a connection drains, h3's `accept` is no longer polled: the request streams the client
+/// opened before it saw our GOAWAY wait in quinn's queue, all at or beyond the GOAWAY's stream id.
+/// RFC 9114 §5.2: the server SHOULD cancel them; H3_REQUEST_REJECTED (§4.1.1) tells the client
+/// they were not processed, so it can send them again on another connection instead of failing
+/// when the connection closes. Ends with the connection.
+async fn reject_beyond_goaway(conn: quinn::Connection) {
+    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+        tracing::debug!(stream = %send.id(), "refusing a request stream beyond GOAWAY");
+        let _ = send.reset(sent::BEYOND_GOAWAY);
+        let _ = recv.stop(sent::BEYOND_GOAWAY);
+    }
 }
 
 /// Polls a request once on the connection's own task and returns it if it is not done, to be

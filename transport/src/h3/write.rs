@@ -70,6 +70,11 @@ impl<B: Body + Unpin> Ahead<B> {
         self.peeked.is_some()
     }
 
+    /// The body and the frame polled ahead of it, if any.
+    pub(crate) fn into_parts(self) -> (B, Option<Next<B>>) {
+        (self.body, self.peeked)
+    }
+
     pub(crate) async fn next(&mut self) -> Next<B> {
         match self.peeked.take() {
             Some(frame) => frame,

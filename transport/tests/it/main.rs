@@ -5,6 +5,7 @@
 mod amplification;
 mod auto;
 mod bad_input;
+mod balance;
 mod early_data;
 mod ephemeral_bind;
 mod errors;
