@@ -4,3 +4,4 @@
 pub mod cli;
 pub mod edge;
 pub mod interop;
+pub mod servers;

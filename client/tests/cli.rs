@@ -328,6 +328,52 @@ fn unreachable_server_fails_with_exit_1() {
     }
 }
 
+/// `--addr DEAD,LIVE`: the call goes to the server that answers; a list of dead servers fails
+/// with exit 1 naming them; a malformed list is a usage error.
+#[test]
+fn several_servers_in_addr_are_balanced_over() {
+    for &transport in TRANSPORTS {
+        let server = TestServer::start(transport);
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = free.local_addr().unwrap().to_string();
+        drop(free);
+        let ca = server.ca.to_str().unwrap();
+        let both = format!("{dead},{}", server.addr);
+        let args = |addr: &str| {
+            run_client(
+                &[
+                    "--addr",
+                    addr,
+                    "--transport",
+                    transport,
+                    "--ca",
+                    ca,
+                    "get",
+                    ZONE,
+                    "www",
+                ],
+                &[],
+            )
+        };
+        let run = args(&both);
+        assert_ok(&run);
+        assert!(run.stdout.contains("192.0.2.10"), "{run:#?}");
+
+        let run = args(&format!("{dead},,{}", server.addr));
+        assert_eq!(run.code, Some(2), "{run:#?}");
+        assert!(run.stderr.contains("empty item"), "{run:#?}");
+
+        if transport == "h2" {
+            // Refused at once on TCP (a dead QUIC port costs the connect timeout: quinn ignores
+            // ICMP unreachable).
+            let run = args(&format!("{dead},{dead}"));
+            assert_eq!(run.code, Some(1), "{run:#?}");
+            assert!(run.stderr.contains(&dead), "{run:#?}");
+            assert!(!run.stderr.contains("panicked"), "{run:#?}");
+        }
+    }
+}
+
 #[test]
 fn full_transfer_writes_a_master_file() {
     for &transport in TRANSPORTS {

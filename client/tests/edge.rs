@@ -804,3 +804,168 @@ async fn sync_follow_and_the_zone_edge_binary_work_with_a_journaled_server() {
     drop(follow);
     origin.stop().await;
 }
+
+/// A zone server on the shared JetStream journal, in a runtime of its own (killable as kill -9
+/// would); pushes go straight to its store.
+struct Replica {
+    addr: SocketAddr,
+    store: ZoneStore,
+    runtime: test_support::killable::KillableRuntime,
+}
+
+impl Replica {
+    async fn start(nats_url: String) -> Replica {
+        let (runtime, (addr, store)) = test_support::killable::KillableRuntime::start(async move {
+            let store = ZoneStore::new();
+            store.insert_zone_text(ZONE, ZONE_TEXT).unwrap();
+            let (_journal, _, tail) = zone_server::journal::attach_nats(
+                &store,
+                &nats_url,
+                JournalOptions::default(),
+                zone_server::journal::NatsOptions::default(),
+            )
+            .await
+            .unwrap();
+            let c = certs();
+            let bound = Server::builder()
+                .tls(ServerTls::from_pem(&c.server_cert_pem, &c.server_key_pem).unwrap())
+                .wires(Wires::Both)
+                .add_service(zones_server(store.clone()))
+                .bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            let addr = bound.h2_addr().unwrap();
+            tokio::spawn(async move {
+                let _tail = tail;
+                let _ = bound.serve_with_shutdown(std::future::pending()).await;
+            });
+            (addr, store)
+        })
+        .await;
+        Replica {
+            addr,
+            store,
+            runtime,
+        }
+    }
+
+    /// Pushes a batch creating `n{i}`, retrying (bounded) while this replica catches up with a
+    /// serial another one appended.
+    async fn publish(&self, i: u32) {
+        let batch = pb::ChangeBatch {
+            zone: ZONE.into(),
+            changes: vec![pb::Change {
+                op: Op::Create.into(),
+                record: Some(pb::Record {
+                    name: format!("n{i}"),
+                    r#type: "A".into(),
+                    class: String::new(),
+                    ttl: 60,
+                    rdata: format!("192.0.2.{}", i % 250),
+                }),
+                previous: None,
+            }],
+            expected_serial: None,
+        };
+        for _ in 0..100 {
+            if self.store.push(batch.clone()).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("push {i} kept failing");
+    }
+
+    fn serial(&self) -> u32 {
+        self.store.zone(ZONE).unwrap().serial
+    }
+}
+
+/// An edge given two servers (`--addr A,B`) whose server is killed resumes its Sync from its
+/// serial on the other (both hold the history: one JetStream journal), misses no serial, and ends
+/// with the survivor's zone.
+async fn edge_fails_over_to_a_second_server(t: Transport) {
+    let nats = test_support::nats_or_skip!();
+    let mut replicas = [
+        Replica::start(nats.url()).await,
+        Replica::start(nats.url()).await,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let config = EdgeConfig::new([ZONE])
+        .state_file(dir.path().join("edge.state"))
+        .persist_delay(Duration::from_millis(20))
+        .backoff(Duration::from_millis(50), Duration::from_millis(400));
+    let edge = Edge::open(config).unwrap();
+    let connector =
+        edge::EdgeConnector::new(format!("{},{}", replicas[0].addr, replicas[1].addr), t)
+            .ca_pem(certs().ca_pem.clone())
+            .server_name("localhost")
+            .keep_alive(Duration::from_millis(250));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let runner = {
+        let (edge, connector) = (edge.clone(), connector.clone());
+        tokio::spawn(async move {
+            edge.run(|| connector.connect(), async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    for i in 0..3 {
+        replicas[0].publish(i).await;
+    }
+    let serial = replicas[0].serial();
+    assert!(
+        edge.wait_for_serial(ZONE, serial, CONVERGE).await,
+        "{:?}",
+        edge.stats()
+    );
+
+    // The replica carrying the edge's Sync stream dies.
+    let channel = connector.channel().unwrap();
+    let on = channel
+        .backends()
+        .iter()
+        .position(|b| b.in_flight == 1)
+        .unwrap_or_else(|| panic!("no Sync in flight: {:?}", channel.backends()));
+    replicas[on].runtime.kill();
+    let survivor = &replicas[1 - on];
+    for i in 3..8 {
+        survivor.publish(i).await;
+    }
+    let serial = survivor.serial();
+    assert!(
+        edge.wait_for_serial(ZONE, serial, CONVERGE).await,
+        "edge stuck at {:?}, survivor at {serial}: {:?} {:?}",
+        edge.serial(ZONE),
+        edge.stats(),
+        channel.backends()
+    );
+    assert_eq!(
+        lines(edge.snapshot(ZONE).unwrap().records),
+        lines(survivor.store.snapshot(ZONE).unwrap().records()),
+    );
+    let stats = edge.stats();
+    assert_eq!(
+        stats.snapshots, 1,
+        "resumed by serial, not from a snapshot: {stats:?}"
+    );
+    assert_eq!(stats.resyncs, 0, "{stats:?}");
+    assert!(stats.sessions >= 2, "{stats:?}");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_fails_over_to_a_second_server_over_h2() {
+    edge_fails_over_to_a_second_server(Transport::H2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_fails_over_to_a_second_server_over_h3() {
+    edge_fails_over_to_a_second_server(Transport::H3).await;
+}

@@ -12,8 +12,8 @@
 
 use std::collections::BTreeSet;
 use std::io::BufRead as _;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,103 +40,7 @@ const ZONE_TEXT: &str = "$ORIGIN example.test.\n$TTL 300\n\
     @ NS ns1\n\
     ns1 A 192.0.2.53\n\
     www A 192.0.2.1\n";
-const SKIP: &str = "skipping: nats-server not installed (run scripts/install-nats.sh)";
-
-fn nats_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/bin", "/usr/bin"].map(PathBuf::from))
-        .map(|dir| dir.join("nats-server"))
-        .find(|candidate| candidate.is_file())
-}
-
-/// A `nats-server -js` child on a free loopback port; killed on drop.
-struct NatsServer {
-    binary: PathBuf,
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl NatsServer {
-    /// `None` when nats-server is not installed.
-    fn start() -> Option<Self> {
-        let binary = nats_binary()?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Self {
-            binary,
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        server.spawn();
-        Some(server)
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(&self.binary)
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.dir.path().join("store"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Kills the server and starts it again on the same port and store.
-    fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-macro_rules! nats_or_skip {
-    () => {
-        match NatsServer::start() {
-            Some(server) => server,
-            None => {
-                eprintln!("{SKIP}");
-                return;
-            }
-        }
-    };
-}
+use test_support::nats_or_skip;
 
 fn rec(name: &str, rtype: &str, rdata: &str) -> pb::Record {
     pb::Record {

@@ -4,10 +4,14 @@
 //!   every wire — HTTP/2, HTTP/3 and Auto;
 //! - [`fixture`]: the server the transport matrix runs against (a TestService whose handlers
 //!   report what the transport did), its clients and raw helpers;
-//! - [`bounded_proptest`]: the time-bounded proptest runner of every property test.
+//! - [`bounded_proptest`]: the time-bounded proptest runner of every property test;
+//! - [`killable`]: a server in a runtime of its own, to kill as kill -9 would;
+//! - [`nats`]: a real `nats-server -js` per test (or a printed skip when it is not installed).
 
 pub mod bounded_proptest;
 pub mod fixture;
+pub mod killable;
+pub mod nats;
 
 /// Defines `mod h2`, `mod h3` and `mod auto`, each with one `#[tokio::test]` per listed behaviour
 /// `async fn case(t: Transport)` of the invoking module. `matrix!(@wires [h2 H2, h3 H3] case, …)`

@@ -67,8 +67,9 @@ struct RunArgs {
     /// State file: the copies and their serials (created when missing).
     #[arg(long, value_name = "FILE")]
     state: PathBuf,
-    /// Zone server address.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Zone server address; several, comma-separated, or a name with several addresses: the
+    /// edge syncs from one and resumes from its serial on another when that one fails.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT…]")]
     addr: String,
     /// Wire protocol to the zone server.
     #[arg(long, value_enum, default_value_t = Transport::Auto)]
@@ -165,7 +166,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     if let Some(name) = &args.server_name {
         connector = connector.server_name(name.clone());
     }
-    connector.endpoint().map_err(|e| usage(e.to_string()))?;
+    connector.endpoints().map_err(|e| usage(e.to_string()))?;
     let config = EdgeConfig::new(&args.zones)
         .state_file(&args.state)
         .persist_delay(Duration::from_millis(args.persist_ms));

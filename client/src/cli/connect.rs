@@ -111,9 +111,12 @@ pub async fn connect(
     opts: &ConnectOptions<'_>,
     credentials: Credentials,
 ) -> Result<Client, CliError> {
-    let endpoint = endpoint(opts)?;
-    let channel = endpoint
-        .connect()
+    let items = crate::servers::parse(opts.addr).map_err(CliError::Usage)?;
+    let endpoints = items
+        .iter()
+        .map(|addr| endpoint(opts, addr))
+        .collect::<Result<Vec<_>, _>>()?;
+    let channel = crate::servers::connect(&items, endpoints)
         .await
         .map_err(|source| CliError::Connect {
             addr: opts.addr.to_owned(),
@@ -126,14 +129,9 @@ pub async fn connect(
         .max_decoding_message_size(zone_proto::MAX_ZONE_MESSAGE_SIZE))
 }
 
-/// Builds the endpoint; every problem here is a usage error (exit 2).
-fn endpoint(opts: &ConnectOptions<'_>) -> Result<Endpoint, CliError> {
-    if opts.addr.contains("://") {
-        return Err(CliError::Usage(format!(
-            "--addr takes HOST:PORT, not a URL (got `{}`)",
-            opts.addr
-        )));
-    }
+/// Builds the endpoint of one server `addr` of `--addr`; every problem here is a usage error
+/// (exit 2).
+fn endpoint(opts: &ConnectOptions<'_>, addr: &str) -> Result<Endpoint, CliError> {
     if opts.plaintext {
         if opts.ca.is_some() {
             return Err(CliError::Usage(
@@ -147,8 +145,8 @@ fn endpoint(opts: &ConnectOptions<'_>) -> Result<Endpoint, CliError> {
         }
     }
     let scheme = if opts.plaintext { "http" } else { "https" };
-    let mut endpoint = Endpoint::new(format!("{scheme}://{}", opts.addr))
-        .map_err(|e| CliError::Usage(format!("invalid --addr `{}`: {e}", opts.addr)))?
+    let mut endpoint = Endpoint::new(format!("{scheme}://{addr}"))
+        .map_err(|e| CliError::Usage(format!("invalid --addr `{addr}`: {e}")))?
         .transport(opts.transport);
     if !opts.plaintext {
         let Some(ca) = opts.ca else {
@@ -211,7 +209,7 @@ mod tests {
             server_name: None,
             plaintext: false,
         };
-        let err = endpoint(&opts).unwrap_err();
+        let err = endpoint(&opts, opts.addr).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("--ca"), "{err}");
 
@@ -220,7 +218,7 @@ mod tests {
             ca: Some(missing),
             ..opts
         };
-        let err = endpoint(&opts).unwrap_err();
+        let err = endpoint(&opts, opts.addr).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(
             err.to_string()

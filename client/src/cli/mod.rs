@@ -25,8 +25,9 @@ pub use commands::run;
     Exit codes: 0 ok, 1 RPC or connection failed, 2 usage or input error."
 )]
 pub struct Cli {
-    /// Server address.
-    #[arg(long, global = true, value_name = "HOST:PORT")]
+    /// Server address; several, comma-separated, or a name with several addresses, are
+    /// balanced over (calls that never reached a dead server go to another).
+    #[arg(long, global = true, value_name = "HOST:PORT[,HOST:PORT…]")]
     pub addr: Option<String>,
     /// Wire protocol: h3 (QUIC), h2 (TCP) or auto (h3 when available, else h2).
     #[arg(long, global = true, value_enum, default_value_t = grpc_h3::Transport::Auto)]

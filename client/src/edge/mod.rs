@@ -543,6 +543,9 @@ pub struct EdgeConnector {
     pub credentials: Credentials,
     /// Keep-alive PING interval; a dead path is noticed within about twice this. Default 5 s.
     pub keep_alive: Duration,
+    /// The channel every (re)connection uses, made on the first: a balanced channel keeps what
+    /// it learnt (a dead server stays ejected) across the edge's reconnections.
+    channel: Arc<std::sync::Mutex<Option<grpc_h3::Channel>>>,
 }
 
 impl EdgeConnector {
@@ -555,6 +558,7 @@ impl EdgeConnector {
             plaintext: false,
             credentials: Credentials::none(),
             keep_alive: Duration::from_secs(5),
+            channel: Arc::default(),
         }
     }
 
@@ -583,13 +587,20 @@ impl EdgeConnector {
         self
     }
 
-    /// The endpoint: keep-alives on both wires, a QUIC idle timeout of 3 intervals.
-    pub fn endpoint(&self) -> Result<Endpoint, EdgeError> {
+    /// The endpoints of `addr`'s servers: keep-alives on both wires, a QUIC idle timeout of 3
+    /// intervals, a connect timeout of 2 (at least 1 s).
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>, EdgeError> {
+        let items = crate::servers::parse(&self.addr).map_err(EdgeError::Config)?;
+        items.iter().map(|addr| self.endpoint(addr)).collect()
+    }
+
+    fn endpoint(&self, addr: &str) -> Result<Endpoint, EdgeError> {
         let scheme = if self.plaintext { "http" } else { "https" };
         let quic = QuicSettings::default().idle_timeout(self.keep_alive * 3);
-        let mut endpoint = Endpoint::new(format!("{scheme}://{}", self.addr))
-            .map_err(|e| EdgeError::Config(format!("invalid address `{}`: {e}", self.addr)))?
+        let mut endpoint = Endpoint::new(format!("{scheme}://{addr}"))
+            .map_err(|e| EdgeError::Config(format!("invalid address `{addr}`: {e}")))?
             .transport(self.transport)
+            .connect_timeout((self.keep_alive * 2).max(Duration::from_secs(1)))
             .keep_alive_interval(self.keep_alive)
             .keep_alive_timeout(self.keep_alive)
             .quic_settings(quic);
@@ -604,10 +615,31 @@ impl EdgeConnector {
         Ok(endpoint)
     }
 
-    /// Connects a client with the credentials attached.
+    /// The channel the edge uses, once it made one (`Channel::backends` shows which server its
+    /// Sync is on).
+    pub fn channel(&self) -> Option<grpc_h3::Channel> {
+        self.channel
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A client with the credentials attached, once a server is reachable.
     pub async fn connect(&self) -> Result<Client, EdgeError> {
-        let channel = self.endpoint()?.connect().await.map_err(|e| {
-            EdgeError::Connect(format!("{} over {}: {e}", self.addr, self.transport))
+        let channel = {
+            let mut slot = self.channel.lock().unwrap_or_else(PoisonError::into_inner);
+            match slot.as_ref() {
+                Some(channel) => channel.clone(),
+                None => {
+                    let items = crate::servers::parse(&self.addr).map_err(EdgeError::Config)?;
+                    let channel = crate::servers::channel(&items, self.endpoints()?);
+                    *slot = Some(channel.clone());
+                    channel
+                }
+            }
+        };
+        channel.ready().await.map_err(|e| {
+            EdgeError::Connect(format!("{} over {}: {e:#}", self.addr, self.transport))
         })?;
         Ok(client(channel, self.credentials.clone()))
     }

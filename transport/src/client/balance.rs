@@ -538,6 +538,7 @@ impl Balancer {
                     return Ok(response.map(|body| BalancedBody {
                         inner: body,
                         in_flight,
+                        balancer: self.clone(),
                         failed: false,
                     }));
                 }
@@ -749,6 +750,7 @@ impl Drop for InFlight {
 pub(crate) struct BalancedBody {
     inner: AutoBody,
     in_flight: InFlight,
+    balancer: Arc<Balancer>,
     failed: bool,
 }
 
@@ -763,14 +765,16 @@ impl http_body::Body for BalancedBody {
         let this = &mut *self;
         let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
         // The body's own errors are the transport's (a status from the server is a trailer).
-        if let Poll::Ready(Some(Err(_))) = &polled
+        if let Poll::Ready(Some(Err(status))) = &polled
             && !this.failed
         {
             this.failed = true;
-            this.in_flight
-                .backend
-                .failed
-                .fetch_add(1, Ordering::Relaxed);
+            let backend = &this.in_flight.backend;
+            backend.failed.fetch_add(1, Ordering::Relaxed);
+            // A long stream (a Sync) learns of its server's death here, not in `send`.
+            if !backend.conn.is_connected() {
+                this.balancer.eject(backend, status.message());
+            }
         }
         polled
     }

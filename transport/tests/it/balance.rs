@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 use grpc_h3::{
     Balance, Change, Channel, Pick, QuicSettings, Resolve, Server, ServerTls, Transport,
 };
+use test_support::killable::KillableRuntime;
 use tokio::sync::oneshot;
 use zone_proto::grpc_testing::test_service_client::TestServiceClient;
 use zone_proto::grpc_testing::{Payload, SimpleRequest};
@@ -29,13 +30,12 @@ test_support::matrix!(
     application_changes_add_and_remove_backends,
 );
 
-/// A server in a runtime of its own, so the test can kill it as kill -9 would: every socket
-/// closed by the kernel, no GOAWAY, no QUIC CONNECTION_CLOSE.
+/// A test server in a runtime of its own, so the test can kill it as kill -9 would.
 struct Killable {
     transport: Transport,
     addr: SocketAddr,
     observed: Arc<Observed>,
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: KillableRuntime,
     shutdown: Option<oneshot::Sender<()>>,
     stopped: Option<oneshot::Receiver<()>>,
 }
@@ -46,16 +46,10 @@ impl Killable {
     }
 
     async fn start_on(transport: Transport, addr: SocketAddr, observed: Arc<Observed>) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (bound_tx, bound_rx) = oneshot::channel();
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let (stopped_tx, stopped) = oneshot::channel();
         let served = observed.clone();
-        runtime.spawn(async move {
+        let (runtime, addr) = KillableRuntime::start(async move {
             let c = certs();
             let bound = Server::builder()
                 .tls(ServerTls::from_pem(&c.server_cert_pem, &c.server_key_pem).unwrap())
@@ -69,20 +63,22 @@ impl Killable {
                 Transport::H3 => bound.h3_addr().unwrap(),
                 _ => bound.h2_addr().unwrap(),
             };
-            let _ = bound_tx.send(addr);
-            let _ = bound
-                .serve_with_shutdown(async {
-                    let _ = shutdown_rx.await;
-                })
-                .await;
-            let _ = stopped_tx.send(());
-        });
-        let addr = bound_rx.await.unwrap();
+            tokio::spawn(async move {
+                let _ = bound
+                    .serve_with_shutdown(async {
+                        let _ = shutdown_rx.await;
+                    })
+                    .await;
+                let _ = stopped_tx.send(());
+            });
+            addr
+        })
+        .await;
         Killable {
             transport,
             addr,
             observed,
-            runtime: Some(runtime),
+            runtime,
             shutdown: Some(shutdown),
             stopped: Some(stopped),
         }
@@ -92,11 +88,8 @@ impl Killable {
         self.observed.completed.load(Ordering::SeqCst)
     }
 
-    /// Drops the server's runtime at once: its sockets close without a word to the peer.
     fn kill(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+        self.runtime.kill();
     }
 
     /// Graceful shutdown (GOAWAY, calls in flight finish); returns when the server has stopped.
@@ -113,12 +106,6 @@ impl Killable {
     async fn restart(&mut self) {
         self.kill();
         *self = Self::start_on(self.transport, self.addr, self.observed.clone()).await;
-    }
-}
-
-impl Drop for Killable {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
