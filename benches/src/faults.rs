@@ -1,7 +1,7 @@
 //! `zone-bench faults`: recovery from faults under load (issue #7 item 5) — a server process
-//! killed (SIGKILL) and restarted on the same port while clients call it, and an HTTP/3 client
+//! killed (SIGKILL) and restarted on the same port while clients call it, an HTTP/3 client
 //! moving to a new UDP socket (`Channel::rebind`, RFC 9000 §9) during unary load and during a
-//! long server stream.
+//! long server stream, and one of three servers behind a balanced channel killed (`failover`).
 //!
 //! The server is a child process: this binary re-run with the hidden `--fault-server PORT` flag,
 //! serving grpc's `TestService` (the interop server's handlers) through `grpc_h3::Server` and
@@ -37,6 +37,8 @@ use crate::results::{Machine, git_commit};
 use crate::runner::guarded;
 use crate::soak::code_name;
 use crate::target::Wire;
+
+mod failover;
 
 /// How long the child may take to print its READY line.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -282,6 +284,7 @@ pub struct FaultRun {
     pub settings: FaultSettings,
     pub notes: Vec<String>,
     pub cases: Vec<FaultCase>,
+    pub failover: Vec<failover::FailoverCase>,
 }
 
 /// `zone-bench faults`.
@@ -367,6 +370,22 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         detail,
     ));
 
+    let mut failovers = Vec::new();
+    for wire in [Wire::H2, Wire::H3] {
+        eprintln!("zone-bench faults: one of 3 balanced servers killed over {wire}");
+        let detail = format!(
+            "{} in flight, keep-alive 500 ms, QUIC idle timeout 1.5 s, call deadline {} s",
+            failover::IN_FLIGHT,
+            FAULT_CALL_TIMEOUT.as_secs_f64()
+        );
+        let case = guarded(
+            failover::balanced_kill(env.clone(), wire, detail.clone()),
+            Duration::from_secs(60),
+        )
+        .await;
+        failovers.push(case.unwrap_or_else(|e| failover::FailoverCase::failed(wire, detail, e)));
+    }
+
     let mut notes = vec![
         "The server is a separate process (zone-bench --fault-server, grpc-h3 serving TestService); \
          the client is this process with one Channel per case (no new Channel after a fault)."
@@ -402,6 +421,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         settings,
         notes,
         cases,
+        failover: failovers,
     };
     std::fs::write(out.join("faults.json"), serde_json::to_string_pretty(&run)?)
         .with_context(|| format!("writing {}", out.join("faults.json").display()))?;
@@ -413,7 +433,8 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         out.display(),
         run.duration_s
     );
-    if run.cases.iter().any(|c| c.error.is_some()) {
+    if run.cases.iter().any(|c| c.error.is_some()) || run.failover.iter().any(|c| c.error.is_some())
+    {
         eprintln!("zone-bench faults: a case could not run (see the table)");
         return Ok(ExitCode::FAILURE);
     }
@@ -892,6 +913,12 @@ pub fn terminal(run: &FaultRun) -> String {
     let mut out = String::from("\nfaults (server in a child process, client in this one)\n\n");
     out.push_str(&layout(&rows(run)));
     let _ = writeln!(out, "\n{LEGEND}");
+    let _ = writeln!(out, "\nfailover (one of 3 balanced servers killed)\n");
+    out.push_str(&layout(&failover::rows(&run.failover)));
+    if let Some(line) = failover::ratio_line(&run.failover) {
+        let _ = writeln!(out, "\n{line}");
+    }
+    let _ = writeln!(out, "\n{}", failover::LEGEND);
     out
 }
 
@@ -906,6 +933,12 @@ pub fn markdown(run: &FaultRun) -> String {
     }
     let _ = writeln!(out, "- {LEGEND}\n");
     out.push_str(&table(&rows(run), true));
+    let _ = writeln!(out, "\n## Failover: one of 3 balanced servers killed\n");
+    let _ = writeln!(out, "{}\n", failover::LEGEND);
+    out.push_str(&table(&failover::rows(&run.failover), true));
+    if let Some(line) = failover::ratio_line(&run.failover) {
+        let _ = writeln!(out, "\n{line}");
+    }
     out
 }
 
