@@ -13,13 +13,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grpc_h3::{Server, ServerTls, Wires};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use zone_proto::zone::v1 as pb;
 use zone_proto::zone::v1::change::Op;
-use zone_server::journal::{JournalOptions, RedbJournal};
-use zone_server::zones::{ZoneStore, zones_server};
+use zone_server::journal::RedbJournal;
+use zone_server::zones::ZoneStore;
+
+mod origin;
+use origin::{Serving, certs, journaled_store};
 
 const ZONE: &str = "example.com.";
 /// The repository's example zone plus the cases it lacks: a wildcard, a delegation with glue, an
@@ -40,11 +40,6 @@ fn zone_text() -> String {
         text.push_str(&format!("big 60 IN TXT \"{i:02}{}\"\n", "x".repeat(90)));
     }
     text
-}
-
-fn certs() -> &'static dev_certs::DevCerts {
-    static CERTS: std::sync::OnceLock<dev_certs::DevCerts> = std::sync::OnceLock::new();
-    CERTS.get_or_init(|| dev_certs::DevCerts::generate().unwrap())
 }
 
 /// The tools present, or why the test is skipped.
@@ -71,41 +66,19 @@ fn tools() -> Option<Vec<&'static str>> {
 
 /// The zone server publishing the zone file, journaled so edges can Sync.
 struct Origin {
-    addr: SocketAddr,
     store: ZoneStore,
     journal: Arc<RedbJournal>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), grpc_h3::Error>>>,
+    serving: Serving,
 }
 
 impl Origin {
     async fn start(dir: &Path) -> Origin {
-        let store = ZoneStore::new();
-        store.insert_zone_text(ZONE, &zone_text()).unwrap();
-        let journal = RedbJournal::open(dir.join("origin.redb")).unwrap();
-        store
-            .attach_journal(journal.clone(), JournalOptions::default())
-            .await
-            .unwrap();
-        let c = certs();
-        let bound = Server::builder()
-            .tls(ServerTls::from_pem(&c.server_cert_pem, &c.server_key_pem).unwrap())
-            .wires(Wires::H2)
-            .add_service(zones_server(store.clone()))
-            .bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let addr = bound.h2_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(bound.serve_with_shutdown(async {
-            let _ = stopped.await;
-        }));
+        let (store, journal) = journaled_store(dir, ZONE, &zone_text()).await;
+        let serving = Serving::start(&store, "127.0.0.1:0".parse().unwrap()).await;
         Origin {
-            addr,
             store,
             journal,
-            stop: Some(stop),
-            task: Some(task),
+            serving,
         }
     }
 
@@ -129,12 +102,7 @@ impl Origin {
     }
 
     async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
+        self.serving.stop().await;
         self.journal.close().await.unwrap();
     }
 }
@@ -159,7 +127,7 @@ async fn start_edge(dir: &Path, origin: &Origin) -> EdgeDns {
         .args([
             "run",
             "--addr",
-            &origin.addr.to_string(),
+            &origin.serving.addr.to_string(),
             "--transport",
             "h2",
         ])

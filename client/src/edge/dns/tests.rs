@@ -141,6 +141,11 @@ fn row(owner: &str, rtype: RecordType, ttl: u32, rdata: &str) -> (String, Record
     (owner.into(), rtype, ttl, rdata.into())
 }
 
+/// Asserts that `records` is exactly the one record given.
+fn assert_one(records: &[Record], owner: &str, rtype: RecordType, ttl: u32, rdata: &str) {
+    assert_eq!(rows(records), [row(owner, rtype, ttl, rdata)]);
+}
+
 /// The SOA as a negative answer carries it: TTL min(3600, MINIMUM 300) (RFC 2308 §3).
 fn negative_soa() -> (String, RecordType, u32, String) {
     row(ZONE, RecordType::SOA, 300, SOA_RDATA)
@@ -164,9 +169,12 @@ fn answers_are_authoritative_with_the_records_ttls() {
     );
     assert!(response.authorities.is_empty());
     let apex = udp(&edge, "EXAMPLE.com.", RecordType::MX);
-    assert_eq!(
-        rows(&apex.answers),
-        [row(ZONE, RecordType::MX, 3600, "10 mail.example.com.")]
+    assert_one(
+        &apex.answers,
+        ZONE,
+        RecordType::MX,
+        3600,
+        "10 mail.example.com.",
     );
 }
 
@@ -234,14 +242,12 @@ fn in_zone_cnames_are_followed() {
 
     // Asking for the CNAME itself does not follow it.
     let cname = udp(&edge, "alias.example.com.", RecordType::CNAME);
-    assert_eq!(
-        rows(&cname.answers),
-        [row(
-            "alias.example.com.",
-            RecordType::CNAME,
-            120,
-            "www.example.com."
-        )]
+    assert_one(
+        &cname.answers,
+        "alias.example.com.",
+        RecordType::CNAME,
+        120,
+        "www.example.com.",
     );
     // A target in no zone of ours is left to the resolver.
     let away = udp(&edge, "away.example.com.", RecordType::A);
@@ -264,25 +270,21 @@ fn wildcards_synthesise_answers_for_names_that_do_not_exist() {
     let response = udp(&edge, "anything.wild.example.com.", RecordType::TXT);
     assert_eq!(response.metadata.response_code, ResponseCode::NoError);
     assert!(response.metadata.authoritative);
-    assert_eq!(
-        rows(&response.answers),
-        [row(
-            "anything.wild.example.com.",
-            RecordType::TXT,
-            90,
-            "wild"
-        )]
+    assert_one(
+        &response.answers,
+        "anything.wild.example.com.",
+        RecordType::TXT,
+        90,
+        "wild",
     );
     // Deeper names too: the closest encloser is wild.example.com. (RFC 4592 §3.3.1).
     let deeper = udp(&edge, "a.b.wild.example.com.", RecordType::A);
-    assert_eq!(
-        rows(&deeper.answers),
-        [row(
-            "a.b.wild.example.com.",
-            RecordType::A,
-            90,
-            "192.0.2.90"
-        )]
+    assert_one(
+        &deeper.answers,
+        "a.b.wild.example.com.",
+        RecordType::A,
+        90,
+        "192.0.2.90",
     );
     // The wildcard's NODATA.
     let nodata = udp(&edge, "anything.wild.example.com.", RecordType::MX);
@@ -720,9 +722,12 @@ fn ixfr_sends_the_differences_and_falls_back_to_the_whole_zone() {
             Some(10)
         ]
     );
-    assert_eq!(
-        rows(&diff[2..3]),
-        [row("www.example.com.", RecordType::A, 300, "198.51.100.8")]
+    assert_one(
+        &diff[2..3],
+        "www.example.com.",
+        RecordType::A,
+        300,
+        "198.51.100.8",
     );
     assert_eq!(
         rows(&diff[4..6]),
