@@ -37,6 +37,9 @@ enum Command {
     /// Fault recovery: a server process killed and restarted under load, HTTP/3 client rebinding
     /// under load; writes faults.md and faults.json.
     Faults(Args),
+    /// DNS query throughput: zone-edge's DNS server and Knot DNS serving the same zone file,
+    /// loaded by dnsperf (scripts/install-dns-bench-tools.sh); writes dns/dns.md and dns.json.
+    Dns(Args),
 }
 
 impl Cli {
@@ -54,6 +57,7 @@ impl Cli {
                 faults: true,
                 ..args
             },
+            Some(Command::Dns(args)) => Args { dns: true, ..args },
         }
     }
 }
@@ -155,6 +159,10 @@ pub struct Args {
     /// The `faults` subcommand.
     #[arg(skip)]
     pub faults: bool,
+
+    /// The `dns` subcommand.
+    #[arg(skip)]
+    pub dns: bool,
 
     /// Internal (`faults`): serve TestService on this port, print the READY line, run until
     /// killed.

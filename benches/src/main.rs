@@ -1,9 +1,10 @@
 //! `zone-bench`: side-by-side benchmarks of gRPC over HTTP/2 and HTTP/3 (grpc-h3) and HTTP/3
-//! (tonic-h3, the comparison peer). One tool, four subcommands sharing one set of options and
+//! (tonic-h3, the comparison peer). One tool, five subcommands sharing one set of options and
 //! one report module: `run` (the default: the scenarios over a 1500-byte veth link, then over
 //! loopback), `netlab` (the scenarios through the impaired-network emulator, the `netlab`
-//! crate), `soak` and `faults`. Prints tables with absolute figures and ratios and writes
-//! reports, JSON and SVG plots under `--out`.
+//! crate), `soak`, `faults`, and `dns` (zone-edge's DNS server against Knot DNS under dnsperf).
+//! Prints tables with absolute figures and ratios and writes reports, JSON and SVG plots under
+//! `--out`.
 //!
 //! Modules, one concern each: `cli` (subcommands, options, settings), `path` (the network
 //! paths), `servers` (in-process servers), `peer` (tonic-h3 adapter), `target` (where calls go;
@@ -11,9 +12,11 @@
 //! `cpu` (getrusage), `runner` (interleaved rounds, timeouts, progress), `panics` (where a case
 //! panicked), `stats`, `results` (JSON model), `goals`, `report` (every table of every
 //! subcommand), `plots`, `impaired` (`netlab`), `soak` (`soak`: long mixed load, RSS and fds over
-//! time), `faults` (`faults`: server killed and restarted, client rebinding).
+//! time), `faults` (`faults`: server killed and restarted, client rebinding), `dns` (`dns`:
+//! dnsperf against zone-edge and Knot DNS).
 mod cli;
 mod cpu;
+mod dns;
 mod faults;
 mod goals;
 mod impaired;
@@ -55,6 +58,9 @@ fn main() -> ExitCode {
             println!("{:<16} {}", s.name, s.description);
         }
         return ExitCode::SUCCESS;
+    }
+    if args.dns {
+        return dns::main(&args);
     }
     if args.netlab {
         return impaired::main(&args);

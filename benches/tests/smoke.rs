@@ -246,6 +246,46 @@ fn netlab_runs_its_grid_or_skips_with_a_reason() {
 }
 
 #[test]
+fn dns_compares_zone_edge_with_knot_or_skips_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = run(
+        &[
+            "dns",
+            "--tiny",
+            "--duration",
+            "1",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if stdout.contains("skipped") {
+        eprintln!("skipping: {stdout}");
+        return;
+    }
+    // Both servers measured, each answering the zone (the run refuses a server that does not).
+    let report = std::fs::read_to_string(out_dir.join("dns/dns.md")).unwrap();
+    for row in ["| zone-edge |", "| knot |"] {
+        assert!(report.contains(row), "no {row} in\n{report}");
+    }
+    let figures = read_json(&out_dir.join("dns/dns.json"));
+    let runs = figures.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{figures}");
+    for run in runs {
+        assert!(run["qps"].as_f64().unwrap() > 0.0, "{run}");
+        assert!(run["noerror_pct"].as_f64().unwrap() >= 99.0, "{run}");
+    }
+}
+
+#[test]
 fn unknown_scenarios_are_usage_errors() {
     let out = run(&["--scenario", "no-such-scenario"], Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(2));

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use grpc_h3::{Channel, Endpoint, QuicSettings, Server, ServerTls, Transport, Wires};
+use grpc_h3::{Channel, Endpoint, QuicSettings, Server, Transport, Wires};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::oneshot;
@@ -27,8 +27,11 @@ use zone_client::edge::{self, Edge, EdgeConfig, EdgeError};
 use zone_proto::zone::v1 as pb;
 use zone_proto::zone::v1::change::Op;
 use zone_proto::zone::v1::zones_client::ZonesClient;
-use zone_server::journal::{JournalOptions, RedbJournal};
-use zone_server::zones::{ZoneStore, zones_server};
+use zone_server::journal::RedbJournal;
+use zone_server::zones::ZoneStore;
+
+mod origin;
+use origin::{Serving, certs, journaled_store};
 
 const ZONE: &str = "edge.test.";
 const ZONE_TEXT: &str = "$ORIGIN edge.test.\n$TTL 300\n\
@@ -36,19 +39,13 @@ const ZONE_TEXT: &str = "$ORIGIN edge.test.\n$TTL 300\n\
     @ NS ns1\nns1 A 192.0.2.53\nwww A 192.0.2.80\n";
 const CONVERGE: Duration = Duration::from_secs(15);
 
-fn certs() -> &'static dev_certs::DevCerts {
-    static CERTS: std::sync::OnceLock<dev_certs::DevCerts> = std::sync::OnceLock::new();
-    CERTS.get_or_init(|| dev_certs::DevCerts::generate().unwrap())
-}
-
 /// The publisher: a journaled zone server that can restart on the same file and port.
 struct Origin {
     dir: PathBuf,
     addr: SocketAddr,
     store: ZoneStore,
     journal: Arc<RedbJournal>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), grpc_h3::Error>>>,
+    serving: Serving,
     pushed: u32,
 }
 
@@ -58,49 +55,20 @@ impl Origin {
     }
 
     async fn start_at(dir: &Path, addr: SocketAddr, pushed: u32) -> Origin {
-        let store = ZoneStore::new();
-        store.insert_zone_text(ZONE, ZONE_TEXT).unwrap();
-        let journal = RedbJournal::open(dir.join("origin.redb")).unwrap();
-        store
-            .attach_journal(journal.clone(), JournalOptions::default())
-            .await
-            .unwrap();
-        let c = certs();
-        let bound = Server::builder()
-            .tls(ServerTls::from_pem(&c.server_cert_pem, &c.server_key_pem).unwrap())
-            .wires(Wires::Both)
-            .drain_timeout(Duration::from_millis(200))
-            .add_service(zones_server(store.clone()))
-            .bind(addr)
-            .await
-            .unwrap();
-        let addr = bound.h2_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(bound.serve_with_shutdown(async {
-            let _ = stopped.await;
-        }));
+        let (store, journal) = journaled_store(dir, ZONE, ZONE_TEXT).await;
+        let serving = Serving::start(&store, addr).await;
         Origin {
             dir: dir.to_path_buf(),
-            addr,
+            addr: serving.addr,
             store,
             journal,
-            stop: Some(stop),
-            task: Some(task),
+            serving,
             pushed,
         }
     }
 
     async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .expect("server did not stop")
-                .unwrap()
-                .unwrap();
-        }
+        self.serving.stop().await;
         self.journal.close().await.unwrap();
     }
 

@@ -6,7 +6,8 @@
 //!   or SIGTERM; with `--serve`, serves GetRecord/TransferZone from the copies (HTTP/3 + HTTP/2, TLS
 //!   with `--cert-dir`, generated when missing; `--serve-plaintext` for h2c) and prints
 //!   `READY serve=ADDR` once listening (`READY` without it); `--metrics ADDR` adds ` metrics=ADDR`
-//!   and serves Prometheus text at http://ADDR/metrics.
+//!   and serves Prometheus text at http://ADDR/metrics; `--dns ADDR` adds ` dns=ADDR` and answers
+//!   DNS (UDP and TCP, AXFR, IXFR) for the zones from the copies (docs/edge-dns.md).
 //! - `zone-edge lookup --state FILE ZONE NAME [--type T]`: answers from a state file.
 //! - `zone-edge status --state FILE`: zones, serials and sizes in a state file.
 //!
@@ -102,6 +103,10 @@ struct RunArgs {
     /// http://ADDR/metrics; off by default. The READY line then ends with ` metrics=ADDR`.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Answer DNS for the zones from the copies, authoritatively, on UDP and TCP of ADDR
+    /// (queries, AXFR, IXFR; docs/edge-dns.md). The READY line then has ` dns=ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    dns: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -222,12 +227,31 @@ fn run(args: RunArgs) -> Result<(), Failure> {
             }
             None => None,
         };
+        let dns = match args.dns {
+            Some(addr) => {
+                let server = edge::dns::DnsServer::bind(addr, edge::dns::DnsConfig::default())
+                    .await
+                    .map_err(failed)?;
+                let bound = server
+                    .local_addr()
+                    .map_err(|e| failed(format!("cannot listen for DNS on {addr}: {e}")))?;
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let task = tokio::spawn(server.serve(edge.clone(), async {
+                    let _ = stopped.await;
+                }));
+                Some((bound, stop, task))
+            }
+            None => None,
+        };
         let mut ready = match &serving {
             Some((Some(addr), ..)) => format!("READY serve={addr}"),
             _ => "READY".to_owned(),
         };
         if let Some(addr) = metrics {
             ready.push_str(&format!(" metrics={addr}"));
+        }
+        if let Some((addr, ..)) = &dns {
+            ready.push_str(&format!(" dns={addr}"));
         }
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{ready}")
@@ -239,6 +263,10 @@ fn run(args: RunArgs) -> Result<(), Failure> {
             .await
             .map_err(|e: EdgeError| failed(e));
         if let Some((_, stop, task)) = serving {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        if let Some((_, stop, task)) = dns {
             let _ = stop.send(());
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }

@@ -2,13 +2,24 @@
 //! current by applying `ZoneUpdate`s (canonical changes from the server, SOA serial EDIT included).
 //!
 //! Records are compared as the server prints them (canonical presentation form), so identity is
-//! (owner, type, rdata) as on the server; the TTL is not part of it.
+//! (owner, type, rdata) as on the server; the TTL is not part of it. Each record also keeps its
+//! wire form (hickory-proto), made once when it enters the copy, for the DNS server
+//! ([`super::dns`]), and the copy keeps the last updates applied ([`Diff`]) for IXFR.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 
+use hickory_proto::rr::{Name, Record, RecordType};
 use zone_proto::zone::v1 as pb;
 use zone_proto::zone::v1::change::Op;
+
+use super::dns::wire;
+
+/// Updates kept for IXFR (RFC 1995): at most this many serials back…
+pub const HISTORY_SERIALS: usize = 1000;
+/// …and at most this many changed records in all; older ones are dropped first, and a client
+/// asking from before them gets the whole zone (RFC 1995 §4).
+pub const HISTORY_RECORDS: usize = 100_000;
 
 /// Why an update could not be applied to a copy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,8 +48,32 @@ pub enum LookupError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Node {
     name: String,
-    /// (type, rdata) → TTL.
-    rrs: BTreeMap<(String, String), u32>,
+    /// (type, rdata) → TTL and wire form.
+    rrs: BTreeMap<(String, String), Rr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rr {
+    ttl: u32,
+    /// `None` for rdata hickory cannot represent: served by gRPC, left out of DNS answers.
+    wire: Option<Record>,
+}
+
+/// One applied update as IXFR sends it (RFC 1995 §4): the SOAs before and after, and the records
+/// deleted and added between them (SOAs excluded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Diff {
+    pub(crate) from: u32,
+    pub(crate) old_soa: Option<pb::Record>,
+    pub(crate) new_soa: Option<pb::Record>,
+    pub(crate) deleted: Vec<pb::Record>,
+    pub(crate) added: Vec<pb::Record>,
+}
+
+impl Diff {
+    fn size(&self) -> usize {
+        self.deleted.len() + self.added.len() + 2
+    }
 }
 
 /// A zone copy; see the module docs.
@@ -48,6 +83,10 @@ pub struct ZoneCopy {
     /// Keyed by [`name_key`], so descendants of a name are a key range.
     nodes: BTreeMap<String, Node>,
     records: usize,
+    /// The last updates, oldest first, contiguous up to `serial`; bounded by [`HISTORY_SERIALS`]
+    /// and [`HISTORY_RECORDS`].
+    history: VecDeque<Diff>,
+    history_records: usize,
 }
 
 impl ZoneCopy {
@@ -85,6 +124,10 @@ impl ZoneCopy {
                 update: update.serial,
             });
         }
+        let apex = name_key(&update.zone.to_ascii_lowercase());
+        let old_soa = self.apex_soa(&apex);
+        let mut deleted = Vec::new();
+        let mut added = Vec::new();
         for (index, change) in update.changes.iter().enumerate() {
             let diverged = |reason: &str| CopyError::Diverged {
                 index,
@@ -99,11 +142,13 @@ impl ZoneCopy {
                     if !self.insert(record) {
                         return Err(diverged("created record exists already"));
                     }
+                    added.push(record.clone());
                 }
                 Ok(Op::Delete) => {
                     if !self.remove(record) {
                         return Err(diverged("deleted record is missing"));
                     }
+                    deleted.push(record.clone());
                 }
                 Ok(Op::Edit) => {
                     let previous = change
@@ -116,12 +161,50 @@ impl ZoneCopy {
                     if !self.insert(record) {
                         return Err(diverged("edited record exists already"));
                     }
+                    deleted.push(previous.clone());
+                    added.push(record.clone());
                 }
                 _ => return Err(diverged("unknown operation")),
             }
         }
+        let not_soa = |r: &pb::Record| !r.r#type.eq_ignore_ascii_case("SOA");
+        deleted.retain(not_soa);
+        added.retain(not_soa);
+        self.remember(Diff {
+            from: self.serial,
+            old_soa,
+            new_soa: self.apex_soa(&apex),
+            deleted,
+            added,
+        });
         self.serial = update.serial;
         Ok(())
+    }
+
+    fn remember(&mut self, diff: Diff) {
+        self.history_records += diff.size();
+        self.history.push_back(diff);
+        while self.history.len() > HISTORY_SERIALS || self.history_records > HISTORY_RECORDS {
+            match self.history.pop_front() {
+                Some(old) => self.history_records -= old.size(),
+                None => break,
+            }
+        }
+    }
+
+    /// The updates from `serial` to the copy's serial, oldest first; `None` when the history does
+    /// not reach back to `serial` (RFC 1995 §4: then the whole zone is sent).
+    pub(crate) fn diffs_since(&self, serial: u32) -> Option<impl Iterator<Item = &Diff>> {
+        let start = self.history.iter().position(|d| d.from == serial)?;
+        Some(self.history.iter().skip(start))
+    }
+
+    fn apex_soa(&self, apex: &str) -> Option<pb::Record> {
+        let node = self.nodes.get(apex)?;
+        node.rrs
+            .iter()
+            .find(|((t, _), _)| t == "SOA")
+            .map(|((t, rdata), rr)| record(&node.name, t, rr.ttl, rdata))
     }
 
     /// The whole copy as a snapshot (records in canonical name order).
@@ -138,8 +221,53 @@ impl ZoneCopy {
         self.nodes.values().flat_map(|node| {
             node.rrs
                 .iter()
-                .map(|((rtype, rdata), ttl)| record(&node.name, rtype, *ttl, rdata))
+                .map(|((rtype, rdata), rr)| record(&node.name, rtype, rr.ttl, rdata))
         })
+    }
+
+    /// Every record's wire form, in canonical name order.
+    pub(crate) fn wire_records(&self) -> impl Iterator<Item = &Record> + '_ {
+        self.nodes
+            .values()
+            .flat_map(|node| node.rrs.values().filter_map(|rr| rr.wire.as_ref()))
+    }
+
+    /// Whether `name` exists in the copy (RFC 4592 §2.2.2: has records, or is an empty
+    /// non-terminal above names that have).
+    pub(crate) fn name_exists(&self, name: &Name) -> bool {
+        let key = wire_key(name);
+        self.nodes.contains_key(&key) || self.has_descendant(&key)
+    }
+
+    /// Whether `name` owns records.
+    pub(crate) fn has_node(&self, name: &Name) -> bool {
+        self.nodes.contains_key(&wire_key(name))
+    }
+
+    /// The wire records of one type at `name`.
+    pub(crate) fn rrset(&self, name: &Name, rtype: RecordType) -> Vec<&Record> {
+        let Some(node) = self.nodes.get(&wire_key(name)) else {
+            return Vec::new();
+        };
+        let rtype = rtype.to_string();
+        node.rrs
+            .range((rtype.clone(), String::new())..)
+            .take_while(|((t, _), _)| *t == rtype)
+            .filter_map(|(_, rr)| rr.wire.as_ref())
+            .collect()
+    }
+
+    /// Every wire record at `name`.
+    pub(crate) fn node_records(&self, name: &Name) -> Vec<&Record> {
+        self.nodes
+            .get(&wire_key(name))
+            .map(|node| {
+                node.rrs
+                    .values()
+                    .filter_map(|rr| rr.wire.as_ref())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The records at `name` (relative names are taken relative to `zone`), of type `rtype`
@@ -170,7 +298,7 @@ impl ZoneCopy {
                 .rrs
                 .iter()
                 .filter(|((t, _), _)| all || *t == rtype)
-                .map(|((t, rdata), ttl)| record(&node.name, t, *ttl, rdata))
+                .map(|((t, rdata), rr)| record(&node.name, t, rr.ttl, rdata))
                 .collect()),
             None if self.has_descendant(&key) => Ok(Vec::new()),
             None => Err(LookupError::NxDomain(fqdn)),
@@ -195,7 +323,18 @@ impl ZoneCopy {
         if node.rrs.contains_key(&key) {
             return false;
         }
-        node.rrs.insert(key, record.ttl);
+        let wire = wire::record(&node.name, &key.0, record.ttl, &key.1);
+        if wire.is_none() {
+            tracing::warn!(name = %node.name, rtype = %key.0, rdata = %key.1,
+                "record has no wire form; DNS answers leave it out");
+        }
+        node.rrs.insert(
+            key,
+            Rr {
+                ttl: record.ttl,
+                wire,
+            },
+        );
         self.records += 1;
         true
     }
@@ -278,6 +417,11 @@ fn labels(name: &str) -> Vec<&str> {
         labels.push(&name[start..]);
     }
     labels
+}
+
+/// The key of a wire name: its canonical text (hickory prints names as the server does).
+fn wire_key(name: &Name) -> String {
+    name_key(&name.to_lowercase().to_ascii())
 }
 
 /// Labels from the root, separated by NUL: keys sort parents before children and the
@@ -401,5 +545,45 @@ mod tests {
         ));
         let round_trip = ZoneCopy::from_snapshot(&copy.to_snapshot("example.com."));
         assert_eq!(round_trip.len(), copy.len());
+    }
+
+    #[test]
+    fn the_ixfr_history_is_bounded_and_contiguous() {
+        let mut copy = copy();
+        let a = |i: u32| {
+            rec(
+                "h.example.com.",
+                "A",
+                &format!("10.0.{}.{}", i / 250, i % 250),
+            )
+        };
+        let total = u32::try_from(HISTORY_SERIALS).unwrap() + 5;
+        for i in 0..total {
+            let previous = (i > 0).then(|| a(i - 1));
+            let op = if i == 0 { Op::Create } else { Op::Edit };
+            copy.apply(&pb::ZoneUpdate {
+                zone: "example.com.".into(),
+                serial: 8 + i,
+                changes: vec![pb::Change {
+                    op: op.into(),
+                    record: Some(a(i)),
+                    previous,
+                }],
+            })
+            .unwrap();
+        }
+        let last = 7 + total;
+        assert_eq!(copy.serial(), last);
+        // The oldest serials fell out; the newest HISTORY_SERIALS remain, in order.
+        assert!(copy.diffs_since(7).is_none());
+        let oldest = last - u32::try_from(HISTORY_SERIALS).unwrap();
+        assert!(copy.diffs_since(oldest - 1).is_none());
+        let diffs: Vec<&Diff> = copy.diffs_since(oldest).unwrap().collect();
+        assert_eq!(diffs.len(), HISTORY_SERIALS);
+        assert!(diffs.windows(2).all(|w| w[0].from + 1 == w[1].from));
+        assert_eq!(diffs[0].deleted, [a(oldest - 7 - 1)]);
+        assert_eq!(diffs[0].added, [a(oldest - 7)]);
+        // Current: nothing to send.
+        assert_eq!(copy.diffs_since(last).map(Iterator::count), None);
     }
 }

@@ -25,6 +25,7 @@
 //! edge for scripts.
 
 pub mod copy;
+pub mod dns;
 pub mod serve;
 pub mod state_file;
 
