@@ -789,23 +789,17 @@ impl Replica {
             let (_journal, _, tail) = zone_server::journal::attach_nats(
                 &store,
                 &nats_url,
-                JournalOptions::default(),
+                zone_server::journal::JournalOptions::default(),
                 zone_server::journal::NatsOptions::default(),
             )
             .await
             .unwrap();
-            let c = certs();
-            let bound = Server::builder()
-                .tls(ServerTls::from_pem(&c.server_cert_pem, &c.server_key_pem).unwrap())
-                .wires(Wires::Both)
-                .add_service(zones_server(store.clone()))
-                .bind("127.0.0.1:0".parse().unwrap())
-                .await
-                .unwrap();
-            let addr = bound.h2_addr().unwrap();
+            // Serves on this runtime until it is killed; the tail lives as long.
+            let serving = Serving::start(&store, "127.0.0.1:0".parse().unwrap()).await;
+            let addr = serving.addr;
             tokio::spawn(async move {
-                let _tail = tail;
-                let _ = bound.serve_with_shutdown(std::future::pending()).await;
+                let _keep = (tail, serving);
+                std::future::pending::<()>().await;
             });
             (addr, store)
         })
