@@ -9,6 +9,10 @@
 //! (`H3_REQUEST_CANCELLED`), metadata, Trailers-Only responses, and the status of every transport
 //! failure (table in [`Error`]'s module, `error.rs`).
 //!
+//! Several servers behind one name: [`Balance`] (or [`Channel::balance_list`] /
+//! [`Channel::balance_channel`]) makes one `Channel` over all of them, on any wire, with gRPC's
+//! transparent retry of calls that never reached a server (gRFC A6).
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
