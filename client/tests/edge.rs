@@ -931,3 +931,8 @@ async fn edge_fails_over_to_a_second_server_over_h2() {
 async fn edge_fails_over_to_a_second_server_over_h3() {
     edge_fails_over_to_a_second_server(Transport::H3).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_fails_over_to_a_second_server_over_auto() {
+    edge_fails_over_to_a_second_server(Transport::Auto).await;
+}
