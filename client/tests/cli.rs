@@ -298,14 +298,17 @@ fn user_without_password_source_is_a_usage_error() {
     }
 }
 
+/// A port that was just free: nothing listens there.
+fn dead_addr() -> String {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    free.local_addr().unwrap().to_string()
+}
+
 #[test]
 fn unreachable_server_fails_with_exit_1() {
     for &transport in TRANSPORTS {
         let server = TestServer::start(transport);
-        // A port that was just free: nothing listens there.
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = free.local_addr().unwrap().to_string();
-        drop(free);
+        let addr = dead_addr();
         let ca = server.ca.to_str().unwrap();
         let run = run_client(
             &[
@@ -334,9 +337,7 @@ fn unreachable_server_fails_with_exit_1() {
 fn several_servers_in_addr_are_balanced_over() {
     for &transport in TRANSPORTS {
         let server = TestServer::start(transport);
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let dead = free.local_addr().unwrap().to_string();
-        drop(free);
+        let dead = dead_addr();
         let ca = server.ca.to_str().unwrap();
         let both = format!("{dead},{}", server.addr);
         let args = |addr: &str| {

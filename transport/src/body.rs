@@ -12,10 +12,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures::FutureExt as _;
 use futures::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use tonic::Status;
 
 use crate::error::BoxError;
+
+/// Largest request body kept in memory so the request can be sent again (0-RTT early data, a
+/// stream the server refused unprocessed).
+pub(crate) const REPLAY_LIMIT: usize = 64 * 1024;
 
 #[derive(Default)]
 struct Shared {
@@ -69,6 +76,7 @@ pub(crate) fn cancelable<B>(body: B) -> (CancelableBody<B>, CancelOnDrop) {
 
 /// The cancellation shared by a [`CancelableBody`] and its [`CancelOnDrop`]: a request rebuilt
 /// for sending again (a transparent retry) stays tied to the caller's guard.
+#[derive(Clone)]
 pub(crate) struct CancelToken(Arc<Shared>);
 
 impl<B> CancelableBody<B> {
@@ -154,5 +162,100 @@ impl<B: Body> Body for Guarded<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A frame taken from a request body before sending, kept so the request can be sent again.
+#[derive(Clone)]
+pub(crate) enum ReadyFrame {
+    Data(Bytes),
+    Trailers(http::HeaderMap),
+}
+
+pub(crate) fn ready_len(frames: &[ReadyFrame]) -> usize {
+    frames
+        .iter()
+        .map(|f| match f {
+            ReadyFrame::Data(d) => d.len(),
+            ReadyFrame::Trailers(_) => 0,
+        })
+        .sum()
+}
+
+/// Takes every frame the body has ready without waiting (a unary request is complete at once;
+/// a streaming one is not), stopping past the early-data limit. Returns the frames and, unless
+/// the body ended, the rest of it.
+pub(crate) fn take_ready(
+    mut body: RequestBody,
+) -> Result<(Vec<ReadyFrame>, Option<RequestBody>), Status> {
+    let mut ready = Vec::new();
+    loop {
+        if ready_len(&ready) > REPLAY_LIMIT {
+            return Ok((ready, Some(body)));
+        }
+        match body.frame().now_or_never() {
+            None => return Ok((ready, Some(body))),
+            Some(None) => return Ok((ready, None)),
+            Some(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => ready.push(ReadyFrame::Data(data)),
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        ready.push(ReadyFrame::Trailers(trailers));
+                    }
+                }
+            },
+            Some(Some(Err(err))) => {
+                return Err(Status::try_from_error(err).unwrap_or_else(|err| {
+                    Status::cancelled(format!("request body failed: {err}"))
+                }));
+            }
+        }
+    }
+}
+
+/// A request body as sent: frames taken ahead (possibly a kept copy), then the rest, if any.
+pub(crate) struct Replay {
+    pub(crate) ready: std::collections::VecDeque<ReadyFrame>,
+    rest: Option<RequestBody>,
+}
+
+impl Replay {
+    pub(crate) fn complete(ready: Vec<ReadyFrame>) -> Self {
+        Replay {
+            ready: ready.into(),
+            rest: None,
+        }
+    }
+    pub(crate) fn from_parts(ready: Vec<ReadyFrame>, rest: Option<RequestBody>) -> Self {
+        Replay {
+            ready: ready.into(),
+            rest,
+        }
+    }
+
+    /// All of the body is in `ready` (nothing left to wait for).
+    pub(crate) fn is_complete(&self) -> bool {
+        self.rest.is_none()
+    }
+}
+
+impl http_body::Body for Replay {
+    type Data = Bytes;
+    type Error = crate::error::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(f) = self.ready.pop_front() {
+            return Poll::Ready(Some(Ok(match f {
+                ReadyFrame::Data(d) => Frame::data(d),
+                ReadyFrame::Trailers(t) => Frame::trailers(t),
+            })));
+        }
+        match self.rest.as_mut() {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
     }
 }

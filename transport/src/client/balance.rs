@@ -345,7 +345,8 @@ impl Balancer {
 
     /// A backend for `endpoint`, connecting in the background; `None` (logged) if its
     /// configuration is unusable.
-    fn backend(self: &Arc<Self>, endpoint: Endpoint) -> Option<Arc<Backend>> {
+    fn backend(self: &Arc<Self>, mut endpoint: Endpoint) -> Option<Arc<Backend>> {
+        endpoint.replay_unprocessed = true;
         let name = match endpoint.connect_addr {
             Some(addr) => addr.to_string(),
             None => endpoint.authority.to_string(),

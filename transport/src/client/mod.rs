@@ -53,6 +53,9 @@ pub struct Endpoint {
     /// Connect to this address instead of resolving `host` (a balanced channel's backend: the
     /// origin and TLS name stay `host`'s).
     pub(crate) connect_addr: Option<std::net::SocketAddr>,
+    /// Keep a copy of complete small requests on HTTP/2 too, so a stream the server did not
+    /// process can go to another server (a balanced channel's backend).
+    pub(crate) replay_unprocessed: bool,
 }
 
 /// `user-agent` sent unless the caller sets one (gRPC PROTOCOL-HTTP2.md, "User-Agent").
@@ -99,6 +102,7 @@ impl Endpoint {
             auto_head_start: Duration::from_millis(300),
             propagator: None,
             connect_addr: None,
+            replay_unprocessed: false,
         })
     }
 

@@ -16,7 +16,7 @@ use tokio_rustls::TlsConnector;
 use tonic::Status;
 
 use crate::Transport;
-use crate::body::RequestBody;
+use crate::body::{REPLAY_LIMIT, Replay, RequestBody, ready_len, take_ready};
 use crate::metrics;
 use crate::path::PathSource;
 
@@ -37,6 +37,8 @@ struct Config {
     port: u16,
     /// Overrides resolving `host` (a balanced channel's backend).
     addr: Option<std::net::SocketAddr>,
+    /// Keeps a copy of complete small requests (see `send`).
+    replay_unprocessed: bool,
     tls: Option<(TlsConnector, rustls_pki_types::ServerName<'static>)>,
     connect_timeout: Duration,
     keep_alive_interval: Option<Duration>,
@@ -48,6 +50,55 @@ enum Sent {
     Response(Response<H2Body>),
     /// The connection refused it before sending anything (hyper returns the request).
     Refused(hyper::Error, Request<RequestBody>),
+    /// Sent, but the server did not process it (the body is gone).
+    Unprocessed(Status),
+}
+
+/// The stream was certainly not processed by the server: it was beyond the last stream id of the
+/// server's GOAWAY (RFC 9113 §6.8; h2 fails exactly those streams with the remote GOAWAY's
+/// NO_ERROR), or refused with RST_STREAM(REFUSED_STREAM) (§8.7).
+fn unprocessed(err: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            let reason = h2.reason();
+            return h2.is_remote()
+                && ((h2.is_go_away() && reason == Some(h2::Reason::NO_ERROR))
+                    || (h2.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM)));
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The request to send and, when it is complete and small, a copy to send again.
+#[allow(clippy::type_complexity)]
+fn with_copy(
+    req: Request<RequestBody>,
+) -> Result<(Request<RequestBody>, Option<Request<RequestBody>>), Status> {
+    let (parts, body) = req.into_parts();
+    let token = body.token();
+    let (ready, rest) = take_ready(body)?;
+    let head = Request::from_parts(parts, ());
+    let copy = (rest.is_none() && ready_len(&ready) <= REPLAY_LIMIT).then(|| {
+        let (parts, ()) = head.clone().into_parts();
+        let body = tonic::body::Body::new(Replay::complete(ready.clone()));
+        Request::from_parts(parts, token.clone().wrap(body))
+    });
+    let (parts, ()) = head.into_parts();
+    let body = tonic::body::Body::new(Replay::from_parts(ready, rest));
+    Ok((Request::from_parts(parts, token.wrap(body)), copy))
+}
+
+/// A stream the server did not process: the copy goes back as unsent, if there is one.
+fn not_processed(status: Status, copy: Option<Request<RequestBody>>) -> SendError {
+    match copy {
+        Some(req) => {
+            tracing::debug!(%status, "HTTP/2 stream not processed; the request goes back unsent");
+            SendError::Unsent(status, Box::new(req))
+        }
+        None => SendError::Failed(status),
+    }
 }
 
 /// A lazily (re)connected HTTP/2 connection shared by every clone of a channel.
@@ -81,6 +132,7 @@ impl H2Connection {
                     .to_string(),
                 port: endpoint.port,
                 addr: endpoint.connect_addr,
+                replay_unprocessed: endpoint.replay_unprocessed,
                 tls,
                 connect_timeout: endpoint.connect_timeout,
                 keep_alive_interval: endpoint.keep_alive_interval,
@@ -116,11 +168,17 @@ impl H2Connection {
     /// Sends one call. A request the connection refused before sending anything (the connection
     /// was closing: GOAWAY, reset) is retried once on a fresh connection, as gRPC allows for
     /// requests that never reached the server; if that fails too, or connecting fails, the
-    /// request comes back unsent.
+    /// request comes back unsent. With `replay_unprocessed`, so does a complete small request
+    /// whose stream the server did not process (see [`unprocessed`]), from a copy.
     pub(crate) async fn send(
         &self,
         req: Request<RequestBody>,
     ) -> Result<Response<H2Body>, SendError> {
+        let (req, copy) = if self.config.replay_unprocessed {
+            with_copy(req)?
+        } else {
+            (req, None)
+        };
         let unsent = match self.send_once(req).await? {
             Sent::Response(resp) => return Ok(resp),
             Sent::Refused(err, unsent) => {
@@ -128,12 +186,14 @@ impl H2Connection {
                 self.forget_dead();
                 unsent
             }
+            Sent::Unprocessed(status) => return Err(not_processed(status, copy)),
         };
         match self.send_once(unsent).await? {
             Sent::Response(resp) => Ok(resp),
             Sent::Refused(err, unsent) => {
                 Err(SendError::Unsent(status_from_hyper(&err), Box::new(unsent)))
             }
+            Sent::Unprocessed(status) => Err(not_processed(status, copy)),
         }
     }
 
@@ -151,7 +211,15 @@ impl H2Connection {
             }
             Err(mut err) => match err.take_message() {
                 Some(unsent) => Ok(Sent::Refused(err.into_error(), unsent)),
-                None => Err(SendError::Failed(status_from_hyper(&err.into_error()))),
+                None => {
+                    let err = err.into_error();
+                    let status = status_from_hyper(&err);
+                    if unprocessed(&err) {
+                        Ok(Sent::Unprocessed(status))
+                    } else {
+                        Err(SendError::Failed(status))
+                    }
+                }
             },
         }
     }

@@ -21,7 +21,6 @@ use futures::FutureExt;
 use futures::future::Fuse;
 use http::{Request, Response};
 use http_body::Frame;
-use http_body_util::BodyExt;
 use tokio::sync::{oneshot, watch};
 use tonic::Status;
 
@@ -29,7 +28,7 @@ use super::backend;
 use super::body::H3Body;
 use super::write::{Ahead, Written, write_body};
 use crate::Transport;
-use crate::body::RequestBody;
+use crate::body::{ReadyFrame, Replay, RequestBody, ready_len, take_ready};
 use crate::client::Endpoint;
 use crate::client::channel::SendError;
 use crate::client::slot::{self, Slot};
@@ -513,7 +512,7 @@ impl H3Connection {
 }
 
 /// Largest request sent as 0-RTT early data (it is kept in memory for a possible replay).
-const EARLY_DATA_LIMIT: usize = 64 * 1024;
+const EARLY_DATA_LIMIT: usize = crate::body::REPLAY_LIMIT;
 
 /// Why a call failed: `Early` ones were refused unprocessed in 0-RTT and may be sent again;
 /// `Unsent` ones never left this client (the request is returned whole).
@@ -576,99 +575,6 @@ async fn wait_handshake(mut handshake: watch::Receiver<Option<bool>>) -> bool {
         Ok(v) => v.unwrap_or(false),
         // The connection task is gone: the connection failed; callers find out when sending.
         Err(_) => false,
-    }
-}
-
-/// A frame taken from a request body before sending, kept so the request can be sent again.
-#[derive(Clone)]
-enum ReadyFrame {
-    Data(Bytes),
-    Trailers(http::HeaderMap),
-}
-
-fn ready_len(frames: &[ReadyFrame]) -> usize {
-    frames
-        .iter()
-        .map(|f| match f {
-            ReadyFrame::Data(d) => d.len(),
-            ReadyFrame::Trailers(_) => 0,
-        })
-        .sum()
-}
-
-/// Takes every frame the body has ready without waiting (a unary request is complete at once;
-/// a streaming one is not), stopping past the early-data limit. Returns the frames and, unless
-/// the body ended, the rest of it.
-fn take_ready(mut body: RequestBody) -> Result<(Vec<ReadyFrame>, Option<RequestBody>), Status> {
-    let mut ready = Vec::new();
-    loop {
-        if ready_len(&ready) > EARLY_DATA_LIMIT {
-            return Ok((ready, Some(body)));
-        }
-        match body.frame().now_or_never() {
-            None => return Ok((ready, Some(body))),
-            Some(None) => return Ok((ready, None)),
-            Some(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) => ready.push(ReadyFrame::Data(data)),
-                Err(frame) => {
-                    if let Ok(trailers) = frame.into_trailers() {
-                        ready.push(ReadyFrame::Trailers(trailers));
-                    }
-                }
-            },
-            Some(Some(Err(err))) => {
-                return Err(Status::try_from_error(err).unwrap_or_else(|err| {
-                    Status::cancelled(format!("request body failed: {err}"))
-                }));
-            }
-        }
-    }
-}
-
-/// A request body as sent: frames taken ahead (possibly a kept copy), then the rest, if any.
-struct Replay {
-    ready: std::collections::VecDeque<ReadyFrame>,
-    rest: Option<RequestBody>,
-}
-
-impl Replay {
-    fn complete(ready: Vec<ReadyFrame>) -> Self {
-        Replay {
-            ready: ready.into(),
-            rest: None,
-        }
-    }
-    fn from_parts(ready: Vec<ReadyFrame>, rest: Option<RequestBody>) -> Self {
-        Replay {
-            ready: ready.into(),
-            rest,
-        }
-    }
-
-    /// All of the body is in `ready` (nothing left to wait for).
-    fn is_complete(&self) -> bool {
-        self.rest.is_none()
-    }
-}
-
-impl http_body::Body for Replay {
-    type Data = Bytes;
-    type Error = crate::error::BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if let Some(f) = self.ready.pop_front() {
-            return Poll::Ready(Some(Ok(match f {
-                ReadyFrame::Data(d) => Frame::data(d),
-                ReadyFrame::Trailers(t) => Frame::trailers(t),
-            })));
-        }
-        match self.rest.as_mut() {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
     }
 }
 

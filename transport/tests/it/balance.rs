@@ -184,7 +184,8 @@ fn assert_even(servers: &[&Killable], total: usize) {
     }
 }
 
-async fn spread(t: Transport, pick: Pick) {
+/// Three servers and a channel balanced over them by `pick`, every backend connected.
+async fn three(t: Transport, pick: Pick) -> ([Killable; 3], Channel) {
     let servers = [
         Killable::start(t).await,
         Killable::start(t).await,
@@ -194,8 +195,14 @@ async fn spread(t: Transport, pick: Pick) {
         .pick(pick)
         .list(servers.iter().map(|s| backend(t, s.addr)));
     wait_ready(&channel, 3).await;
-    // Each call waits 2 ms in its handler: the load is uniform and calls overlap.
-    let failed = load(&channel, 900, 2).await;
+    (servers, channel)
+}
+
+async fn spread(t: Transport, pick: Pick) {
+    let (servers, channel) = three(t, pick).await;
+    // Each call waits 10 ms in its handler: the load is uniform, calls overlap, and a server
+    // slowed by a busy machine (power of two choices rightly sends it less) hardly shows.
+    let failed = load(&channel, 900, 10).await;
     assert!(failed.is_empty(), "{failed:?}");
     assert_even(&servers.iter().collect::<Vec<_>>(), 900);
     let stats = channel.backends();
@@ -234,13 +241,7 @@ async fn a_dead_backend_costs_no_call(t: Transport) {
 /// balancer's count for it equals the callers' count, the others fail none), all UNAVAILABLE;
 /// restarted, it receives calls again.
 async fn kill_fails_only_the_calls_in_flight_on_it(t: Transport) {
-    let mut servers = [
-        Killable::start(t).await,
-        Killable::start(t).await,
-        Killable::start(t).await,
-    ];
-    let channel = fast().list(servers.iter().map(|s| backend(t, s.addr)));
-    wait_ready(&channel, 3).await;
+    let (mut servers, channel) = three(t, Pick::PowerOfTwoChoices).await;
     let victim = servers[1].addr.to_string();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -313,13 +314,7 @@ async fn kill_fails_only_the_calls_in_flight_on_it(t: Transport) {
 /// A server shutting down gracefully under load (GOAWAY): its calls in flight finish and new
 /// calls go to the others, so not one call fails.
 async fn a_draining_backend_fails_no_call(t: Transport) {
-    let mut servers = [
-        Killable::start(t).await,
-        Killable::start(t).await,
-        Killable::start(t).await,
-    ];
-    let channel = fast().list(servers.iter().map(|s| backend(t, s.addr)));
-    wait_ready(&channel, 3).await;
+    let (mut servers, channel) = three(t, Pick::PowerOfTwoChoices).await;
     let loaded = {
         let channel = channel.clone();
         tokio::spawn(async move { load(&channel, 1500, 5).await })
