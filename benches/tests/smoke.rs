@@ -102,12 +102,18 @@ fn check_results(dir: &Path, expected: &[(String, &str)], without_nats: bool) {
             .map(|t| t["wire"].as_str().unwrap())
             .collect();
         // These measure grpc-h3's own fan-out / journals / metrics; tonic-h3 does not run them.
-        let expected: &[&str] =
-            if ["edge-fanout", "journal-redb-vs-nats", "metrics-cost"].contains(&name) {
-                &["h2", "h3"]
-            } else {
-                &["h2", "h3", "tonic-h3", "tonic-h3>h3"]
-            };
+        let expected: &[&str] = if [
+            "edge-fanout",
+            "edge-dns",
+            "journal-redb-vs-nats",
+            "metrics-cost",
+        ]
+        .contains(&name)
+        {
+            &["h2", "h3"]
+        } else {
+            &["h2", "h3", "tonic-h3", "tonic-h3>h3"]
+        };
         assert_eq!(wires, expected, "{name}");
         for t in transports {
             let wire = t["wire"].as_str().unwrap();
@@ -168,7 +174,7 @@ fn tiny_run_reports_every_scenario_over_every_transport() {
     if stderr.contains("MTU 1500 path skipped") {
         eprintln!("MTU 1500 path not checked: {stderr}");
     } else {
-        let own_servers = ["edge-fanout", "journal-redb-vs-nats"];
+        let own_servers = ["edge-fanout", "edge-dns", "journal-redb-vs-nats"];
         expected.extend(
             names
                 .iter()
