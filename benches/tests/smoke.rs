@@ -246,6 +246,18 @@ fn netlab_runs_its_grid_or_skips_with_a_reason() {
             assert!(hol > 0, "no head-of-line figure at all: {text}");
             assert_eq!(json["goals"].as_array().unwrap().len(), 5);
             assert_eq!(json["info"].as_array().unwrap().len(), 1);
+            // Edge → DNS answer: 3 cells (50 ms × 0, 1, 5 %) × h2/h3 × 1 and 64 edges.
+            let dns = json["edge_dns"].as_array().unwrap();
+            assert_eq!(dns.len(), 12, "{text}");
+            let answered = dns
+                .iter()
+                .filter(|p| p["answered_p99_ms"].as_f64().is_some_and(|v| v >= 25.0))
+                .count();
+            assert!(answered > 0, "no edge → DNS figure at all: {text}");
+            assert!(
+                report.contains("Edge → DNS answer through the lab"),
+                "{report}"
+            );
         }
         other => panic!("exit {other:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"),
     }

@@ -32,12 +32,14 @@ pub struct FanoutPoint {
     pub error: Option<String>,
 }
 
-type ServerThread = std::thread::JoinHandle<Result<(), String>>;
+pub(super) type ServerThread = std::thread::JoinHandle<Result<(), String>>;
 /// Per subscriber count: (p50 ms, p99 ms) or why not.
 type CountResults = Vec<(usize, Result<(f64, f64), String>)>;
 
 /// Starts the fan-out server (memory journal) on a runtime in namespace `b`.
-fn start_in_b(lab: &Lab) -> anyhow::Result<(FanoutTarget, oneshot::Sender<()>, ServerThread)> {
+pub(super) fn start_in_b(
+    lab: &Lab,
+) -> anyhow::Result<(FanoutTarget, oneshot::Sender<()>, ServerThread)> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<FanoutTarget, String>>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let ip = IpAddr::V4(lab.addr_b());
