@@ -11,10 +11,10 @@ use std::time::Duration;
 use netlab::Lab;
 use serde::Serialize;
 
-use super::lab_fanout::start_in_b;
+use super::lab_fanout::{counts_in_a, start_in_b};
 use super::{LabSettings, link};
 use crate::report::num;
-use crate::scenarios::edge_dns::{COUNTS, Figures, measure_fleet};
+use crate::scenarios::edge_dns::{COUNTS, measure_fleet};
 use crate::target::Wire;
 
 /// The (RTT ms, loss %) cells, before `--rtt`/`--loss` narrow them.
@@ -62,42 +62,16 @@ pub fn run_all(lab: &Lab, settings: &LabSettings) -> anyhow::Result<Vec<DnsPoint
                 "zone-bench netlab: edge → DNS RTT {rtt_ms} ms, loss {loss_pct} %, {wire} ..."
             );
             let (target, probes, s) = (target.clone(), Arc::clone(&probes), settings.clone());
-            let joined = lab
-                .spawn_in_a(
-                    move || -> Result<Vec<(usize, Result<Figures, String>)>, String> {
-                        let rt = tokio::runtime::Builder::new_multi_thread()
-                            .worker_threads(2)
-                            .enable_all()
-                            .build()
-                            .map_err(|e| e.to_string())?;
-                        Ok(rt.block_on(async {
-                            let mut out = Vec::new();
-                            for (edges, _) in COUNTS {
-                                // Bounded: set-up, then each round waits at most the delivery timeout.
-                                let limit = s.duration() * 4 + Duration::from_secs(40);
-                                let r = tokio::time::timeout(
-                                    limit,
-                                    measure_fleet(
-                                        &target,
-                                        wire,
-                                        edges,
-                                        s.fanout_publishes,
-                                        s.duration(),
-                                        &probes,
-                                    ),
-                                )
-                                .await
-                                .map_err(|_| format!("no result within {limit:?}"))
-                                .and_then(|r| r.map_err(|e| format!("{e:#}")));
-                                out.push((edges, r));
-                            }
-                            out
-                        }))
-                    },
-                )?
-                .join()
-                .map_err(|_| anyhow::anyhow!("the edge thread panicked"))?;
-            let results = joined.unwrap_or_else(|e| vec![(0, Err(e))]);
+            // Bounded: set-up, then each round waits at most the delivery timeout.
+            let limit = s.duration() * 4 + Duration::from_secs(40);
+            let counts = COUNTS.iter().map(|&(edges, _)| edges).collect();
+            let results = counts_in_a(lab, counts, limit, move |edges| {
+                let (target, probes, s) = (target.clone(), Arc::clone(&probes), s.clone());
+                async move {
+                    let (publishes, duration) = (s.fanout_publishes, s.duration());
+                    measure_fleet(&target, wire, edges, publishes, duration, &probes).await
+                }
+            })?;
             for (edges, r) in results {
                 let (f, error) = match r {
                     Ok(f) => (Some(f), None),
@@ -213,7 +187,8 @@ mod tests {
             point("h2", 64, None, Some("timeout")),
         ]);
         assert_eq!(rows.len(), 3);
-        assert_eq!(rows[1][..4], ["50", "1", "25", "1"]);
+        let cell = [50.to_string(), num(1.0), num(25.0), 1.to_string()];
+        assert_eq!(rows[1][..4], cell);
         assert_eq!(rows[1][5], num(30.0));
         assert_eq!(rows[1][9], num(27.5));
         assert_eq!(rows[2][4], "error");
