@@ -12,6 +12,7 @@
 //! packets at the given rate. Every measurement opens a fresh connection, makes one untimed call
 //! and is bounded in time; a failure or hang becomes the cell's error text.
 
+mod lab_edge_dns;
 mod lab_fanout;
 mod lab_faults;
 mod quic_probe;
@@ -151,8 +152,10 @@ pub struct LabSettings {
     pub stream_limit_s: f64,
     /// Subscriber counts of the edge fan-out through the lab.
     pub fanout_counts: Vec<usize>,
-    /// Timed publishes per subscriber count (fewer for 1000).
+    /// Timed publishes per subscriber count (fewer for 1000); also per edge count of edge → DNS.
     pub fanout_publishes: usize,
+    /// The (RTT ms, loss %) cells of edge → DNS, narrowed by `--rtt` and `--loss`.
+    pub edge_dns_cells: Vec<(u64, f64)>,
     /// Run the fault cases (partition, loss bursts).
     pub faults: bool,
 }
@@ -218,6 +221,7 @@ impl LabSettings {
             stream_limit_s,
             fanout_counts,
             fanout_publishes,
+            edge_dns_cells: lab_edge_dns::cells(&args.rtts_ms, &args.losses_pct),
             // A narrowed grid (--rtt, --loss, --cell) is a focused measurement: no fault cases.
             faults: profile != Profile::Tiny
                 && args.rtts_ms.is_empty()
@@ -305,6 +309,8 @@ struct NetlabResults {
     links: Vec<LinkStats>,
     /// Edge fan-out through the lab (server in b, subscribers in a).
     fanout: Vec<lab_fanout::FanoutPoint>,
+    /// Edge → DNS answer through the lab (server in b, edges and DNS clients in a).
+    edge_dns: Vec<lab_edge_dns::DnsPoint>,
     /// Fault cases (partition, loss bursts) per transport.
     faults: Vec<lab_faults::FaultResult>,
     /// Transport internals at 5 % loss, 50 ms RTT.
@@ -1510,6 +1516,7 @@ fn extra_sections(
     settings: &LabSettings,
     points: &[Point],
     fanout: &[lab_fanout::FanoutPoint],
+    edge_dns: &[lab_edge_dns::DnsPoint],
     faults: &[lab_faults::FaultResult],
     analysis: Option<&Analysis>,
     markdown: bool,
@@ -1548,6 +1555,31 @@ fn extra_sections(
                 num(p.loss_pct),
                 p.wire,
                 p.subscribers,
+                p.error.as_deref().unwrap_or_default().replace('\n', " ")
+            );
+        }
+    }
+    if !edge_dns.is_empty() {
+        out.push_str(&head(
+            "Edge → DNS answer through the lab (publisher + server in b, edges + DNS clients in a)",
+        ));
+        out.push_str(
+            "A PushChanges call from the publisher in namespace b editing an A record → each \
+             edge in namespace a applied the batch (applied) and its DNS server answered the \
+             DNS client next to it with the new address (answered); every edge has its own \
+             connection over the wire of the row. The figures include the link's one-way delay; \
+             the DNS queries do not cross the link. One publish at a time.\n\n",
+        );
+        out.push_str(&table(&lab_edge_dns::rows(edge_dns), markdown));
+        for p in edge_dns.iter().filter(|p| p.error.is_some()) {
+            let _ = writeln!(
+                out,
+                "{}RTT {} ms, loss {} %, {}, {} edge(s): {}",
+                if markdown { "- " } else { "  " },
+                p.rtt_ms,
+                num(p.loss_pct),
+                p.wire,
+                p.edges,
                 p.error.as_deref().unwrap_or_default().replace('\n', " ")
             );
         }
@@ -1664,10 +1696,11 @@ fn stream_losses(
 struct NetlabParts {
     grid: bool,
     fanout: bool,
+    dns: bool,
 }
 
 /// `--scenario` names `netlab` understands.
-const NETLAB_PARTS: [&str; 2] = ["grid", "edge-fanout"];
+const NETLAB_PARTS: [&str; 3] = ["grid", "edge-fanout", "edge-dns"];
 
 impl NetlabParts {
     fn select(names: &[String]) -> Result<NetlabParts, String> {
@@ -1675,16 +1708,19 @@ impl NetlabParts {
             return Ok(NetlabParts {
                 grid: true,
                 fanout: true,
+                dns: true,
             });
         }
         let mut parts = NetlabParts {
             grid: false,
             fanout: false,
+            dns: false,
         };
         for name in names {
             match name.as_str() {
                 "grid" => parts.grid = true,
                 "edge-fanout" => parts.fanout = true,
+                "edge-dns" => parts.dns = true,
                 other => {
                     return Err(format!(
                         "unknown netlab scenario `{other}` (known: {})",
@@ -1859,6 +1895,14 @@ fn run(lab: &Lab, args: &Args, parts: NetlabParts) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
+    let edge_dns = if parts.dns {
+        lab_edge_dns::run_all(lab, &settings).unwrap_or_else(|e| {
+            eprintln!("zone-bench netlab: edge → DNS skipped: {e:#}");
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
 
     let goals = evaluate(&points);
     let info = informational(&points);
@@ -1881,6 +1925,7 @@ fn run(lab: &Lab, args: &Args, parts: NetlabParts) -> anyhow::Result<()> {
         points: points.clone(),
         links: links.clone(),
         fanout: fanout.clone(),
+        edge_dns: edge_dns.clone(),
         faults: faults.clone(),
         analysis: analysis.clone(),
         goals: goals.clone(),
@@ -1909,6 +1954,7 @@ fn run(lab: &Lab, args: &Args, parts: NetlabParts) -> anyhow::Result<()> {
             &settings,
             &points,
             &fanout,
+            &edge_dns,
             &faults,
             analysis.as_ref(),
             true
@@ -1929,6 +1975,7 @@ fn run(lab: &Lab, args: &Args, parts: NetlabParts) -> anyhow::Result<()> {
             &settings,
             &points,
             &fanout,
+            &edge_dns,
             &faults,
             analysis.as_ref(),
             false
@@ -1952,9 +1999,11 @@ mod tests {
     fn netlab_scenarios_select_parts_and_refuse_unknown_names() {
         let names = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
         let all = NetlabParts::select(&[]).unwrap();
-        assert!(all.grid && all.fanout);
+        assert!(all.grid && all.fanout && all.dns);
         let fanout = NetlabParts::select(&names(&["edge-fanout"])).unwrap();
-        assert!(fanout.fanout && !fanout.grid);
+        assert!(fanout.fanout && !fanout.grid && !fanout.dns);
+        let dns = NetlabParts::select(&names(&["edge-dns"])).unwrap();
+        assert!(dns.dns && !dns.grid && !dns.fanout);
         let grid = NetlabParts::select(&names(&["grid"])).unwrap();
         assert!(grid.grid && !grid.fanout);
         let err = NetlabParts::select(&names(&["unary-64b-c1"])).unwrap_err();
@@ -2061,6 +2110,7 @@ mod tests {
             stream_limit_s: 1.0,
             fanout_counts: vec![1],
             fanout_publishes: 1,
+            edge_dns_cells: Vec::new(),
             faults: false,
         };
         let table = rows(&settings, &points, "stream_mbit_s");
@@ -2140,6 +2190,7 @@ mod tests {
             stream_limit_s: 1.0,
             fanout_counts: vec![1],
             fanout_publishes: 1,
+            edge_dns_cells: Vec::new(),
             faults: false,
         };
         let points = vec![

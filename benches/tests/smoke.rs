@@ -102,12 +102,18 @@ fn check_results(dir: &Path, expected: &[(String, &str)], without_nats: bool) {
             .map(|t| t["wire"].as_str().unwrap())
             .collect();
         // These measure grpc-h3's own fan-out / journals / metrics; tonic-h3 does not run them.
-        let expected: &[&str] =
-            if ["edge-fanout", "journal-redb-vs-nats", "metrics-cost"].contains(&name) {
-                &["h2", "h3"]
-            } else {
-                &["h2", "h3", "tonic-h3", "tonic-h3>h3"]
-            };
+        let expected: &[&str] = if [
+            "edge-fanout",
+            "edge-dns",
+            "journal-redb-vs-nats",
+            "metrics-cost",
+        ]
+        .contains(&name)
+        {
+            &["h2", "h3"]
+        } else {
+            &["h2", "h3", "tonic-h3", "tonic-h3>h3"]
+        };
         assert_eq!(wires, expected, "{name}");
         for t in transports {
             let wire = t["wire"].as_str().unwrap();
@@ -168,7 +174,7 @@ fn tiny_run_reports_every_scenario_over_every_transport() {
     if stderr.contains("MTU 1500 path skipped") {
         eprintln!("MTU 1500 path not checked: {stderr}");
     } else {
-        let own_servers = ["edge-fanout", "journal-redb-vs-nats"];
+        let own_servers = ["edge-fanout", "edge-dns", "journal-redb-vs-nats"];
         expected.extend(
             names
                 .iter()
@@ -240,6 +246,18 @@ fn netlab_runs_its_grid_or_skips_with_a_reason() {
             assert!(hol > 0, "no head-of-line figure at all: {text}");
             assert_eq!(json["goals"].as_array().unwrap().len(), 5);
             assert_eq!(json["info"].as_array().unwrap().len(), 1);
+            // Edge → DNS answer: 3 cells (50 ms × 0, 1, 5 %) × h2/h3 × 1 and 64 edges.
+            let dns = json["edge_dns"].as_array().unwrap();
+            assert_eq!(dns.len(), 12, "{text}");
+            let answered = dns
+                .iter()
+                .filter(|p| p["answered_p99_ms"].as_f64().is_some_and(|v| v >= 25.0))
+                .count();
+            assert!(answered > 0, "no edge → DNS figure at all: {text}");
+            assert!(
+                report.contains("Edge → DNS answer through the lab"),
+                "{report}"
+            );
         }
         other => panic!("exit {other:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"),
     }

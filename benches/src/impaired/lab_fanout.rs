@@ -32,12 +32,51 @@ pub struct FanoutPoint {
     pub error: Option<String>,
 }
 
-type ServerThread = std::thread::JoinHandle<Result<(), String>>;
-/// Per subscriber count: (p50 ms, p99 ms) or why not.
-type CountResults = Vec<(usize, Result<(f64, f64), String>)>;
+pub(super) type ServerThread = std::thread::JoinHandle<Result<(), String>>;
+/// Per count: the figures or why not.
+pub(super) type CountResults<T> = Vec<(usize, Result<T, String>)>;
+
+/// Runs `measure` for each of `counts` in turn, each bounded by `limit`, on a runtime of its own
+/// on a thread in namespace `a`; a failure (the runtime's too) becomes that count's error.
+pub(super) fn counts_in_a<T, F, Fut>(
+    lab: &Lab,
+    counts: Vec<usize>,
+    limit: Duration,
+    measure: F,
+) -> anyhow::Result<CountResults<T>>
+where
+    F: Fn(usize) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<T>>,
+    T: Send + 'static,
+{
+    let joined = lab
+        .spawn_in_a(move || -> Result<CountResults<T>, String> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok(rt.block_on(async {
+                let mut out = Vec::new();
+                for count in counts {
+                    let r = tokio::time::timeout(limit, measure(count))
+                        .await
+                        .map_err(|_| format!("no result within {limit:?}"))
+                        .and_then(|r| r.map_err(|e| format!("{e:#}")));
+                    out.push((count, r));
+                }
+                out
+            }))
+        })?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread in namespace a panicked"))?;
+    Ok(joined.unwrap_or_else(|e| vec![(0, Err(e))]))
+}
 
 /// Starts the fan-out server (memory journal) on a runtime in namespace `b`.
-fn start_in_b(lab: &Lab) -> anyhow::Result<(FanoutTarget, oneshot::Sender<()>, ServerThread)> {
+pub(super) fn start_in_b(
+    lab: &Lab,
+) -> anyhow::Result<(FanoutTarget, oneshot::Sender<()>, ServerThread)> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<FanoutTarget, String>>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let ip = IpAddr::V4(lab.addr_b());
@@ -81,41 +120,17 @@ pub fn run_all(lab: &Lab, settings: &LabSettings) -> anyhow::Result<Vec<FanoutPo
                 "zone-bench netlab: edge fan-out RTT {rtt_ms} ms, loss {loss_pct} %, {wire} ..."
             );
             let (target, n, s) = (target.clone(), Arc::clone(&n), settings.clone());
-            let joined = lab
-                .spawn_in_a(move || -> Result<CountResults, String> {
-                    let rt = tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(2)
-                        .enable_all()
-                        .build()
-                        .map_err(|e| e.to_string())?;
-                    Ok(rt.block_on(async {
-                        let mut out = Vec::new();
-                        for &count in &s.fanout_counts {
-                            let publishes = if count >= 1000 {
-                                s.fanout_publishes / 10
-                            } else {
-                                s.fanout_publishes
-                            };
-                            // Bounded: each publish waits at most the delivery timeout.
-                            let limit = s.duration() * 4 + Duration::from_secs(30);
-                            let r = tokio::time::timeout(
-                                limit,
-                                measure(&target, wire, count, publishes, s.duration(), &n),
-                            )
-                            .await
-                            .map_err(|_| format!("no result within {limit:?}"))
-                            .and_then(|r| r.map_err(|e| format!("{e:#}")));
-                            out.push((count, r));
-                        }
-                        out
-                    }))
-                })?
-                .join()
-                .map_err(|_| anyhow::anyhow!("the subscriber thread panicked"))?;
-            let results = match joined {
-                Ok(r) => r,
-                Err(e) => vec![(0, Err(e))],
-            };
+            // Bounded: each publish waits at most the delivery timeout.
+            let limit = s.duration() * 4 + Duration::from_secs(30);
+            let results = counts_in_a(lab, s.fanout_counts.clone(), limit, move |count| {
+                let (target, n, s) = (target.clone(), Arc::clone(&n), s.clone());
+                let publishes = if count >= 1000 {
+                    s.fanout_publishes / 10
+                } else {
+                    s.fanout_publishes
+                };
+                async move { measure(&target, wire, count, publishes, s.duration(), &n).await }
+            })?;
             for (subscribers, r) in results {
                 let (p50_ms, p99_ms, error) = match r {
                     Ok((a, b)) => (Some(a), Some(b), None),

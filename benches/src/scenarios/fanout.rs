@@ -34,11 +34,11 @@ use crate::load::latency_histogram;
 use crate::target::Wire;
 
 /// The zone the publisher edits.
-const FANOUT_ZONE: &str = "fanout.example.";
+pub(crate) const FANOUT_ZONE: &str = "fanout.example.";
 /// Subscribers sharing one connection.
 const PER_CHANNEL: usize = 64;
 /// Longest wait for every subscriber to receive one batch.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Subscriber counts and their metric keys (p50, p99).
 const COUNTS: [(usize, &str, &str); 3] = [
     (1, "p50_ms_1", "p99_ms_1"),
@@ -77,10 +77,10 @@ type Delivery = (u32, u64);
 /// What subscribers and the publisher need: where to connect and the store to push to.
 #[derive(Clone)]
 pub(crate) struct FanoutTarget {
-    h2: SocketAddr,
-    h3: SocketAddr,
-    ca_pem: Vec<u8>,
-    store: ZoneStore,
+    pub(crate) h2: SocketAddr,
+    pub(crate) h3: SocketAddr,
+    pub(crate) ca_pem: Vec<u8>,
+    pub(crate) store: ZoneStore,
     /// The publisher's channels (lazy; connected by the first push), HTTP/2 and HTTP/3.
     publishers: (Channel, Channel),
     /// Runtime to publish on (the server's, when the measuring task runs on another one, e.g.
@@ -204,7 +204,7 @@ impl FanoutTarget {
 
     /// Pushes `batch` with one `PushChanges` call over `wire`, on the publishing runtime;
     /// returns the serial it got.
-    async fn publish(&self, wire: Wire, batch: ChangeBatch) -> anyhow::Result<u32> {
+    pub(crate) async fn publish(&self, wire: Wire, batch: ChangeBatch) -> anyhow::Result<u32> {
         let channel = if wire == Wire::H3 {
             self.publishers.1.clone()
         } else {

@@ -6,6 +6,7 @@
 
 mod auth;
 mod calls;
+pub(crate) mod edge_dns;
 pub(crate) mod fanout;
 mod journal;
 pub mod observe;
@@ -202,6 +203,43 @@ const FANOUT: &[MetricSpec] = &[
     m("redb_p99_ms_64", "redb 64 subs p99 ms", Better::Lower, true),
 ];
 
+const EDGE_DNS: &[MetricSpec] = &[
+    m("p50_ms_1", "1 edge answered p50 ms", Better::Lower, true),
+    m("p99_ms_1", "1 edge answered p99 ms", Better::Lower, true),
+    m("p50_ms_64", "64 edges answered p50 ms", Better::Lower, true),
+    m("p99_ms_64", "64 edges answered p99 ms", Better::Lower, true),
+    m(
+        "applied_p50_ms_1",
+        "1 edge applied p50 ms",
+        Better::Lower,
+        false,
+    ),
+    m(
+        "applied_p99_ms_1",
+        "1 edge applied p99 ms",
+        Better::Lower,
+        false,
+    ),
+    m(
+        "applied_p50_ms_64",
+        "64 edges applied p50 ms",
+        Better::Lower,
+        false,
+    ),
+    m(
+        "applied_p99_ms_64",
+        "64 edges applied p99 ms",
+        Better::Lower,
+        true,
+    ),
+    no_ratio(
+        "stale_answers",
+        "answers without the change after apply",
+        Better::Neither,
+        false,
+    ),
+];
+
 const JOURNAL: &[MetricSpec] = &[
     m("redb_rate", "redb publishes/s", Better::Higher, true),
     m("nats_rate", "JetStream publishes/s", Better::Higher, true),
@@ -259,6 +297,8 @@ pub enum Kind {
     Auth,
     /// `PushChanges` to a journaled store → `Sync` subscribers: propagation latency.
     EdgeFanout,
+    /// `PushChanges` → in-process edges → the first DNS answer from each edge with the change.
+    EdgeDns,
     /// The redb journal against the shared NATS JetStream one: publish rate, propagation.
     JournalCompare,
     /// Unary 64 B c=32 and the 64 KiB stream with the Prometheus recorder off vs on.
@@ -282,7 +322,10 @@ impl ScenarioDef {
     /// Whether the scenario calls the run's shared servers (the [`crate::target::Target`]); the
     /// journal scenarios start servers of their own on loopback, so they run on that path only.
     pub fn uses_target(&self) -> bool {
-        !matches!(self.kind, Kind::EdgeFanout | Kind::JournalCompare)
+        !matches!(
+            self.kind,
+            Kind::EdgeFanout | Kind::EdgeDns | Kind::JournalCompare
+        )
     }
 }
 
@@ -431,6 +474,26 @@ pub static CATALOGUE: &[ScenarioDef] = &[
         ours_only: true,
     },
     ScenarioDef {
+        name: "edge-dns",
+        description: "Edge propagation to DNS: a PushChanges call editing an A record → the \
+                      first DNS answer from each edge (zone-edge's DNS server, in process) that \
+                      carries the new address; 1 and 64 edges",
+        kind: Kind::EdgeDns,
+        metrics: EDGE_DNS,
+        notes: &[
+            "The edge-fanout server (MemoryJournal) and publisher; each edge is a zone_client \
+             Edge with its own connection and Sync stream over the measured wire, no state file \
+             (answers come from the copy as soon as a batch is applied; the persist delay only \
+             delays acks), and its own DnsServer on 127.0.0.1:0 with one UDP thread.",
+            "Per edge, a UDP DNS client (hickory-proto wire format) waits for the edge's \
+             applied-serial notification (Edge::wait_for_serial: the applied columns), then \
+             queries the probe name until the answer carries the new address (answered). The \
+             clock starts before the PushChanges call; the next round waits until every edge \
+             answered. A real resolver polling on a timer would add up to its poll interval.",
+        ],
+        ours_only: true,
+    },
+    ScenarioDef {
         name: "journal-redb-vs-nats",
         description: "Journal: redb (one server, fsync'd) vs NATS JetStream shared by two \
                       servers (push to A, subscribers on B): publish rate, propagation to 1 and \
@@ -511,6 +574,7 @@ pub async fn run(def: &'static ScenarioDef, case: Case) -> anyhow::Result<Sample
         Kind::Auth => auth::auth(&case).await,
         Kind::MetricsCost => observe::metrics_cost(&case).await,
         Kind::EdgeFanout => fanout::edge_fanout(&case).await,
+        Kind::EdgeDns => edge_dns::edge_dns(&case).await,
         Kind::JournalCompare => journal::redb_vs_nats(&case).await,
     }
 }
