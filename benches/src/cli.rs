@@ -177,6 +177,8 @@ pub struct Args {
     pub metrics_count: bool,
 
     /// `metrics-count`: unary calls of the shorter counted phase (the longer runs twice as many).
+    /// A phase's count varies by ~±1 M instructions (timers, I/O batching), so far fewer than
+    /// 2000 calls drown the recorder's ~2 k per call.
     #[arg(long, value_name = "N", default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(32..=1_000_000))]
     pub calls: u64,
