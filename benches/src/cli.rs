@@ -40,6 +40,10 @@ enum Command {
     /// DNS query throughput: zone-edge's DNS server and Knot DNS serving the same zone file,
     /// loaded by dnsperf (scripts/install-dns-bench-tools.sh); writes dns/dns.md and dns.json.
     Dns(Args),
+    /// What the Prometheus metrics recorder costs, in instructions per call counted by
+    /// valgrind's callgrind (deterministic, unlike time on a shared VM): unary 64 B c=32 and a
+    /// 64 KiB server stream per wire, recorder installed vs none; writes metrics-count/.
+    MetricsCount(Args),
 }
 
 impl Cli {
@@ -58,6 +62,10 @@ impl Cli {
                 ..args
             },
             Some(Command::Dns(args)) => Args { dns: true, ..args },
+            Some(Command::MetricsCount(args)) => Args {
+                metrics_count: true,
+                ..args
+            },
         }
     }
 }
@@ -165,6 +173,34 @@ pub struct Args {
     #[arg(skip)]
     pub dns: bool,
 
+    /// The `metrics-count` subcommand.
+    #[arg(skip)]
+    pub metrics_count: bool,
+
+    /// `metrics-count`: unary calls of the shorter counted phase (the longer runs twice as many).
+    /// A phase's count varies by ~±1 M instructions (timers, I/O batching), so far fewer than
+    /// 2000 calls drown the recorder's ~2 k per call.
+    #[arg(long, value_name = "N", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(32..=1_000_000))]
+    pub calls: u64,
+
+    /// `metrics-count`: 64 KiB messages per counted server stream.
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub stream_messages: u64,
+
+    /// `metrics-count`: runs of each wire and recording; the goal is decided only when every
+    /// repeat's pair is on one side of it (the h2 stream's count varies by ~1 % with how TCP
+    /// reads split).
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat: u32,
+
+    /// Internal (`metrics-count`): run the counted workload once, with the Prometheus recorder
+    /// or none, on the one `--wire` (under callgrind).
+    #[arg(long, hide = true, value_name = "RECORDER")]
+    pub count_child: Option<Recording>,
+
     /// Internal (`faults`): serve TestService on this port, print the READY line, run until
     /// killed.
     #[arg(long, hide = true, value_name = "PORT", requires = "cert_dir")]
@@ -185,6 +221,16 @@ impl Args {
     {
         Cli::try_parse_from(argv).map(Cli::into_args)
     }
+}
+
+/// Whether a `metrics-count` workload runs with the Prometheus recorder installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recording {
+    /// No recorder installed: the `metrics` facade's no-op handles.
+    Off,
+    /// The Prometheus recorder as `--metrics` builds it (metrics-http's buckets).
+    On,
 }
 
 /// Hard upper bound of `--soak-secs` (one hour per wire).
@@ -471,6 +517,17 @@ mod tests {
         assert!(Args::parse_from_cli(["zone-bench", "netlab", "--loss", "x"]).is_err());
         assert!(Args::parse_from_cli(["zone-bench", "netlab", "--rtt", "5000"]).is_err());
         assert!(Args::parse_from_cli(["zone-bench", "netlab", "--cell", "c64"]).is_err());
+    }
+
+    #[test]
+    fn metrics_count_takes_its_sizes_and_refuses_tiny_ones() {
+        let args = Args::parse_from_cli(["zone-bench", "metrics-count", "--calls", "500"]).unwrap();
+        assert!(args.metrics_count);
+        assert_eq!((args.calls, args.stream_messages), (500, 256));
+        assert!(Args::parse_from_cli(["zone-bench", "metrics-count", "--calls", "8"]).is_err());
+        let child =
+            Args::parse_from_cli(["zone-bench", "--count-child", "on", "--wire", "h3"]).unwrap();
+        assert_eq!(child.count_child, Some(Recording::On));
     }
 
     #[test]

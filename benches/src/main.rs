@@ -2,7 +2,8 @@
 //! (tonic-h3, the comparison peer). One tool, five subcommands sharing one set of options and
 //! one report module: `run` (the default: the scenarios over a 1500-byte veth link, then over
 //! loopback), `netlab` (the scenarios through the impaired-network emulator, the `netlab`
-//! crate), `soak`, `faults`, and `dns` (zone-edge's DNS server against Knot DNS under dnsperf).
+//! crate), `soak`, `faults`, `dns` (zone-edge's DNS server against Knot DNS under dnsperf), and
+//! `metrics-count` (the metrics recorder's cost in instructions, under callgrind).
 //! Prints tables with absolute figures and ratios and writes reports, JSON and SVG plots under
 //! `--out`.
 //!
@@ -13,8 +14,9 @@
 //! panicked), `stats`, `results` (JSON model), `goals`, `report` (every table of every
 //! subcommand), `plots`, `impaired` (`netlab`), `soak` (`soak`: long mixed load, RSS and fds over
 //! time), `faults` (`faults`: server killed and restarted, client rebinding), `dns` (`dns`:
-//! dnsperf against zone-edge and Knot DNS).
+//! dnsperf against zone-edge and Knot DNS), `counts` (`metrics-count`).
 mod cli;
+mod counts;
 mod cpu;
 mod dns;
 mod faults;
@@ -61,6 +63,13 @@ fn main() -> ExitCode {
     }
     if args.dns {
         return dns::main(&args);
+    }
+    // Before the gated recorder below: the count installs the real one, or none.
+    if let Some(recording) = args.count_child {
+        return counts::child(&args, recording);
+    }
+    if args.metrics_count {
+        return counts::main(&args);
     }
     if args.netlab {
         return impaired::main(&args);

@@ -312,6 +312,50 @@ fn unknown_scenarios_are_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario"));
 }
 
+/// The workload `metrics-count` counts, run once without valgrind (a second or two): the
+/// server, the channel and every phase work with the recorder installed.
+#[test]
+fn metrics_count_workload_runs_with_the_recorder() {
+    for wire in ["h2", "h3"] {
+        let out = run(
+            &[
+                "--count-child",
+                "on",
+                "--wire",
+                wire,
+                "--calls",
+                "32",
+                "--stream-messages",
+                "2",
+            ],
+            Duration::from_secs(60),
+        );
+        assert!(
+            out.status.success(),
+            "{wire}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Without valgrind on PATH, `metrics-count` skips with its reason and succeeds.
+#[test]
+fn metrics_count_skips_without_valgrind() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["metrics-count", "--out"])
+        .arg(empty.path())
+        .env("PATH", empty.path())
+        .output()
+        .expect("start zone-bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipped: valgrind is not installed"),
+        "{stderr}"
+    );
+}
+
 fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("valid JSON")

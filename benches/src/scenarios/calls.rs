@@ -42,7 +42,11 @@ pub(super) struct UnaryOp {
 }
 
 impl UnaryOp {
-    fn new(channel: AnyChannel, size: usize, authorization: Option<AsciiMetadataValue>) -> Self {
+    pub(super) fn new(
+        channel: AnyChannel,
+        size: usize,
+        authorization: Option<AsciiMetadataValue>,
+    ) -> Self {
         UnaryOp {
             client: test_client(channel),
             request: SimpleRequest {

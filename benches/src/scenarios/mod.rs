@@ -431,6 +431,9 @@ pub static CATALOGUE: &[ScenarioDef] = &[
         notes: &[
             "Each case runs four half-length slices per load, off/on/on/off (mirrored every \
              other round). Off = no-op handles, as with no recorder installed.",
+            "Timed figures: on a shared VM their spread exceeds the 3 % goal. `zone-bench \
+             metrics-count` counts instructions per call under callgrind instead, which decides \
+             it (docs/observability.md).",
         ],
         ours_only: true,
     },

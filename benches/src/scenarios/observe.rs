@@ -16,11 +16,11 @@ use metrics::{
 };
 use metrics_exporter_prometheus::PrometheusRecorder;
 
-use super::calls::unary_load;
-use super::streams::server_stream_op;
+use super::calls::{UnaryOp, unary_load};
+use super::streams::{server_stream_op, stream_op};
 use super::{Case, SMALL, Sample};
 use crate::load::{Budget, Op as _, closed_loop, per_sec};
-use crate::target::ServerSet;
+use crate::target::{AnyChannel, ServerSet};
 
 /// The process's recorder: Prometheus' handles, each behind the switch.
 struct Switch {
@@ -236,4 +236,63 @@ pub(super) async fn metrics_cost(case: &Case) -> anyhow::Result<Sample> {
         ],
         latency: None,
     })
+}
+
+/// Unary calls in flight in the `metrics-count` workload, as in `unary-64b-c32`.
+const COUNT_CONCURRENCY: usize = 32;
+/// Warm-up unary calls before the first counted phase (registers every handle, sizes buffers).
+const COUNT_WARMUP_CALLS: u64 = 64;
+
+/// The bounded workload `zone-bench metrics-count` runs under callgrind, on `channel`: a warm-up,
+/// then `calls` and `2 × calls` unary 64 B calls at c=32, then one and two `StreamingOutputCall`s
+/// of `messages` 64 KiB messages. `mark(k)` is called before phase k (1..=4) and after the last
+/// one (5), where callgrind dumps its counters; the differences of the paired phases cancel
+/// everything a phase costs once. `upkeep` ends each phase (the exporter's histogram folding,
+/// which a recorder pays per sample too).
+pub async fn count_workload(
+    channel: AnyChannel,
+    calls: u64,
+    messages: usize,
+    mark: impl Fn(usize),
+    upkeep: impl Fn(),
+) -> anyhow::Result<()> {
+    let unary = |n: u64| {
+        let ops = (0..COUNT_CONCURRENCY)
+            .map(|_| UnaryOp::new(channel.clone(), SMALL, None))
+            .collect();
+        closed_loop(ops, counted(n))
+    };
+    let streams = |n: u64| closed_loop(vec![stream_op(channel.clone(), messages)], counted(n));
+    check_ops(unary(COUNT_WARMUP_CALLS).await?, COUNT_WARMUP_CALLS)?;
+    check_ops(streams(1).await?, 1)?;
+    upkeep();
+    for (phase, n) in [(1, calls), (2, 2 * calls)] {
+        mark(phase);
+        check_ops(unary(n).await?, n)?;
+        upkeep();
+    }
+    for (phase, n) in [(3, 1), (4, 2)] {
+        mark(phase);
+        check_ops(streams(n).await?, n)?;
+        upkeep();
+    }
+    mark(5);
+    Ok(())
+}
+
+/// A budget of exactly `ops` operations (no time bound that could cut a phase short).
+fn counted(ops: u64) -> Budget {
+    Budget {
+        duration: std::time::Duration::from_secs(24 * 3600),
+        max_ops: ops,
+    }
+}
+
+fn check_ops(report: crate::load::LoadReport, expected: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        report.ops == expected,
+        "{} operations instead of {expected}",
+        report.ops
+    );
+    Ok(())
 }

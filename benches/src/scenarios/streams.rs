@@ -144,7 +144,11 @@ pub(super) async fn server_stream(case: &Case) -> anyhow::Result<Sample> {
 /// A fresh channel's `stream-64k` operation (one StreamingOutputCall of the run's message count).
 pub(super) async fn server_stream_op(case: &Case) -> anyhow::Result<ServerStreamOp> {
     let channel = case.target.connect(case.wire, ServerSet::Plain).await?;
-    let messages = case.settings.stream_messages;
+    Ok(stream_op(channel, case.settings.stream_messages))
+}
+
+/// A `StreamingOutputCall` of `messages` 64 KiB messages on `channel`.
+pub(super) fn stream_op(channel: AnyChannel, messages: usize) -> ServerStreamOp {
     let request = StreamingOutputCallRequest {
         response_parameters: vec![
             ResponseParameters {
@@ -155,13 +159,13 @@ pub(super) async fn server_stream_op(case: &Case) -> anyhow::Result<ServerStream
         ],
         ..StreamingOutputCallRequest::default()
     };
-    Ok(ServerStreamOp {
+    ServerStreamOp {
         client: TestServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE),
         request,
         messages,
-    })
+    }
 }
 
 /// Distinguishes the record names of successive push calls (names must not collide with records
