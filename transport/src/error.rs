@@ -57,6 +57,9 @@ pub(crate) mod sent {
     pub(crate) const MALFORMED: Code = Code::H3_MESSAGE_ERROR;
     /// STOP_SENDING for a request body the handler no longer reads, RFC 9114 §4.1.2.
     pub(crate) const NO_MORE_REQUEST_DATA: Code = Code::H3_NO_ERROR;
+    /// CONNECTION_CLOSE a client sends (to nobody, as a rule) when ICMP says its peer is gone
+    /// and the peer is silent (H3_NO_ERROR: nothing wrong with the peer's HTTP/3).
+    pub(crate) const PEER_UNREACHABLE: quinn::VarInt = quinn::VarInt::from_u32(0x100);
     /// CONNECTION_CLOSE when the server shuts down (H3_NO_ERROR, RFC 9114 §5.2).
     pub(crate) const SHUTDOWN: quinn::VarInt = quinn::VarInt::from_u32(0x100);
     /// RST_STREAM for a dropped HTTP/2 call (PROTOCOL-HTTP2.md, "Errors").

@@ -97,6 +97,8 @@ pub(crate) struct H3Connection {
     config: Arc<Config>,
     endpoint: Mutex<Option<quinn::Endpoint>>,
     slot: Slot<Live>,
+    /// The last destination the endpoint's socket got ICMP "unreachable" for (quic::unreachable).
+    unreachable: watch::Sender<Option<SocketAddr>>,
 }
 
 impl H3Connection {
@@ -132,6 +134,7 @@ impl H3Connection {
             }),
             endpoint: Mutex::new(None),
             slot: Slot::new(),
+            unreachable: watch::Sender::new(None),
         })
     }
 
@@ -143,9 +146,11 @@ impl H3Connection {
     pub(crate) fn rebind(&self, socket: std::net::UdpSocket) -> Result<(), Error> {
         let guard = self.endpoint.lock().unwrap_or_else(PoisonError::into_inner);
         match guard.as_ref() {
-            Some(ep) => crate::quic::socket::QuicSocket::wrap(socket)
-                .and_then(|socket| ep.rebind_abstract(socket))
-                .map_err(|e| Error::with(Kind::Io, e).context("rebind QUIC socket")),
+            Some(ep) => {
+                crate::quic::socket::QuicSocket::wrap_watched(socket, self.unreachable.clone())
+                    .and_then(|socket| ep.rebind_abstract(socket))
+            }
+            .map_err(|e| Error::with(Kind::Io, e).context("rebind QUIC socket")),
             None => Err(Error::new(Kind::Closed).context("no QUIC endpoint to rebind yet")),
         }
     }
@@ -184,7 +189,7 @@ impl H3Connection {
             }
         }
         let bind = quic::wildcard_for(target);
-        let ep = quic::endpoint(bind, None, None, &self.config.quic)
+        let ep = quic::client_endpoint(bind, &self.config.quic, self.unreachable.clone())
             .map_err(|e| Error::with(Kind::Io, e).context(format!("bind UDP {bind}")))?;
         *guard = Some(ep.clone());
         Ok(ep)
@@ -228,16 +233,18 @@ impl H3Connection {
                 accepted.await;
                 (quic, None)
             }
-            Err(connecting) => match connecting.await {
-                Ok(quic) => {
-                    metrics::handshake(metrics::Side::Client, Transport::H3, "ok");
-                    (quic, None)
+            Err(connecting) => {
+                match until_unreachable(connecting, self.unreachable.subscribe(), addr).await {
+                    Ok(quic) => {
+                        metrics::handshake(metrics::Side::Client, Transport::H3, "ok");
+                        (quic, None)
+                    }
+                    Err(e) => {
+                        metrics::handshake(metrics::Side::Client, Transport::H3, "failed");
+                        return Err(connect_error(e, &target));
+                    }
                 }
-                Err(e) => {
-                    metrics::handshake(metrics::Side::Client, Transport::H3, "failed");
-                    return Err(connect_error(e, &target));
-                }
-            },
+            }
         };
         let mut builder = h3::client::builder();
         builder.max_field_section_size(config.max_field_section_size);
@@ -249,15 +256,25 @@ impl H3Connection {
         let closed = Arc::new(AtomicBool::new(false));
         let closing = closed.clone();
         let open = metrics::OpenConnection::new(metrics::Side::Client, Transport::H3);
+        let mut unreachable = self.unreachable.subscribe();
+        unreachable.mark_unchanged();
         tokio::spawn(async move {
             let mut sampler = metrics::QuicSampler::new(metrics::Side::Client);
             let mut tick = tokio::time::interval(metrics::QuicSampler::INTERVAL);
             tick.reset();
             let mut close = std::pin::pin!(futures::future::poll_fn(|cx| driver.poll_close(cx)));
+            let mut watching = true;
             let err = loop {
                 tokio::select! {
                     err = &mut close => break err,
                     _ = tick.tick() => sampler.sample(&ended),
+                    changed = unreachable.changed(), if watching => match changed {
+                        Ok(()) if *unreachable.borrow_and_update() == Some(ended.remote_address()) => {
+                            tokio::spawn(close_if_silent(ended.clone()));
+                        }
+                        Ok(()) => {}
+                        Err(_) => watching = false,
+                    },
                 }
             };
             closing.store(true, Ordering::Release);
@@ -575,6 +592,47 @@ async fn wait_handshake(mut handshake: watch::Receiver<Option<bool>>) -> bool {
         Ok(v) => v.unwrap_or(false),
         // The connection task is gone: the connection failed; callers find out when sending.
         Err(_) => false,
+    }
+}
+
+/// `connecting`, unless the socket learns first that nobody answers at `addr` (ICMP unreachable):
+/// a dead server fails the connect at once instead of at the connect timeout.
+async fn until_unreachable(
+    connecting: quinn::Connecting,
+    mut unreachable: watch::Receiver<Option<SocketAddr>>,
+    addr: SocketAddr,
+) -> Result<quinn::Connection, quinn::ConnectionError> {
+    unreachable.mark_unchanged();
+    let mut connecting = pin!(connecting);
+    loop {
+        tokio::select! {
+            done = &mut connecting => return done,
+            changed = unreachable.changed() => match changed {
+                Ok(()) if *unreachable.borrow_and_update() == Some(addr) => {
+                    return Err(quinn::ConnectionError::TransportError(quinn_proto::TransportError {
+                        code: quinn_proto::TransportErrorCode::CONNECTION_REFUSED,
+                        frame: None,
+                        reason: "ICMP unreachable: nobody answers at this address".into(),
+                    }));
+                }
+                Ok(()) => {}
+                // The endpoint is gone; the handshake finds out by itself.
+                Err(_) => return connecting.await,
+            },
+        }
+    }
+}
+
+/// Closes `conn` after an ICMP "unreachable" for its peer, once the peer has also stayed silent
+/// for a few round trips: a forged ICMP message cannot close a connection whose peer is alive
+/// (RFC 5927 §4.1), and a dead peer's calls fail now instead of at the idle timeout.
+async fn close_if_silent(conn: quinn::Connection) {
+    let before = conn.stats().udp_rx.datagrams;
+    let wait = (conn.rtt() * 3).clamp(Duration::from_millis(10), Duration::from_millis(500));
+    tokio::time::sleep(wait).await;
+    if conn.close_reason().is_none() && conn.stats().udp_rx.datagrams == before {
+        tracing::debug!(peer = %conn.remote_address(), "QUIC peer unreachable (ICMP) and silent; closing");
+        conn.close(sent::PEER_UNREACHABLE, b"peer unreachable");
     }
 }
 

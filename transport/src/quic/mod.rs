@@ -38,6 +38,7 @@
 mod mtu;
 mod settings;
 pub(crate) mod socket;
+pub(crate) mod unreachable;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,6 +125,34 @@ pub(crate) fn endpoint(
     settings: &QuicSettings,
 ) -> std::io::Result<quinn::Endpoint> {
     let socket = udp_socket(addr, settings)?;
+    quinn::Endpoint::new_with_abstract_socket(
+        endpoint_config(reset_secret, settings)?,
+        server,
+        socket::QuicSocket::wrap(socket)?,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// A client endpoint on `addr` whose socket reports ICMP "unreachable" destinations to
+/// `unreachable` (see the `unreachable` module).
+pub(crate) fn client_endpoint(
+    addr: std::net::SocketAddr,
+    settings: &QuicSettings,
+    unreachable: tokio::sync::watch::Sender<Option<std::net::SocketAddr>>,
+) -> std::io::Result<quinn::Endpoint> {
+    let socket = udp_socket(addr, settings)?;
+    quinn::Endpoint::new_with_abstract_socket(
+        endpoint_config(None, settings)?,
+        None,
+        socket::QuicSocket::wrap_watched(socket, unreachable)?,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+fn endpoint_config(
+    reset_secret: Option<[u8; 32]>,
+    settings: &QuicSettings,
+) -> std::io::Result<quinn::EndpointConfig> {
     let mut config = match reset_secret {
         Some(secret) => {
             let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
@@ -152,12 +181,7 @@ pub(crate) fn endpoint(
     config
         .max_udp_payload_size(settings.max_udp_payload_size())
         .map_err(std::io::Error::other)?;
-    quinn::Endpoint::new_with_abstract_socket(
-        config,
-        server,
-        socket::QuicSocket::wrap(socket)?,
-        Arc::new(quinn::TokioRuntime),
-    )
+    Ok(config)
 }
 
 #[cfg(test)]

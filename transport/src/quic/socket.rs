@@ -52,8 +52,10 @@ const SHORT_READ_IS_EMPTY: bool = cfg!(any(target_os = "linux", target_os = "and
 /// quinn's tokio socket with oversized GSO batches split and short reads taken as an empty
 /// queue (module docs).
 pub(crate) struct QuicSocket {
-    io: tokio::net::UdpSocket,
+    /// Shared with the ICMP watcher, if any (`wrap_watched`), which stops when this is dropped.
+    io: Arc<tokio::net::UdpSocket>,
     state: UdpSocketState,
+    _watcher: Option<tokio::sync::oneshot::Sender<()>>,
     /// Receive calls made, for the tests.
     #[cfg(test)]
     recv_calls: std::sync::atomic::AtomicUsize,
@@ -65,11 +67,32 @@ impl QuicSocket {
         Ok(Arc::new(QuicSocket::new(socket)?))
     }
 
+    /// [`QuicSocket::wrap`] for a client: ICMP "unreachable" errors for its datagrams are read
+    /// from the socket's error queue and their destinations sent to `unreachable` (see
+    /// `quic::unreachable`). Needs a Tokio runtime for the watcher; without one, nothing is sent.
+    pub(crate) fn wrap_watched(
+        socket: std::net::UdpSocket,
+        unreachable: tokio::sync::watch::Sender<Option<SocketAddr>>,
+    ) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        if let Err(err) = super::unreachable::enable(&socket) {
+            tracing::debug!(error = %err, "IP_RECVERR unavailable; dead QUIC peers found by timeout only");
+            return Self::wrap(socket);
+        }
+        let mut quic = QuicSocket::new(socket)?;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            tokio::spawn(watch_unreachable(quic.io.clone(), stopped, unreachable));
+            quic._watcher = Some(stop);
+        }
+        Ok(Arc::new(quic))
+    }
+
     fn new(socket: std::net::UdpSocket) -> io::Result<Self> {
         let state = UdpSocketState::new((&socket).into())?;
         Ok(QuicSocket {
-            io: tokio::net::UdpSocket::from_std(socket)?,
+            io: Arc::new(tokio::net::UdpSocket::from_std(socket)?),
             state,
+            _watcher: None,
             #[cfg(test)]
             recv_calls: std::sync::atomic::AtomicUsize::new(0),
         })
@@ -77,8 +100,36 @@ impl QuicSocket {
 
     fn send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
         self.io.try_io(Interest::WRITABLE, || {
-            self.state.send((&self.io).into(), transmit)
+            self.state.send((&*self.io).into(), transmit)
         })
+    }
+}
+
+/// Reads the socket's queued ICMP errors whenever it reports one (epoll's EPOLLERR, which wakes
+/// no reader), until `stop` fires or is dropped with the socket.
+async fn watch_unreachable(
+    io: Arc<tokio::net::UdpSocket>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+    unreachable: tokio::sync::watch::Sender<Option<SocketAddr>>,
+) {
+    use std::os::fd::AsRawFd as _;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            ready = io.ready(Interest::ERROR) => {
+                if ready.is_err() {
+                    return;
+                }
+                // Reported as WouldBlock so that tokio clears the error readiness.
+                let _ = io.try_io(Interest::ERROR, || {
+                    for addr in super::unreachable::drain(io.as_raw_fd()) {
+                        tracing::debug!(%addr, "ICMP unreachable for a QUIC peer");
+                        unreachable.send_replace(Some(addr));
+                    }
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
+            }
+        }
     }
 }
 
@@ -181,7 +232,7 @@ impl AsyncUdpSocket for QuicSocket {
                 #[cfg(test)]
                 self.recv_calls
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let n = self.state.recv((&self.io).into(), bufs, meta)?;
+                let n = self.state.recv((&*self.io).into(), bufs, meta)?;
                 if SHORT_READ_IS_EMPTY && n < batch {
                     // Reported as WouldBlock so that tokio clears this readiness event; the
                     // datagrams are returned below.

@@ -28,6 +28,8 @@ test_support::matrix!(
     a_draining_backend_fails_no_call,
     dns_answers_add_and_remove_backends,
     application_changes_add_and_remove_backends,
+    a_killed_server_fails_its_calls_at_once,
+    a_dead_address_fails_the_connect_at_once,
 );
 
 /// A test server in a runtime of its own, so the test can kill it as kill -9 would.
@@ -409,4 +411,52 @@ async fn application_changes_add_and_remove_backends(t: Transport) {
     changes.send(Change::Remove(0)).await.unwrap();
     wait_ready(&channel, 1).await;
     calls_reach_only(&channel, &servers, &[1]).await;
+}
+
+/// A server killed mid-call: the call fails UNAVAILABLE within a keep-alive interval on every
+/// wire — HTTP/2 from the kernel's RST, HTTP/3 from the ICMP port unreachable that its next
+/// datagram (here the keep-alive PING) meets. quinn alone would wait for the idle timeout: the
+/// default 30 s is kept here.
+async fn a_killed_server_fails_its_calls_at_once(t: Transport) {
+    let mut server = Killable::start(t).await;
+    let channel = endpoint(t, server.addr)
+        .connect_timeout(Duration::from_secs(10))
+        .keep_alive_interval(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let mut client = TestServiceClient::new(channel);
+    client.unary_call(request(0)).await.unwrap();
+    let call = tokio::spawn(async move { client.unary_call(request(5_000)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = std::time::Instant::now();
+    server.kill();
+    let status = tokio::time::timeout(Duration::from_secs(3), call)
+        .await
+        .expect("the call outlived its dead server by 3 s")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(killed.elapsed() < Duration::from_secs(3));
+}
+
+/// Connecting to an address where nobody listens fails at once on every wire, not at the
+/// connect timeout (TCP: RST; QUIC: ICMP port unreachable).
+async fn a_dead_address_fails_the_connect_at_once(t: Transport) {
+    let mut server = Killable::start(t).await;
+    let addr = server.addr;
+    server.kill();
+    let started = std::time::Instant::now();
+    let err = endpoint(t, addr)
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}: {err:#}",
+        started.elapsed()
+    );
+    // Refused, or (when the kill is still closing the listener) reset during the handshake.
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:#}");
 }
