@@ -364,14 +364,11 @@ fn several_servers_in_addr_are_balanced_over() {
         assert_eq!(run.code, Some(2), "{run:#?}");
         assert!(run.stderr.contains("empty item"), "{run:#?}");
 
-        if transport == "h2" {
-            // Refused at once on TCP (a dead QUIC port costs the connect timeout: quinn ignores
-            // ICMP unreachable).
-            let run = args(&format!("{dead},{dead}"));
-            assert_eq!(run.code, Some(1), "{run:#?}");
-            assert!(run.stderr.contains(&dead), "{run:#?}");
-            assert!(!run.stderr.contains("panicked"), "{run:#?}");
-        }
+        // Refused at once: TCP's RST, QUIC's ICMP port unreachable.
+        let run = args(&format!("{dead},{dead}"));
+        assert_eq!(run.code, Some(1), "{run:#?}");
+        assert!(run.stderr.contains(&dead), "{run:#?}");
+        assert!(!run.stderr.contains("panicked"), "{run:#?}");
     }
 }
 

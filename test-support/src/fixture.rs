@@ -520,7 +520,7 @@ pub fn endpoint(transport: Transport, addr: std::net::SocketAddr) -> Endpoint {
         endpoint
     };
     endpoint
-        // quinn ignores ICMP unreachable: a dead HTTP/3 server costs a full connect timeout.
+        // Where no ICMP unreachable comes back, a dead HTTP/3 server costs the connect timeout.
         .connect_timeout(Duration::from_secs(2))
         .server_name("localhost")
         .ca_certificate_pem(&certs().ca_pem)

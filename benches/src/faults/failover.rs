@@ -27,8 +27,8 @@ const SERVERS: usize = 3;
 const BIN: Duration = Duration::from_millis(100);
 /// The rate counts as back once this many bins in a row reach 90 % of the rate before the kill.
 const BACK_BINS: usize = 3;
-/// Keep-alive of both wires; HTTP/3's idle timeout is three of them (a dead QUIC peer is found
-/// by its silence: quinn ignores ICMP unreachable).
+/// Keep-alive of both wires; HTTP/3's idle timeout is three of them (a dead QUIC peer whose host
+/// sends no ICMP unreachable is found by its silence).
 const KEEP_ALIVE: Duration = Duration::from_millis(500);
 
 /// One wire's failover: a row of the failover table.
@@ -397,8 +397,8 @@ pub const LEGEND: &str = "failover: 3 server processes behind one balanced Chann
     first of 3 consecutive 100 ms bins at ≥ 90 % of the second before the kill (on a 2-core \
     loopback machine the kill also frees CPU, so the rate may not dip at all: see the worst bin). \
     ejected after = kill → the balancer stops picking the dead server (HTTP/2: the kernel's RST; \
-    HTTP/3: the QUIC idle timeout, quinn ignoring ICMP unreachable); calls sent to it meanwhile \
-    fail with it.";
+    HTTP/3: the ICMP port unreachable its next datagram meets, else the QUIC idle timeout); calls \
+    sent to it meanwhile fail with it.";
 
 #[cfg(test)]
 mod tests {

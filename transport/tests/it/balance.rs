@@ -111,8 +111,8 @@ impl Killable {
     }
 }
 
-/// A backend endpoint for `addr`: fast failure detection so the test runs in seconds (a dead
-/// HTTP/3 server is found by the idle timeout: quinn ignores ICMP unreachable).
+/// A backend endpoint for `addr`: fast failure detection so the test runs in seconds, even where
+/// a dead HTTP/3 server is found by its silence (idle timeout) rather than by ICMP.
 fn backend(t: Transport, addr: SocketAddr) -> grpc_h3::Endpoint {
     endpoint(t, addr)
         .connect_timeout(Duration::from_secs(1))

@@ -684,8 +684,8 @@ async fn client_reconnects_after_server_restart(t: Transport) {
         .unwrap()
         .unwrap()
         .unwrap();
-    // Nothing listens: UNAVAILABLE. (quinn ignores ICMP port-unreachable, so over HTTP/3 a dead
-    // server is only noticed when the connect timeout expires: keep it short here.)
+    // Nothing listens: UNAVAILABLE. (Over HTTP/3 the ICMP port unreachable ends the handshake;
+    // where none comes back, only the connect timeout would: keep it short here.)
     let probe = endpoint(t, f.addr)
         .connect_timeout(Duration::from_millis(500))
         .connect_lazy();
