@@ -4,4 +4,5 @@
 pub mod cli;
 pub mod edge;
 pub mod interop;
+pub mod logging;
 pub mod servers;

@@ -53,12 +53,7 @@ enum Failure {
 /// Diagnostics go to stderr (stdout carries the machine-read lines); `RUST_LOG` overrides the
 /// default level `warn`.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    zone_client::logging::init("warn");
 }
 
 fn main() -> ExitCode {

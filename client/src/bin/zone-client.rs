@@ -10,12 +10,7 @@ use zone_client::cli::{self, Cli};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr and are quiet unless RUST_LOG asks for more.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    zone_client::logging::init("warn");
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

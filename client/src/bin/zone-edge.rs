@@ -111,12 +111,7 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,zone_client::edge=info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    zone_client::logging::init("warn,zone_client::edge=info");
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Lookup {

@@ -56,6 +56,8 @@ pub(crate) struct QuicSocket {
     io: Arc<tokio::net::UdpSocket>,
     state: UdpSocketState,
     _watcher: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Where ICMP "unreachable" destinations go (`wrap_watched`).
+    unreachable: Option<tokio::sync::watch::Sender<Option<SocketAddr>>>,
     /// Receive calls made, for the tests.
     #[cfg(test)]
     recv_calls: std::sync::atomic::AtomicUsize,
@@ -81,8 +83,13 @@ impl QuicSocket {
         let mut quic = QuicSocket::new(socket)?;
         if tokio::runtime::Handle::try_current().is_ok() {
             let (stop, stopped) = tokio::sync::oneshot::channel();
-            tokio::spawn(watch_unreachable(quic.io.clone(), stopped, unreachable));
+            tokio::spawn(watch_unreachable(
+                quic.io.clone(),
+                stopped,
+                unreachable.clone(),
+            ));
             quic._watcher = Some(stop);
+            quic.unreachable = Some(unreachable);
         }
         Ok(Arc::new(quic))
     }
@@ -93,12 +100,19 @@ impl QuicSocket {
             io: Arc::new(tokio::net::UdpSocket::from_std(socket)?),
             state,
             _watcher: None,
+            unreachable: None,
             #[cfg(test)]
             recv_calls: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
     fn send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        // An ICMP error pending on the socket fails the next sendmsg (the datagram is lost and
+        // quinn-udp logs a warning); read it first when the reactor has seen it (one atomic load
+        // otherwise).
+        if let Some(unreachable) = &self.unreachable {
+            drain_unreachable(&self.io, unreachable);
+        }
         self.io.try_io(Interest::WRITABLE, || {
             self.state.send((&*self.io).into(), transmit)
         })
@@ -112,7 +126,6 @@ async fn watch_unreachable(
     mut stop: tokio::sync::oneshot::Receiver<()>,
     unreachable: tokio::sync::watch::Sender<Option<SocketAddr>>,
 ) {
-    use std::os::fd::AsRawFd as _;
     loop {
         tokio::select! {
             _ = &mut stop => return,
@@ -120,17 +133,27 @@ async fn watch_unreachable(
                 if ready.is_err() {
                     return;
                 }
-                // Reported as WouldBlock so that tokio clears the error readiness.
-                let _ = io.try_io(Interest::ERROR, || {
-                    for addr in super::unreachable::drain(io.as_raw_fd()) {
-                        tracing::debug!(%addr, "ICMP unreachable for a QUIC peer");
-                        unreachable.send_replace(Some(addr));
-                    }
-                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                });
+                drain_unreachable(&io, &unreachable);
             }
         }
     }
+}
+
+/// Reads the socket's queued ICMP errors if the reactor saw one, and reports their destinations.
+fn drain_unreachable(
+    io: &tokio::net::UdpSocket,
+    unreachable: &tokio::sync::watch::Sender<Option<SocketAddr>>,
+) {
+    use std::os::fd::AsRawFd as _;
+    // Reported as WouldBlock so that tokio clears the error readiness; not called at all when
+    // the socket has none.
+    let _ = io.try_io(Interest::ERROR, || {
+        for addr in super::unreachable::drain(io.as_raw_fd()) {
+            tracing::debug!(%addr, "ICMP unreachable for a QUIC peer");
+            unreachable.send_replace(Some(addr));
+        }
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
 }
 
 impl fmt::Debug for QuicSocket {
