@@ -576,7 +576,13 @@ impl Iter {
         let ty = self.bytes.get::<FrameType>()?;
         self.last_ty = Some(ty);
         Ok(match ty {
-            FrameType::PADDING => Frame::Padding,
+            FrameType::PADDING => {
+                // A run of PADDING bytes is a run of frames that carry nothing (RFC 9000 §19.1):
+                // taken as one, so that a padded MTU probe does not cost a loop turn per byte.
+                let run = self.bytes.iter().take_while(|&&b| b == 0).count();
+                self.bytes.advance(run);
+                Frame::Padding
+            }
             FrameType::RESET_STREAM => Frame::ResetStream(ResetStream {
                 id: self.bytes.get()?,
                 error_code: self.bytes.get()?,
@@ -950,6 +956,21 @@ mod test {
             .unwrap()
             .collect::<Result<Vec<_>, _>>()
             .unwrap()
+    }
+
+    #[test]
+    fn padding_run_is_one_frame() {
+        // A padded MTU probe: PING, then padding to the end; padding between frames too.
+        let mut buf = vec![FrameType::PING.0 as u8];
+        buf.extend([0u8; 1000]);
+        buf.push(FrameType::PING.0 as u8);
+        buf.extend([0u8; 16 * 1024]);
+        let frames = frames(buf);
+        assert_eq!(frames.len(), 4, "{frames:?}");
+        assert_matches!(frames[0], Frame::Ping);
+        assert_matches!(frames[1], Frame::Padding);
+        assert_matches!(frames[2], Frame::Ping);
+        assert_matches!(frames[3], Frame::Padding);
     }
 
     #[test]
