@@ -462,12 +462,7 @@ pub fn child(args: &Args, recording: Recording) -> ExitCode {
     };
     // The subscriber every zone-bench run (and a server) has: without one, tracing's `log`
     // fallback formats each call's span, ~10 % of a unary call's instructions.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    zone_client::logging::init("error");
     // One thread: no cross-thread wake-ups whose number depends on scheduling.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

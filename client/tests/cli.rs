@@ -298,6 +298,24 @@ fn user_without_password_source_is_a_usage_error() {
     }
 }
 
+/// `zone-client --addr ADDR --transport T --ca CA get ZONE www`.
+fn get_www(addr: &str, transport: &str, ca: &str) -> Run {
+    run_client(
+        &[
+            "--addr",
+            addr,
+            "--transport",
+            transport,
+            "--ca",
+            ca,
+            "get",
+            ZONE,
+            "www",
+        ],
+        &[],
+    )
+}
+
 /// A port that was just free: nothing listens there.
 fn dead_addr() -> String {
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -310,20 +328,7 @@ fn unreachable_server_fails_with_exit_1() {
         let server = TestServer::start(transport);
         let addr = dead_addr();
         let ca = server.ca.to_str().unwrap();
-        let run = run_client(
-            &[
-                "--addr",
-                &addr,
-                "--transport",
-                transport,
-                "--ca",
-                ca,
-                "get",
-                ZONE,
-                "www",
-            ],
-            &[],
-        );
+        let run = get_www(&addr, transport, ca);
         assert_eq!(run.code, Some(1), "{run:#?}");
         assert!(run.stderr.starts_with("error: "), "{run:#?}");
         assert!(run.stderr.contains(&addr), "{run:#?}");
@@ -340,22 +345,7 @@ fn several_servers_in_addr_are_balanced_over() {
         let dead = dead_addr();
         let ca = server.ca.to_str().unwrap();
         let both = format!("{dead},{}", server.addr);
-        let args = |addr: &str| {
-            run_client(
-                &[
-                    "--addr",
-                    addr,
-                    "--transport",
-                    transport,
-                    "--ca",
-                    ca,
-                    "get",
-                    ZONE,
-                    "www",
-                ],
-                &[],
-            )
-        };
+        let args = |addr: &str| get_www(addr, transport, ca);
         let run = args(&both);
         assert_ok(&run);
         assert!(run.stdout.contains("192.0.2.10"), "{run:#?}");
