@@ -591,8 +591,17 @@ impl EdgeConnector {
     /// The endpoints of `addr`'s servers: keep-alives on both wires, a QUIC idle timeout of 3
     /// intervals, a connect timeout of 2 (at least 1 s).
     pub fn endpoints(&self) -> Result<Vec<Endpoint>, EdgeError> {
+        self.servers().map(|(_, endpoints)| endpoints)
+    }
+
+    /// `addr`'s items and their endpoints.
+    fn servers(&self) -> Result<(Vec<String>, Vec<Endpoint>), EdgeError> {
         let items = crate::servers::parse(&self.addr).map_err(EdgeError::Config)?;
-        items.iter().map(|addr| self.endpoint(addr)).collect()
+        let endpoints = items
+            .iter()
+            .map(|addr| self.endpoint(addr))
+            .collect::<Result<_, _>>()?;
+        Ok((items, endpoints))
     }
 
     fn endpoint(&self, addr: &str) -> Result<Endpoint, EdgeError> {
@@ -632,8 +641,8 @@ impl EdgeConnector {
             match slot.as_ref() {
                 Some(channel) => channel.clone(),
                 None => {
-                    let items = crate::servers::parse(&self.addr).map_err(EdgeError::Config)?;
-                    let channel = crate::servers::channel(&items, self.endpoints()?);
+                    let (items, endpoints) = self.servers()?;
+                    let channel = crate::servers::channel(&items, endpoints);
                     *slot = Some(channel.clone());
                     channel
                 }

@@ -394,14 +394,14 @@ impl Balancer {
     }
 
     fn set(&self, backends: Vec<Arc<Backend>>) {
+        let now: Arc<[Arc<Backend>]> = Arc::from(backends);
         let old = {
             let mut guard = self
                 .backends
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            std::mem::replace(&mut *guard, Arc::from(backends))
+            std::mem::replace(&mut *guard, now.clone())
         };
-        let now = self.snapshot();
         for gone in old
             .iter()
             .filter(|b| !now.iter().any(|n| Arc::ptr_eq(n, b)))
@@ -658,10 +658,12 @@ async fn resolve_loop(balancer: Weak<Balancer>, endpoint: Endpoint, config: Bala
         match result {
             Ok(addrs) if !addrs.is_empty() => {
                 let mut next = HashMap::with_capacity(addrs.len());
+                let mut added = false;
                 for addr in addrs {
                     let backend = match current.remove(&addr) {
                         Some(b) => Some(b),
                         None => {
+                            added = true;
                             let mut e = endpoint.clone();
                             e.connect_addr = Some(addr);
                             // HTTP/3 "on the same port" (Auto) means each backend's own port
@@ -676,14 +678,13 @@ async fn resolve_loop(balancer: Weak<Balancer>, endpoint: Endpoint, config: Bala
                         next.insert(addr, b);
                     }
                 }
-                let changed = !current.is_empty() || next.len() != bal.snapshot().len();
+                // What is left of the old set vanished from the answer.
+                let removed = !current.is_empty();
                 current = next;
-                if changed || bal.snapshot().is_empty() {
+                if added || removed {
                     tracing::debug!(%host, backends = current.len(), "grpc-h3 balancer: resolved");
+                    publish(&bal, &current);
                 }
-                let mut list: Vec<Arc<Backend>> = current.values().cloned().collect();
-                list.sort_by(|a, b| a.name.cmp(&b.name));
-                bal.set(list);
             }
             Ok(_) => {
                 tracing::warn!(%host, "grpc-h3 balancer: name resolved to no address; keeping the backends")
@@ -717,10 +718,15 @@ async fn change_loop<K: Hash + Eq + Send + Clone + 'static>(
                 current.remove(&key);
             }
         }
-        let mut list: Vec<Arc<Backend>> = current.values().cloned().collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        bal.set(list);
+        publish(&bal, &current);
     }
+}
+
+/// Hands `current`'s backends to the balancer, in a stable order.
+fn publish<K>(balancer: &Balancer, current: &HashMap<K, Arc<Backend>>) {
+    let mut list: Vec<Arc<Backend>> = current.values().cloned().collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    balancer.set(list);
 }
 
 /// Counts a call in flight on its backend until its response ends.

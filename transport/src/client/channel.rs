@@ -147,10 +147,6 @@ impl Channel {
     /// Waits until the channel can carry calls: connected to its server, or, balanced, until
     /// one backend is (a balanced channel with no backend left fails with the last error).
     pub async fn ready(&self) -> Result<(), Error> {
-        self.connect_now().await
-    }
-
-    pub(super) async fn connect_now(&self) -> Result<(), Error> {
         match &self.inner.wire {
             Wire::H2(conn) => conn.connect_now().await,
             Wire::H3(conn) => conn.connect_now().await,

@@ -215,7 +215,7 @@ impl Endpoint {
     /// Connects now and returns a channel over the selected wire.
     pub async fn connect(self) -> Result<Channel, Error> {
         let channel = self.connect_lazy_checked()?;
-        channel.connect_now().await?;
+        channel.ready().await?;
         Ok(channel)
     }
 
