@@ -172,6 +172,15 @@ pub(crate) enum ReadyFrame {
     Trailers(http::HeaderMap),
 }
 
+/// A copy of a request body to send again, if it is complete (`rest` is `None`) and small enough
+/// to keep ([`REPLAY_LIMIT`]).
+pub(crate) fn replay_copy(
+    ready: &[ReadyFrame],
+    rest: Option<&RequestBody>,
+) -> Option<Vec<ReadyFrame>> {
+    (rest.is_none() && ready_len(ready) <= REPLAY_LIMIT).then(|| ready.to_vec())
+}
+
 pub(crate) fn ready_len(frames: &[ReadyFrame]) -> usize {
     frames
         .iter()

@@ -16,7 +16,7 @@ use tokio_rustls::TlsConnector;
 use tonic::Status;
 
 use crate::Transport;
-use crate::body::{REPLAY_LIMIT, Replay, RequestBody, ready_len, take_ready};
+use crate::body::{Replay, RequestBody, replay_copy, take_ready};
 use crate::metrics;
 use crate::path::PathSource;
 
@@ -80,9 +80,9 @@ fn with_copy(
     let token = body.token();
     let (ready, rest) = take_ready(body)?;
     let head = Request::from_parts(parts, ());
-    let copy = (rest.is_none() && ready_len(&ready) <= REPLAY_LIMIT).then(|| {
+    let copy = replay_copy(&ready, rest.as_ref()).map(|copy| {
         let (parts, ()) = head.clone().into_parts();
-        let body = tonic::body::Body::new(Replay::complete(ready.clone()));
+        let body = tonic::body::Body::new(Replay::complete(copy));
         Request::from_parts(parts, token.clone().wrap(body))
     });
     let (parts, ()) = head.into_parts();

@@ -28,7 +28,7 @@ use super::backend;
 use super::body::H3Body;
 use super::write::{Ahead, Written, write_body};
 use crate::Transport;
-use crate::body::{ReadyFrame, Replay, RequestBody, ready_len, take_ready};
+use crate::body::{ReadyFrame, Replay, RequestBody, replay_copy, take_ready};
 use crate::client::Endpoint;
 use crate::client::channel::SendError;
 use crate::client::slot::{self, Slot};
@@ -316,8 +316,7 @@ impl H3Connection {
         match live.handshake_pending() {
             None => {
                 // Kept so a request the server refuses unprocessed can go again (RFC 9114 §4.1.1).
-                let copy = (rest.is_none() && ready_len(&ready) <= EARLY_DATA_LIMIT)
-                    .then(|| ready.clone());
+                let copy = replay_copy(&ready, rest.as_ref());
                 match self
                     .send_on(live, head, Replay::from_parts(ready, rest), copy)
                     .await
@@ -362,9 +361,7 @@ impl H3Connection {
         rest: Option<RequestBody>,
     ) -> Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Status>> + Send + '_>> {
         Box::pin(async move {
-            let Some(copy) =
-                (rest.is_none() && ready_len(&ready) <= EARLY_DATA_LIMIT).then(|| ready.clone())
-            else {
+            let Some(copy) = replay_copy(&ready, rest.as_ref()) else {
                 // A streaming or large call: not worth replaying, so not sent early.
                 let live = self.after_handshake(live, handshake).await?;
                 return self
@@ -527,9 +524,6 @@ impl H3Connection {
         })
     }
 }
-
-/// Largest request sent as 0-RTT early data (it is kept in memory for a possible replay).
-const EARLY_DATA_LIMIT: usize = crate::body::REPLAY_LIMIT;
 
 /// Why a call failed: `Early` ones were refused unprocessed in 0-RTT and may be sent again;
 /// `Unsent` ones never left this client (the request is returned whole).
