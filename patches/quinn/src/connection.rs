@@ -1017,10 +1017,14 @@ impl State {
         let now = self.runtime.now();
         let mut transmits = 0;
 
+        // grpc-h3 patch (patches/README.md): a GSO batch is bounded by what one `sendmsg` may
+        // carry, not by a fixed 10 segments.
         let max_datagrams = self
             .socket
             .max_transmit_segments()
-            .min(MAX_TRANSMIT_SEGMENTS);
+            .min(MAX_TRANSMIT_SEGMENTS)
+            .min((MAX_TRANSMIT_BYTES / usize::from(self.inner.current_mtu())).max(1));
+        let max_transmit_datagrams = MAX_TRANSMIT_DATAGRAMS.max(2 * max_datagrams);
 
         loop {
             // Retry the last transmit, or get a new one.
@@ -1069,7 +1073,7 @@ impl State {
                 continue;
             }
 
-            if transmits >= MAX_TRANSMIT_DATAGRAMS {
+            if transmits >= max_transmit_datagrams {
                 // TODO: What isn't ideal here yet is that if we don't poll all
                 // datagrams that could be sent we don't go into the `app_limited`
                 // state and CWND continues to grow until we get here the next time.
@@ -1335,7 +1339,12 @@ const MAX_TRANSMIT_DATAGRAMS: usize = 20;
 
 /// The maximum amount of datagrams that are sent in a single transmit
 ///
-/// This can be lower than the maximum platform capabilities, to avoid excessive
-/// memory allocations when calling `poll_transmit()`. Benchmarks have shown
-/// that numbers around 10 are a good compromise.
-const MAX_TRANSMIT_SEGMENTS: usize = 10;
+/// grpc-h3 patch: 64, Linux's `UDP_MAX_SEGMENTS`, where quinn has 10; the batch is bounded in
+/// bytes by [`MAX_TRANSMIT_BYTES`] instead, so the send buffer stays within 64 KiB at any MTU
+/// (quinn's 10 segments allowed 640 KiB at loopback's MTU) and an Ethernet-MTU path fills one
+/// `sendmsg` (45 datagrams of 1452 bytes).
+const MAX_TRANSMIT_SEGMENTS: usize = 64;
+
+/// The most UDP payload in one transmit: what one `sendmsg` may carry (65 535 bytes of IPv4
+/// datagram less its 20-byte header and the 8-byte UDP header). grpc-h3 patch.
+const MAX_TRANSMIT_BYTES: usize = 65_507;

@@ -17,6 +17,8 @@
 //! Upstream: quinn-rs/quinn#2201 (quinn-udp should chunk oversized transmits), open; a fix,
 //! quinn-rs/quinn#2653, was closed unmerged. Remove the split when a released quinn-udp chunks
 //! oversized transmits itself: the test `quinn_udp_alone_loses_an_oversized_batch` then fails.
+//! The vendored quinn (patches/quinn) now bounds its batches by bytes; the split stays for a
+//! batch assembled while the path MTU grew, and for when that patch goes.
 //!
 //! **Short reads.** quinn's endpoint driver receives until the socket says WouldBlock, so every
 //! wake-up cost two `recvmmsg` calls: one with the datagram, one that finds the queue empty. On
