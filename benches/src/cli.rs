@@ -46,6 +46,34 @@ enum Command {
     MetricsCount(Args),
 }
 
+impl Args {
+    /// What `run --full` runs through the lab after the scenarios: the cells the deployed-paths
+    /// goals are judged on (unary c=1 p99 at 1 % loss, small calls beside a stream, stream
+    /// throughput with Cubic and BBR at 5 %), at 50 ms RTT with the full profile's repetitions
+    /// and loss-event bounds; `None` when this is not a full `run`.
+    pub fn full_lab(&self) -> Option<Args> {
+        let plain_run = !(self.netlab
+            || self.soak
+            || self.faults
+            || self.dns
+            || self.metrics_count
+            || self.count_child.is_some()
+            || self.fault_server.is_some());
+        (self.full && plain_run && self.scenarios.is_empty()).then(|| Args {
+            netlab: true,
+            scenarios: vec!["grid".to_string()],
+            rtts_ms: vec![50],
+            losses_pct: vec![1.0, 5.0],
+            cells: vec![GridCell::C1, GridCell::Hol, GridCell::Stream],
+            // The lab's own profile, not the run's case length.
+            reps: None,
+            duration: None,
+            out: self.out.join("netlab"),
+            ..self.clone()
+        })
+    }
+}
+
 impl Cli {
     /// The options, with the mode the subcommand selected.
     pub fn into_args(self) -> Args {
@@ -71,10 +99,12 @@ impl Cli {
 }
 
 /// The options of every subcommand.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 pub struct Args {
     /// The full grid: 5 repetitions of 2 s per case, zone of 100 000 records (about 15 minutes
-    /// over both paths). The default is 3 repetitions of 0.5 s (a few minutes).
+    /// over both paths); as root, then the lab's cells of the deployed-paths goals (`netlab` at
+    /// 50 ms RTT, 1 % and 5 % loss: c1, hol, stream; about 30 minutes more, into `<out>/netlab`).
+    /// The default is 3 repetitions of 0.5 s (a few minutes).
     #[arg(long, conflicts_with_all = ["quick", "tiny"])]
     pub full: bool,
 
@@ -462,6 +492,34 @@ impl Settings {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_run_goes_on_to_the_labs_goal_cells() {
+        let args =
+            Args::parse_from_cli(["zone-bench", "--full", "--out", "/tmp/zb", "--reps", "7"])
+                .unwrap();
+        let lab = args
+            .full_lab()
+            .expect("a full run measures the lab's goal cells");
+        assert!(lab.netlab && lab.full);
+        assert_eq!(lab.scenarios, ["grid"]);
+        assert_eq!(lab.rtts_ms, [50]);
+        assert_eq!(lab.losses_pct, [1.0, 5.0]);
+        assert_eq!(lab.cells, [GridCell::C1, GridCell::Hol, GridCell::Stream]);
+        // The lab keeps its own profile: the run's case length and repetitions are not its own.
+        assert_eq!((lab.reps, lab.duration), (None, None));
+        assert_eq!(lab.out, PathBuf::from("/tmp/zb/netlab"));
+
+        for argv in [
+            &["zone-bench"][..],
+            &["zone-bench", "--full", "--scenario", "unary"],
+            &["zone-bench", "netlab", "--full"],
+            &["zone-bench", "soak", "--full"],
+        ] {
+            let args = Args::parse_from_cli(argv).unwrap();
+            assert!(args.full_lab().is_none(), "{argv:?}");
+        }
+    }
 
     #[test]
     fn scenario_flag_takes_several_names_and_repeats() {
