@@ -364,7 +364,11 @@ mod tests {
         }
         let (server, _) = transfer(&settings, 8 * 1024 * 1024).await;
         let per_transmit = server.udp_tx.datagrams as f64 / server.udp_tx.ios as f64;
-        assert!(per_transmit > 10.0, "{per_transmit:.1}: {:?}", server.udp_tx);
+        assert!(
+            per_transmit > 10.0,
+            "{per_transmit:.1}: {:?}",
+            server.udp_tx
+        );
         assert!(server.path.current_mtu <= 1452, "{:?}", server.path);
     }
 
