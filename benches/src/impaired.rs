@@ -256,6 +256,9 @@ pub struct Point {
     pub per_rep: BTreeMap<&'static str, Vec<f64>>,
     /// Calls behind the pooled c=1 quantiles (all repetitions).
     pub c1_calls: u64,
+    /// The c=1 latencies (ns) of each repetition, for the bootstrap interval of the pooled p99.
+    #[serde(skip)]
+    pub c1_reps: Vec<Vec<u64>>,
     /// Errors of the measurements that failed (the others still count).
     pub errors: Vec<String>,
 }
@@ -930,6 +933,7 @@ struct Accumulator {
     congestion: String,
     per_rep: BTreeMap<&'static str, Vec<f64>>,
     c1: Option<Histogram<u64>>,
+    c1_reps: Vec<Vec<u64>>,
     errors: Vec<String>,
 }
 
@@ -940,6 +944,7 @@ impl Accumulator {
             congestion: wire.congestion().to_string(),
             per_rep: BTreeMap::new(),
             c1: None,
+            c1_reps: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -950,6 +955,7 @@ impl Accumulator {
             self.per_rep.entry(key).or_default().push(v);
         }
         if let Some(h) = run.c1 {
+            self.c1_reps.push(crate::stats::histogram_values(&h));
             match &mut self.c1 {
                 Some(all) => {
                     if all.add(&h).is_err() {
@@ -991,6 +997,7 @@ impl Accumulator {
             metrics,
             per_rep: self.per_rep,
             c1_calls,
+            c1_reps: self.c1_reps,
             errors: self.errors,
         }
     }
@@ -1161,16 +1168,7 @@ pub fn evaluate(points: &[Point]) -> Vec<Goal> {
     };
     use NetWire::{H2, H2Bbr, H3, H3Bbr};
     vec![
-        goal(
-            "1% loss, 50 ms RTT: unary c=1 p99 H3/H2 (both Cubic)",
-            50,
-            1.0,
-            "c1_p99_ms",
-            H3,
-            H2,
-            false,
-            0.35,
-        ),
+        c1_p99_goal(points),
         goal(
             "1% loss, 50 ms RTT: 32 calls beside a stream, p99 H3/H2 (both Cubic)",
             50,
@@ -1212,6 +1210,35 @@ pub fn evaluate(points: &[Point]) -> Vec<Goal> {
             1.5,
         ),
     ]
+}
+
+/// The c=1 tail goal is on the p99 pooled over every repetition's calls (≥ 1000, so that it is
+/// not one loss event); its interval is that figure's 95 % bootstrap interval. The range of the
+/// per-repetition ratios (the grid table's) belongs to a p99 of ~200 calls, the second-slowest
+/// call, which one lucky repetition without a TCP loss can move 3×.
+fn c1_p99_goal(points: &[Point]) -> Goal {
+    let (rtt, loss, key) = (50, 1.0, "c1_p99_ms");
+    let (a, b) = (NetWire::H3, NetWire::H2);
+    let value = wire_ratio(points, rtt, loss, key, a, b);
+    let reps = |w| find(points, rtt, loss, w).map(|p| p.c1_reps.as_slice());
+    let interval = reps(a)
+        .zip(reps(b))
+        .and_then(|(a, b)| crate::stats::bootstrap_quantile_ratio(a, b, 0.99, 2000))
+        .or_else(|| {
+            value.map(|v| {
+                let r = Ratio::with_pairs(v, &paired_ratios(points, rtt, loss, key, a, b));
+                [r.lo, r.hi]
+            })
+        });
+    goals::goal(
+        "1% loss, 50 ms RTT: unary c=1 p99 H3/H2 (both Cubic; p99 pooled over all calls, \
+         interval: its 95 % bootstrap interval)"
+            .to_string(),
+        value,
+        interval,
+        false,
+        0.35,
+    )
 }
 
 /// Cross-controller ratios, printed for information: QUIC BBR against TCP Cubic mixes the
@@ -2022,8 +2049,57 @@ mod tests {
             metrics: figures.iter().copied().collect(),
             per_rep: BTreeMap::new(),
             c1_calls: 0,
+            c1_reps: Vec::new(),
             errors: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_c1_goal_is_judged_on_the_pooled_p99s_bootstrap_interval() {
+        // 3 repetitions of 400 calls: h3's slowest 4 % at 110 ms; h2's at 350 ms, but its first
+        // repetition saw no loss (its own p99 50 ms, so that repetition's ratio is ~2).
+        let reps = |slow: u64, lucky: bool| -> Vec<Vec<u64>> {
+            (0..3)
+                .map(|rep| {
+                    (0..400u64)
+                        .map(|i| {
+                            let slow_call = i % 25 == 0 && !(lucky && rep == 0);
+                            if slow_call { slow + i } else { 50_000 + i }
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let with = |wire, reps: Vec<Vec<u64>>| {
+            let pooled = reps.concat();
+            let mut sorted = pooled.clone();
+            sorted.sort_unstable();
+            let p99 = sorted[(sorted.len() as f64 * 0.99).ceil() as usize - 1];
+            let mut p = point(50, 1.0, wire, &[("c1_p99_ms", p99 as f64)]);
+            p.per_rep.insert(
+                "c1_p99_ms",
+                reps.iter()
+                    .map(|r| {
+                        let mut r = r.clone();
+                        r.sort_unstable();
+                        r[(r.len() as f64 * 0.99).ceil() as usize - 1] as f64
+                    })
+                    .collect(),
+            );
+            p.c1_reps = reps;
+            p
+        };
+        let points = vec![
+            with(NetWire::H2, reps(350_000, true)),
+            with(NetWire::H3, reps(110_000, false)),
+        ];
+        let per_rep = paired_ratios(&points, 50, 1.0, "c1_p99_ms", NetWire::H3, NetWire::H2);
+        assert!(per_rep.iter().any(|&r| r > 1.0), "{per_rep:?}");
+        let goal = evaluate(&points).remove(0);
+        assert!(goal.name.contains("bootstrap"), "{}", goal.name);
+        let [lo, hi] = goal.interval.unwrap();
+        assert!(hi < 0.35, "{lo}..{hi}");
+        assert_eq!(goal.pass, Some(true));
     }
 
     #[test]

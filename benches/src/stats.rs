@@ -157,10 +157,129 @@ impl LatencyDist {
     }
 }
 
+/// The 95 % bootstrap interval of `quantile(a) / quantile(b)` where each side's quantile is taken
+/// over all its repetitions' values pooled (as the reports' pooled p99 is). Resampling is
+/// stratified: each resample draws every repetition's own number of values from that
+/// repetition, so the repetitions keep their weight. This is the sampling interval of the pooled
+/// figure itself, where the range of per-repetition ratios is that of a noisier figure (a p99 of
+/// 200 calls is their second-slowest, one loss event more or less). Fixed seed: the same data
+/// gives the same interval. `None` when a side has no values.
+pub fn bootstrap_quantile_ratio(
+    a: &[Vec<u64>],
+    b: &[Vec<u64>],
+    q: f64,
+    resamples: usize,
+) -> Option<[f64; 2]> {
+    if a.iter().all(Vec::is_empty) || b.iter().all(Vec::is_empty) || resamples == 0 {
+        return None;
+    }
+    let mut rng = fastrand::Rng::with_seed(0x5eed_b007);
+    let mut pooled = Vec::new();
+    let mut resampled_quantile = |reps: &[Vec<u64>], rng: &mut fastrand::Rng| {
+        pooled.clear();
+        for rep in reps.iter().filter(|r| !r.is_empty()) {
+            pooled.extend((0..rep.len()).map(|_| rep[rng.usize(..rep.len())]));
+        }
+        pooled_quantile(&mut pooled, q)
+    };
+    let mut ratios: Vec<f64> = (0..resamples)
+        .filter_map(|_| {
+            let x = resampled_quantile(a, &mut rng);
+            let y = resampled_quantile(b, &mut rng);
+            ratio(x, y)
+        })
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    Some([quantile(&ratios, 0.025), quantile(&ratios, 0.975)])
+}
+
+/// Quantile `q` of non-empty `values` as hdrhistogram reports one: the smallest value with at
+/// least `q` of all values at or below it.
+fn pooled_quantile(values: &mut [u64], q: f64) -> f64 {
+    let rank = ((q.clamp(0.0, 1.0) * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    let (_, v, _) = values.select_nth_unstable(rank - 1);
+    *v as f64
+}
+
+/// Every recorded value of `h`, each as often as it was recorded (at the histogram's precision).
+pub fn histogram_values(h: &Histogram<u64>) -> Vec<u64> {
+    h.iter_recorded()
+        .flat_map(|v| std::iter::repeat_n(v.value_iterated_to(), v.count_at_value() as usize))
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// `reps` repetitions of `calls` latencies (µs): most at 50 ms, `slow_pct` % of them (none
+    /// in repetition 0 when `lucky_first`) spread over `slow`.
+    fn latencies(
+        seed: u64,
+        reps: usize,
+        calls: usize,
+        slow_pct: usize,
+        slow: std::ops::Range<u64>,
+        lucky_first: bool,
+    ) -> Vec<Vec<u64>> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        (0..reps)
+            .map(|rep| {
+                (0..calls)
+                    .map(|_| {
+                        let slow_call = rng.usize(..100) < slow_pct && !(lucky_first && rep == 0);
+                        if slow_call {
+                            rng.u64(slow.clone())
+                        } else {
+                            rng.u64(50_000..52_000)
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pooled_quantile_matches_the_histograms() {
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        for rep in latencies(1, 5, 200, 3, 300_000..400_000, false) {
+            for v in rep {
+                h.record(v).unwrap();
+            }
+        }
+        let mut values = histogram_values(&h);
+        assert_eq!(values.len() as u64, h.len());
+        for q in [0.5, 0.9, 0.99] {
+            assert_eq!(
+                pooled_quantile(&mut values, q),
+                h.value_at_quantile(q) as f64
+            );
+        }
+    }
+
+    #[test]
+    fn bootstrap_interval_brackets_the_pooled_ratio() {
+        // h3-like: a lost packet costs ~110 ms; h2-like: 300-400 ms, and one repetition saw no
+        // loss at all (its own p99 is 52 ms: that repetition's ratio alone is ~2).
+        let a = latencies(2, 5, 200, 3, 105_000..115_000, false);
+        let b = latencies(3, 5, 200, 3, 300_000..400_000, true);
+        let [lo, hi] = bootstrap_quantile_ratio(&a, &b, 0.99, 2000).unwrap();
+        let pooled = |reps: &[Vec<u64>]| pooled_quantile(&mut reps.concat(), 0.99);
+        let value = pooled(&a) / pooled(&b);
+        assert!(lo <= value && value <= hi, "{lo} {value} {hi}");
+        assert!(hi < 0.45 && lo > 0.2, "{lo}..{hi}");
+        // Fixed seed: the same data, the same interval.
+        assert_eq!(bootstrap_quantile_ratio(&a, &b, 0.99, 2000), Some([lo, hi]));
+        // The same distribution on both sides: the interval holds 1.
+        let c = latencies(4, 5, 200, 3, 300_000..400_000, false);
+        let [lo, hi] = bootstrap_quantile_ratio(&c, &b, 0.99, 2000).unwrap();
+        assert!(lo < 1.0 && 1.0 < hi, "{lo}..{hi}");
+        assert_eq!(bootstrap_quantile_ratio(&a, &[], 0.99, 100), None);
+    }
 
     #[test]
     fn median_and_quartiles_interpolate() {
