@@ -132,7 +132,7 @@ fn run_full_lab(lab: &Args, run_code: ExitCode) -> ExitCode {
         return run_code;
     }
     eprintln!(
-        "zone-bench: --full: the lab's goal cells: 50 ms RTT, 1 % and 5 % loss (about 30 min) ..."
+        "zone-bench: --full: the lab's goal cells: 50 ms RTT, 1 % and 5 % loss (about 40 min) ..."
     );
     let lab_code = impaired::main(lab);
     if run_code == ExitCode::SUCCESS {
