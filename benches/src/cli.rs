@@ -101,7 +101,7 @@ impl Cli {
 /// The options of every subcommand.
 #[derive(Debug, Clone, Parser)]
 pub struct Args {
-    /// The full grid: 5 repetitions of 2 s per case, zone of 100 000 records (about 15 minutes
+    /// The full grid: 5 repetitions of 2 s per case, zone of 100 000 records (about 20 minutes
     /// over both paths); as root, then the lab's cells of the deployed-paths goals (`netlab` at
     /// 50 ms RTT, 1 % and 5 % loss: c1, hol, stream; about 40 minutes more, into `<out>/netlab`).
     /// The default is 3 repetitions of 0.5 s (a few minutes).
