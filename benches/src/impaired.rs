@@ -1152,12 +1152,25 @@ fn wire_ratio(
         .and_then(|(x, y)| ratio(x, y))
 }
 
+/// `a`'s figure over `b`'s at one grid point, with the range of the ratios of their repetitions
+/// paired round by round.
+fn paired_ratio(
+    points: &[Point],
+    rtt: u64,
+    loss: f64,
+    key: &str,
+    a: NetWire,
+    b: NetWire,
+) -> Option<Ratio> {
+    wire_ratio(points, rtt, loss, key, a, b)
+        .map(|v| Ratio::with_pairs(v, &paired_ratios(points, rtt, loss, key, a, b)))
+}
+
 /// The impaired-network goals (reported, never enforced), each with the interval of its ratios
 /// of repetitions run side by side: a verdict only when the interval is on one side of the goal.
 pub fn evaluate(points: &[Point]) -> Vec<Goal> {
     let goal = |name: &str, rtt, loss, key, a, b, at_least, threshold| {
-        let ratio = wire_ratio(points, rtt, loss, key, a, b)
-            .map(|v| Ratio::with_pairs(v, &paired_ratios(points, rtt, loss, key, a, b)));
+        let ratio = paired_ratio(points, rtt, loss, key, a, b);
         goals::goal(
             name.to_string(),
             ratio.map(|r| r.value),
@@ -1224,12 +1237,7 @@ fn c1_p99_goal(points: &[Point]) -> Goal {
     let interval = reps(a)
         .zip(reps(b))
         .and_then(|(a, b)| crate::stats::bootstrap_quantile_ratio(a, b, 0.99, 2000))
-        .or_else(|| {
-            value.map(|v| {
-                let r = Ratio::with_pairs(v, &paired_ratios(points, rtt, loss, key, a, b));
-                [r.lo, r.hi]
-            })
-        });
+        .or_else(|| paired_ratio(points, rtt, loss, key, a, b).map(|r| [r.lo, r.hi]));
     goals::goal(
         "1% loss, 50 ms RTT: unary c=1 p99 H3/H2 (both Cubic; p99 pooled over all calls, \
          interval: its 95 % bootstrap interval)"
@@ -1279,13 +1287,9 @@ fn cell_spread(v: Option<f64>, s: Option<Summary>) -> String {
     }
 }
 
-/// A ratio with the range of its per-repetition ratios, as every zone-bench report writes one.
-fn ratio_spread(v: Option<f64>, per_rep: &[f64]) -> String {
-    ratio_text(v.map(|v| Ratio::with_pairs(v, per_rep)))
-}
-
+/// A ratio without repetitions to pair, as every zone-bench report writes one.
 fn ratio_cell(v: Option<f64>) -> String {
-    ratio_spread(v, &[])
+    ratio_text(v.map(|v| Ratio::with_pairs(v, &[])))
 }
 
 /// The figures of the grid tables: key in [`Point::metrics`] and title.
@@ -1334,12 +1338,7 @@ fn rows(settings: &LabSettings, points: &[Point], key: &str) -> Vec<Vec<String>>
                     spread(points, rtt, loss, w, key),
                 )
             };
-            let r = |a, b| {
-                ratio_spread(
-                    wire_ratio(points, rtt, loss, key, a, b),
-                    &paired_ratios(points, rtt, loss, key, a, b),
-                )
-            };
+            let r = |a, b| ratio_text(paired_ratio(points, rtt, loss, key, a, b));
             use NetWire::{H2, H2Bbr, H3, H3Bbr, TonicH3};
             rows.push(vec![
                 rtt.to_string(),
@@ -2071,21 +2070,10 @@ mod tests {
                 .collect()
         };
         let with = |wire, reps: Vec<Vec<u64>>| {
-            let pooled = reps.concat();
-            let mut sorted = pooled.clone();
-            sorted.sort_unstable();
-            let p99 = sorted[(sorted.len() as f64 * 0.99).ceil() as usize - 1];
-            let mut p = point(50, 1.0, wire, &[("c1_p99_ms", p99 as f64)]);
-            p.per_rep.insert(
-                "c1_p99_ms",
-                reps.iter()
-                    .map(|r| {
-                        let mut r = r.clone();
-                        r.sort_unstable();
-                        r[(r.len() as f64 * 0.99).ceil() as usize - 1] as f64
-                    })
-                    .collect(),
-            );
+            let p99 = |values: &[u64]| crate::stats::pooled_quantile(&mut values.to_vec(), 0.99);
+            let mut p = point(50, 1.0, wire, &[("c1_p99_ms", p99(&reps.concat()))]);
+            p.per_rep
+                .insert("c1_p99_ms", reps.iter().map(|r| p99(r)).collect());
             p.c1_reps = reps;
             p
         };

@@ -198,7 +198,7 @@ pub fn bootstrap_quantile_ratio(
 
 /// Quantile `q` of non-empty `values` as hdrhistogram reports one: the smallest value with at
 /// least `q` of all values at or below it.
-fn pooled_quantile(values: &mut [u64], q: f64) -> f64 {
+pub fn pooled_quantile(values: &mut [u64], q: f64) -> f64 {
     let rank = ((q.clamp(0.0, 1.0) * values.len() as f64).ceil() as usize).clamp(1, values.len());
     let (_, v, _) = values.select_nth_unstable(rank - 1);
     *v as f64

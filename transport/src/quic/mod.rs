@@ -357,7 +357,8 @@ mod tests {
             loopback_mtu: false,
             ..QuicSettings::default()
         };
-        let probe = quinn::udp::UdpSocketState::new((&bound_udp()).into()).unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let probe = quinn::udp::UdpSocketState::new((&socket).into()).unwrap();
         if probe.max_gso_segments() < 16 {
             eprintln!("skipped: no UDP GSO on this host's loopback");
             return;
@@ -370,10 +371,6 @@ mod tests {
             server.udp_tx
         );
         assert!(server.path.current_mtu <= 1452, "{:?}", server.path);
-    }
-
-    fn bound_udp() -> std::net::UdpSocket {
-        std::net::UdpSocket::bind("127.0.0.1:0").unwrap()
     }
 
     /// Only loopback peers have a known path MTU; a v4-mapped loopback peer (on a dual-stack
