@@ -181,7 +181,7 @@ pub(crate) fn replay_copy(
     (rest.is_none() && ready_len(ready) <= REPLAY_LIMIT).then(|| ready.to_vec())
 }
 
-pub(crate) fn ready_len(frames: &[ReadyFrame]) -> usize {
+fn ready_len(frames: &[ReadyFrame]) -> usize {
     frames
         .iter()
         .map(|f| match f {
